@@ -1,0 +1,3 @@
+from pgperfmon.cli import main
+
+main()

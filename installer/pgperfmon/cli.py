@@ -1,0 +1,203 @@
+"""The `pgperfmon` command."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from pgperfmon import __version__, config, db, deploy, embedded, status
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+# Errors that carry a message meant for the user: shown as one clean line, exit 1.
+USER_ERRORS = (
+    db.ConnectError,
+    deploy.DeployError,
+    config.ConfigError,
+    embedded.EmbeddedError,
+)
+
+
+def _user_errors(func: F) -> F:
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except USER_ERRORS as exc:
+            click.echo(f"error: {db.redact(str(exc))}", err=True)
+            sys.exit(1)
+
+    return wrapper  # type: ignore[return-value]
+
+
+dsn_option = click.option(
+    "--dsn",
+    envvar="PGPERFMON_DSN",
+    default=None,
+    help="libpq connection string or URI; default $PGPERFMON_DSN, else the PG* variables.",
+)
+data_dir_option = click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help=f"home of the embedded cluster (default {embedded.default_home()}).",
+)
+
+
+@click.group()
+@click.version_option(__version__, prog_name="pgperfmon")
+def main() -> None:
+    """pgperfmon: a PostgreSQL performance monitor that lives inside the database it watches."""
+
+
+# ------------------------------------------------------------------ embedded cluster
+
+@main.command()
+@data_dir_option
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="TCP port on 127.0.0.1 (default: the last one used, else a free one).")
+@_user_errors
+def up(data_dir: Path | None, port: int | None) -> None:
+    """Create (first time) and start the embedded local PostgreSQL; print its DSN last."""
+    cluster = embedded.Cluster(data_dir)
+    was_running = cluster.is_running() if cluster.is_initialised() else False
+    _required, optional = embedded.missing_extensions(cluster.binaries)
+    dsn = cluster.up(port)
+    if not was_running:
+        click.echo(f"started PostgreSQL {cluster.binaries.major} in {cluster.pgdata}", err=True)
+    if optional:
+        click.echo(
+            "note: optional extensions missing (pgperfmon runs degraded without them); "
+            f"on Debian/Ubuntu: apt-get install -y {' '.join(optional)}",
+            err=True,
+        )
+    click.echo(dsn)
+
+
+@main.command()
+@data_dir_option
+@_user_errors
+def down(data_dir: Path | None) -> None:
+    """Stop the embedded PostgreSQL."""
+    cluster = embedded.Cluster(data_dir)
+    if not cluster.is_initialised():
+        click.echo(f"no embedded cluster in {cluster.home}")
+        return
+    click.echo("stopped" if cluster.down() else "was not running")
+
+
+# ------------------------------------------------------------------ install
+
+def _load_config(config_file: Path | None) -> config.Config:
+    return config.load(config_file)
+
+
+@main.command()
+@dsn_option
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, help="performance_monitoring.yml (default: built-in defaults).")
+@_user_errors
+def install(dsn: str | None, config_file: Path | None) -> None:
+    """Install or upgrade pgperfmon in a database (idempotent; keeps data)."""
+    cfg = _load_config(config_file)  # an invalid file stops here, before any change
+    target = db.resolve_dsn(dsn)
+    report = deploy.install(target, cfg)
+    for line in report.changes:
+        click.echo(line)
+    for line in report.notes:
+        click.echo(f"note: {line}")
+    click.echo(
+        f"pgperfmon {__version__} installed in {db.describe(target)}"
+        + ("" if report.changes else " (nothing to change)")
+    )
+
+
+main.add_command(install, name="upgrade")
+
+
+@main.command()
+@dsn_option
+@click.option("--keep-data", is_flag=True, help="keep the tables of schema perfmon and their rows.")
+@click.option("--yes", is_flag=True, help="do not ask for confirmation.")
+@_user_errors
+def uninstall(dsn: str | None, keep_data: bool, yes: bool) -> None:
+    """Remove pgperfmon's jobs, schema and roles from a database."""
+    target = db.resolve_dsn(dsn)
+    if not yes and sys.stdin.isatty():
+        what = "its functions, views and jobs" if keep_data else "all its data"
+        click.confirm(f"Remove pgperfmon and {what} from {db.describe(target)}?", abort=True)
+    report = deploy.uninstall(target, keep_data=keep_data)
+    for line in report.changes:
+        click.echo(line)
+    for line in report.notes:
+        click.echo(f"note: {line}")
+    click.echo(f"pgperfmon uninstalled from {db.describe(target)}")
+
+
+@main.command(name="status")
+@dsn_option
+@click.option("--json", "as_json", is_flag=True, help="print the status as JSON.")
+@_user_errors
+def status_command(dsn: str | None, as_json: bool) -> None:
+    """What is installed, which capabilities are in force, how the jobs ran. Exit 1 if unhealthy."""
+    result = status.collect(db.resolve_dsn(dsn))
+    if as_json:
+        click.echo(json.dumps(result.as_json(), indent=2, default=str))
+    else:
+        click.echo(status.render(result))
+    sys.exit(0 if result.healthy else 1)
+
+
+# ------------------------------------------------------------------ configuration
+
+@main.group(name="config")
+def config_group() -> None:
+    """Validate and show the configuration."""
+
+
+@config_group.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@_user_errors
+def config_validate(file: Path) -> None:
+    """Check FILE (and the environment overrides); print the problems, exit 1 if any."""
+    cfg = config.load(file)
+    overridden = [f"{var} -> {key}" for var, key in config.ENV_OVERRIDES.items()
+                  if var in os.environ]
+    click.echo(f"{file}: valid ({len(config.flatten(cfg))} keys)")
+    for line in overridden:
+        click.echo(f"  overridden by ${line}")
+
+
+@config_group.command("show")
+@dsn_option
+@click.option("--file", "file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="show a file's effective configuration instead of the database's.")
+@_user_errors
+def config_show(dsn: str | None, file: Path | None) -> None:
+    """Print the configuration stored in the database (or a file's), as YAML."""
+    if file is not None:
+        click.echo(config.to_yaml(config.unflatten(config.flatten(config.load(file)))), nl=False)
+        return
+    with db.connection(db.resolve_dsn(dsn)) as conn:
+        installed = conn.execute("SELECT to_regclass('perfmon.config') IS NOT NULL").fetchone()
+        if not installed or not installed[0]:
+            raise deploy.DeployError(
+                f"pgperfmon is not installed in database {conn.info.dbname}"
+            )
+        rows = dict(conn.execute("SELECT key, value FROM perfmon.config"))
+    # In the documented order of the template, not alphabetically.
+    order = list(config.flatten(config.Config()))
+    ordered = {k: rows[k] for k in sorted(rows, key=lambda k: (k not in order, order.index(k)
+                                                                 if k in order else 0, k))}
+    click.echo(config.to_yaml(config.unflatten(ordered)), nl=False)
+
+
+if __name__ == "__main__":
+    main()

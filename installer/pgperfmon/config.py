@@ -1,0 +1,296 @@
+"""The one configuration model: the YAML file, environment overrides, validation.
+
+The validated configuration is stored in ``perfmon.config`` as one row per
+leaf key (``collection.interval_seconds`` -> 60), where the in-database
+functions read it with ``perfmon.setting(key)``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from pgperfmon import resources
+
+Pct = Annotated[float, Field(ge=0, le=100)]
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    # An unknown key is an error: a typo must not silently fall back to a default.
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class Collection(_Section):
+    interval_seconds: int = 60
+    size_interval_seconds: PositiveInt = 900
+    retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    rollup_hourly_retention_days: Annotated[int, Field(ge=1, le=3650)] = 180
+    rollup_daily_retention_days: Annotated[int, Field(ge=1, le=36500)] = 730
+    partitions_ahead_days: Annotated[int, Field(ge=1, le=60)] = 3
+    statement_top_n: Annotated[int, Field(ge=10, le=100_000)] = 5000
+    relation_top_n: Annotated[int, Field(ge=10, le=1_000_000)] = 5000
+    exclude_schemas: list[str] = Field(
+        default_factory=lambda: ["pg_catalog", "information_schema", "pg_toast"]
+    )
+    statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 15_000
+    lock_timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 1_000
+
+    @field_validator("interval_seconds")
+    @classmethod
+    def _cron_expressible(cls, value: int) -> int:
+        # pg_cron 1.4 schedules whole minutes; below a minute the per-minute job
+        # takes several samples, so the interval must divide the minute.
+        if value < 60 and (value < 5 or 60 % value):
+            raise ValueError("expected a divisor of 60 of at least 5 (5, 6, 10, 12, 15, 20, 30) "
+                             "or a whole number of minutes in seconds (60, 120, ...)")
+        if value >= 60 and value % 60:
+            raise ValueError("expected a whole number of minutes in seconds (60, 120, ...) "
+                             "or a divisor of 60 of at least 5")
+        if value > 3600:
+            raise ValueError("expected at most 3600 seconds")
+        return value
+
+
+class PerformanceThresholds(_Section):
+    slow_query_ms: Annotated[float, Field(gt=0)] = 1000.0
+    connection_usage_pct: Pct = 80.0
+    cache_hit_ratio_min_pct: Pct = 95.0
+    replication_lag_seconds: Annotated[float, Field(gt=0)] = 60.0
+    idle_in_transaction_seconds: Annotated[float, Field(gt=0)] = 300.0
+    long_query_seconds: Annotated[float, Field(gt=0)] = 300.0
+
+
+class Database(_Section):
+    performance_thresholds: PerformanceThresholds = Field(default_factory=PerformanceThresholds)
+
+
+class LevelThresholds(_Section):
+    warning: Pct
+    critical: Pct
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LevelThresholds:
+        if self.critical < self.warning:
+            raise ValueError(
+                f"expected critical ({self.critical}) to be at least warning ({self.warning})"
+            )
+        return self
+
+
+class SystemThresholds(_Section):
+    cpu_pct: LevelThresholds = Field(default_factory=lambda: LevelThresholds(warning=80, critical=95))
+    memory_pct: LevelThresholds = Field(
+        default_factory=lambda: LevelThresholds(warning=85, critical=95)
+    )
+    disk_pct: LevelThresholds = Field(default_factory=lambda: LevelThresholds(warning=80, critical=90))
+
+
+class System(_Section):
+    agent_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    thresholds: SystemThresholds = Field(default_factory=SystemThresholds)
+
+
+class AnomalyDetection(_Section):
+    enabled: bool = True
+    algorithm: Literal["isolation_forest", "robust_zscore", "auto"] = "auto"
+    sensitivity: Literal["low", "medium", "high"] = "medium"
+    training_window_days: Annotated[int, Field(ge=1, le=365)] = 7
+    retrain_interval_hours: Annotated[int, Field(ge=1, le=168)] = 6
+
+
+class AutoRecovery(_Section):
+    # Actions that change the server are off until a DBA turns them on.
+    enabled: bool = False
+    dry_run: bool = True
+
+
+class Optimization(_Section):
+    index_min_improvement_pct: Pct = 20.0
+    unused_index_min_days: Annotated[int, Field(ge=1, le=3650)] = 14
+    auto_recovery: AutoRecovery = Field(default_factory=AutoRecovery)
+
+
+class Levels(_Section):
+    info: Pct = 0.0
+    warning: Pct = 70.0
+    critical: Pct = 90.0
+    emergency: Pct = 98.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Levels:
+        if not self.info <= self.warning <= self.critical <= self.emergency:
+            raise ValueError("expected info <= warning <= critical <= emergency")
+        return self
+
+
+class Channel(_Section):
+    enabled: bool = False
+    # The secret itself (URL with token, password) is read from this environment
+    # variable at delivery time; it is never stored in the configuration.
+    secret_env: str | None = None
+    min_level: Literal["info", "warning", "critical", "emergency"] = "warning"
+
+
+class EmailChannel(Channel):
+    smtp_host: str = "localhost"
+    smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
+    starttls: bool = True
+    username: str | None = None
+    sender: str = "pgperfmon@localhost"
+    recipients: list[str] = Field(default_factory=list)
+
+
+class SmsChannel(Channel):
+    gateway_url: str | None = None
+    recipients: list[str] = Field(default_factory=list)
+    min_level: Literal["info", "warning", "critical", "emergency"] = "critical"
+
+
+class Channels(_Section):
+    slack: Channel = Field(default_factory=lambda: Channel(secret_env="PGPERFMON_SLACK_WEBHOOK_URL"))
+    webhook: Channel = Field(default_factory=lambda: Channel(secret_env="PGPERFMON_WEBHOOK_URL"))
+    email: EmailChannel = Field(
+        default_factory=lambda: EmailChannel(secret_env="PGPERFMON_SMTP_PASSWORD")
+    )
+    sms: SmsChannel = Field(default_factory=lambda: SmsChannel(secret_env="PGPERFMON_SMS_TOKEN"))
+
+
+class Alerting(_Section):
+    enabled: bool = True
+    levels: Levels = Field(default_factory=Levels)
+    cooldown_minutes: Annotated[int, Field(ge=0, le=10080)] = 15
+    escalation_minutes: Annotated[int, Field(ge=1, le=10080)] = 30
+    max_delivery_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    channels: Channels = Field(default_factory=Channels)
+
+
+class Config(_Section):
+    collection: Collection = Field(default_factory=Collection)
+    database: Database = Field(default_factory=Database)
+    system: System = Field(default_factory=System)
+    anomaly_detection: AnomalyDetection = Field(default_factory=AnomalyDetection)
+    optimization: Optimization = Field(default_factory=Optimization)
+    alerting: Alerting = Field(default_factory=Alerting)
+
+
+# The seed's environment variables, and the key each one overrides.
+ENV_OVERRIDES: dict[str, str] = {
+    "PERFORMANCE_COLLECTION_INTERVAL": "collection.interval_seconds",
+    "PERFORMANCE_RETENTION_DAYS": "collection.retention_days",
+    "SLOW_QUERY_THRESHOLD": "database.performance_thresholds.slow_query_ms",
+    "CONNECTION_USAGE_THRESHOLD": "database.performance_thresholds.connection_usage_pct",
+    "CACHE_HIT_RATIO_THRESHOLD": "database.performance_thresholds.cache_hit_ratio_min_pct",
+    "CPU_WARNING_THRESHOLD": "system.thresholds.cpu_pct.warning",
+    "MEMORY_WARNING_THRESHOLD": "system.thresholds.memory_pct.warning",
+    "DISK_WARNING_THRESHOLD": "system.thresholds.disk_pct.warning",
+    "ANOMALY_DETECTION_ENABLED": "anomaly_detection.enabled",
+    "ANOMALY_SENSITIVITY": "anomaly_detection.sensitivity",
+    "ANOMALY_TRAINING_WINDOW_DAYS": "anomaly_detection.training_window_days",
+    "AUTO_RECOVERY_ENABLED": "optimization.auto_recovery.enabled",
+    "ALERTING_ENABLED": "alerting.enabled",
+}
+
+
+class ConfigError(Exception):
+    """An invalid configuration; ``problems`` holds one line per bad key."""
+
+    def __init__(self, source: str, problems: list[str]):
+        self.source = source
+        self.problems = problems
+        super().__init__(f"invalid configuration in {source}:\n" + "\n".join(
+            f"  - {p}" for p in problems
+        ))
+
+
+def _describe_error(error: Mapping[str, Any], origin: Mapping[str, str]) -> str:
+    key = ".".join(str(part) for part in error["loc"])
+    where = origin.get(key)
+    source = f" (from ${where})" if where else ""
+    msg = error["msg"]
+    if msg.startswith("Value error, "):
+        msg = msg[len("Value error, "):]
+    if error["type"] == "extra_forbidden":
+        return f"{key}: unknown key{source}; expected one of the documented keys"
+    return f"{key}{source}: got {error['input']!r}; {msg[0].lower()}{msg[1:]}"
+
+
+def _set_path(tree: dict, dotted: str, value: Any) -> None:
+    node = tree
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            child = {}
+            node[part] = child
+        node = child
+    node[leaf] = value
+
+
+def load(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:
+    """Read, override from the environment, and validate; raise ConfigError naming each problem."""
+    env = os.environ if env is None else env
+    source = str(path) if path else "the built-in defaults"
+    raw: Any = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
+        try:
+            raw = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise ConfigError(source, [f"expected a mapping of sections at the top, got {raw!r}"])
+    origin: dict[str, str] = {}
+    for var, dotted in ENV_OVERRIDES.items():
+        if var in env:
+            # YAML scalars, so that "30", "true" and "medium" mean what they say.
+            try:
+                value = yaml.safe_load(env[var])
+            except yaml.YAMLError:
+                value = env[var]
+            _set_path(raw, dotted, value)
+            origin[dotted] = var
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe_error(e, origin) for e in exc.errors()]) from None
+
+
+def flatten(config: Config) -> dict[str, Any]:
+    """Leaf keys in dotted form, JSON values: what is stored in perfmon.config."""
+    out: dict[str, Any] = {}
+
+    def walk(prefix: str, node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                walk(f"{prefix}.{key}" if prefix else key, value)
+        else:
+            out[prefix] = node
+
+    walk("", config.model_dump(mode="json"))
+    return out
+
+
+def unflatten(rows: Mapping[str, Any]) -> dict[str, Any]:
+    tree: dict[str, Any] = {}
+    for dotted, value in rows.items():
+        _set_path(tree, dotted, value)
+    return tree
+
+
+def to_yaml(tree: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(tree), sort_keys=False, default_flow_style=False)
+
+
+def template_path() -> Path:
+    return resources.default_config_file()

@@ -1,0 +1,528 @@
+"""Install, upgrade and uninstall pgperfmon in a database.
+
+Install is idempotent and keeps data: table migrations (``sql/migrations``) run
+once each, in order, each in its own transaction, and are recorded; views and
+functions (``sql/functions``, ``sql/views``) are ``CREATE OR REPLACE`` sources
+re-applied every time; the ``plpython/`` modules are stored in the database so
+the server needs no file of ours; the validated configuration is stored; the
+pg_cron jobs are made to match ``perfmon.job_plan``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+from psycopg.rows import tuple_row
+from psycopg.types.json import Jsonb
+
+from pgperfmon import __version__, db, resources
+from pgperfmon.config import Config, flatten
+
+ROLES = ("perfmon_admin", "perfmon_agent", "perfmon_reader")
+OPTIONAL_EXTENSIONS = ("plpython3u", "hypopg")
+INSTALL_LOCK = 0x70676D6F6E  # "pgmon": serialises concurrent installs of one database
+_REQUIRES = re.compile(r"^--\s*requires:\s*([\w, ]+)$", re.M)
+
+
+class DeployError(Exception):
+    """Install or uninstall could not proceed; the text says why and what to do."""
+
+
+@dataclass
+class Report:
+    """What an install or uninstall did, one line per change."""
+
+    changes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def change(self, text: str) -> None:
+        self.changes.append(text)
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    text: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class SqlObject:
+    path: Path
+    text: str
+
+    @property
+    def requires(self) -> set[str]:
+        found = _REQUIRES.search(self.text)
+        return {r.strip() for r in found.group(1).split(",")} if found else set()
+
+
+def migrations() -> list[Migration]:
+    found = []
+    for file in sorted(resources.path("sql", "migrations").glob("*.sql")):
+        number, _, name = file.stem.partition("_")
+        if not number.isdigit():
+            raise DeployError(f"migration file {file.name} must be named NNN_name.sql")
+        found.append(Migration(int(number), name, file.read_text(encoding="utf-8")))
+    versions = [m.version for m in found]
+    if len(set(versions)) != len(versions):
+        raise DeployError(f"two migrations share a number: {versions}")
+    return found
+
+
+def sql_objects() -> list[SqlObject]:
+    """Function files first (bodies are not checked at creation), then views."""
+    objects = []
+    for folder in ("functions", "views"):
+        for file in sorted(resources.path("sql", folder).glob("*.sql")):
+            objects.append(SqlObject(file, file.read_text(encoding="utf-8")))
+    return objects
+
+
+def python_modules() -> dict[str, tuple[bool, str]]:
+    """Dotted module name -> (is_package, source) for everything under plpython/."""
+    root = resources.path("plpython")
+    modules = {}
+    for file in sorted(root.rglob("*.py")):
+        rel = file.relative_to(root).with_suffix("")
+        is_package = rel.name == "__init__"
+        parts = rel.parts[:-1] if is_package else rel.parts
+        modules[".".join(parts)] = (is_package, file.read_text(encoding="utf-8"))
+    return modules
+
+
+def cron_job_prefix(dbname: str) -> str:
+    return f"pgperfmon.{dbname}."
+
+
+# --------------------------------------------------------------------------- install
+
+def install(dsn: str, config: Config) -> Report:
+    """Install or upgrade pgperfmon in the database of ``dsn``; safe to run again."""
+    report = Report()
+    with db.connection(dsn) as conn:
+        _check_server(conn)
+        conn.execute("SELECT pg_advisory_lock(%s)", (INSTALL_LOCK,))
+        conn.commit()
+        try:
+            available = _create_extensions(conn, report)
+            _create_roles(conn, report)
+            _apply_migrations(conn, report)
+            _apply_objects(conn, available, report)
+            _deploy_python(conn, available, report)
+            _store_config(conn, config, report)
+            _record_version(conn, report)
+            _apply_privileges(conn)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (INSTALL_LOCK,))
+            conn.commit()
+        _sync_cron_jobs(conn, dsn, report)
+    return report
+
+
+def _check_server(conn: psycopg.Connection) -> None:
+    version = conn.info.server_version
+    if version < 150000:
+        raise DeployError(
+            f"PostgreSQL {version // 10000} is too old: pgperfmon needs PostgreSQL 15 or newer"
+        )
+    is_super = conn.execute(
+        "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+    ).fetchone()
+    if not is_super or not is_super[0]:
+        raise DeployError(
+            f"pgperfmon install must run as a superuser (connected as {conn.info.user}): it "
+            "creates extensions, roles and PL/Python functions"
+        )
+    conn.commit()
+
+
+def _create_extensions(conn: psycopg.Connection, report: Report) -> set[str]:
+    """Create what is needed and what is available; return the extensions present."""
+    rows = conn.execute(
+        "SELECT name, installed_version IS NOT NULL FROM pg_available_extensions "
+        "WHERE name = ANY(%s)",
+        (["pg_stat_statements", *OPTIONAL_EXTENSIONS],),
+    ).fetchall()
+    available = dict(rows)
+    if "pg_stat_statements" not in available:
+        raise DeployError(
+            "the pg_stat_statements extension is not available on this server: install "
+            "PostgreSQL's contrib modules (on Debian: apt-get install postgresql-contrib)"
+        )
+    present = set()
+    for name, installed in available.items():
+        if not installed:
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
+            report.change(f"created extension {name}")
+        present.add(name)
+    for name in OPTIONAL_EXTENSIONS:
+        if name not in available:
+            report.note(f"extension {name} is not available on the server; see pgperfmon status")
+    return present
+
+
+def _create_roles(conn: psycopg.Connection, report: Report) -> None:
+    existing = {r[0] for r in conn.execute(
+        "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(ROLES),)
+    )}
+    for role in ROLES:
+        if role in existing:
+            continue
+        # perfmon_admin needs LOGIN only because pg_cron's background workers run the
+        # jobs as it; it gets no password, so nobody logs in as it over the network.
+        options = "LOGIN" if role == "perfmon_admin" else "NOLOGIN"
+        conn.execute(sql.SQL("CREATE ROLE {} " + options).format(sql.Identifier(role)))
+        report.change(f"created role {role}")
+    is_member = conn.execute(
+        "SELECT pg_has_role('perfmon_admin', 'pg_monitor', 'MEMBER')"
+    ).fetchone()
+    if not is_member or not is_member[0]:
+        conn.execute("GRANT pg_monitor TO perfmon_admin")
+        report.change("granted pg_monitor to perfmon_admin")
+    schema = conn.execute(
+        "SELECT pg_get_userbyid(nspowner) FROM pg_namespace WHERE nspname = 'perfmon'"
+    ).fetchone()
+    if schema is None:
+        conn.execute("CREATE SCHEMA perfmon AUTHORIZATION perfmon_admin")
+        report.change("created schema perfmon")
+    elif schema[0] != "perfmon_admin":
+        _reclaim_ownership(conn, report)
+    conn.execute("""
+        CREATE TABLE IF NOT EXISTS perfmon.schema_migrations (
+            version    integer PRIMARY KEY,
+            name       text NOT NULL,
+            checksum   text NOT NULL,
+            applied_at timestamptz NOT NULL DEFAULT now()
+        )""")
+    conn.execute("ALTER TABLE perfmon.schema_migrations OWNER TO perfmon_admin")
+    conn.commit()
+
+
+def _reclaim_ownership(conn: psycopg.Connection, report: Report) -> None:
+    """After `uninstall --keep-data` the kept tables belong to whoever uninstalled."""
+    conn.execute("ALTER SCHEMA perfmon OWNER TO perfmon_admin")
+    for (name,) in conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c "
+        "WHERE c.relnamespace = 'perfmon'::regnamespace AND c.relkind IN ('r', 'p') "
+        "AND c.relname <> 'python_modules' AND NOT c.relispartition"
+    ).fetchall():
+        # The name is the catalog's own regclass output: already quoted.
+        conn.execute(f"ALTER TABLE {name} OWNER TO perfmon_admin")
+    report.change("gave schema perfmon and its tables back to perfmon_admin")
+
+
+def _apply_migrations(conn: psycopg.Connection, report: Report) -> None:
+    applied = dict(conn.execute("SELECT version, checksum FROM perfmon.schema_migrations"))
+    for migration in migrations():
+        if migration.version in applied:
+            if applied[migration.version] != migration.checksum:
+                report.note(
+                    f"migration {migration.version:03d}_{migration.name} changed since it was "
+                    "applied; migrations are forward-only, so the change is not applied"
+                )
+            continue
+        try:
+            conn.execute("SET LOCAL ROLE perfmon_admin")
+            conn.execute(migration.text)
+            conn.execute("RESET ROLE")
+            conn.execute(
+                "INSERT INTO perfmon.schema_migrations (version, name, checksum) "
+                "VALUES (%s, %s, %s)",
+                (migration.version, migration.name, migration.checksum),
+            )
+            conn.commit()
+        except psycopg.Error as exc:
+            conn.rollback()
+            raise DeployError(
+                f"migration {migration.version:03d}_{migration.name} failed and was rolled "
+                f"back: {exc}"
+            ) from None
+        report.change(f"applied migration {migration.version:03d}_{migration.name}")
+
+
+def _definitions(conn: psycopg.Connection) -> dict[str, str]:
+    """Current definitions of perfmon's functions and views, to report what changed."""
+    rows = conn.execute("""
+        SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid)
+          FROM pg_proc AS p WHERE p.pronamespace = 'perfmon'::regnamespace AND p.prokind <> 'a'
+        UNION ALL
+        SELECT c.oid::regclass::text, pg_get_viewdef(c.oid)
+          FROM pg_class AS c WHERE c.relnamespace = 'perfmon'::regnamespace AND c.relkind = 'v'
+    """).fetchall()
+    return dict(rows)
+
+
+def _apply_objects(conn: psycopg.Connection, available: set[str], report: Report) -> None:
+    """Re-apply every function and view, in dependency order found by trying."""
+    before = _definitions(conn)
+    pending = [o for o in sql_objects() if o.requires <= available]
+    for skipped in (o for o in sql_objects() if not o.requires <= available):
+        report.note(f"skipped {skipped.path.name}: needs {', '.join(sorted(skipped.requires))}")
+    conn.execute("SET LOCAL check_function_bodies = off")
+    while pending:
+        failed: list[tuple[SqlObject, psycopg.Error]] = []
+        for obj in pending:
+            try:
+                with conn.transaction():
+                    # PL/Python is an untrusted language: only a superuser may create it.
+                    if "plpython3u" not in obj.requires:
+                        conn.execute("SET LOCAL ROLE perfmon_admin")
+                    _apply_object(conn, obj)
+                    conn.execute("RESET ROLE")
+            except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
+                    psycopg.errors.UndefinedObject) as exc:
+                failed.append((obj, exc))
+        if len(failed) == len(pending):
+            obj, exc = failed[0]
+            raise DeployError(f"{obj.path.name} cannot be applied: {exc}")
+        pending = [obj for obj, _exc in failed]
+    after = _definitions(conn)
+    for name in sorted(after):
+        if name not in before:
+            report.change(f"created {name}")
+        elif before[name] != after[name]:
+            report.change(f"replaced {name}")
+
+
+def _apply_object(conn: psycopg.Connection, obj: SqlObject) -> None:
+    try:
+        with conn.transaction():
+            conn.execute(obj.text)
+    except psycopg.errors.InvalidTableDefinition:
+        # A view whose columns changed cannot be replaced in place: drop and create it.
+        # No CASCADE: a user's view built on ours makes this fail loudly instead.
+        view = re.search(r"CREATE OR REPLACE VIEW\s+([\w.]+)", obj.text)
+        if not view:
+            raise
+        conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(*view.group(1).split("."))))
+        conn.execute(obj.text)
+
+
+def _deploy_python(conn: psycopg.Connection, available: set[str], report: Report) -> None:
+    if "plpython3u" not in available:
+        return
+    stored = dict(conn.execute("SELECT name, sha256 FROM perfmon.python_modules"))
+    modules = python_modules()
+    for name, (is_package, source) in modules.items():
+        digest = hashlib.sha256(source.encode()).hexdigest()
+        if stored.get(name) == digest:
+            continue
+        conn.execute(
+            """INSERT INTO perfmon.python_modules (name, is_package, source, sha256)
+               VALUES (%s, %s, %s, %s)
+               ON CONFLICT (name) DO UPDATE
+               SET is_package = EXCLUDED.is_package, source = EXCLUDED.source,
+                   sha256 = EXCLUDED.sha256, deployed_at = now()""",
+            (name, is_package, source, digest),
+        )
+        report.change(f"deployed Python module {name}")
+    for gone in sorted(set(stored) - set(modules)):
+        conn.execute("DELETE FROM perfmon.python_modules WHERE name = %s", (gone,))
+        report.change(f"removed Python module {gone}")
+
+
+def _store_config(conn: psycopg.Connection, config: Config, report: Report) -> None:
+    stored = dict(conn.execute("SELECT key, value FROM perfmon.config"))
+    wanted = flatten(config)
+    if not stored:
+        report.change(f"stored the configuration ({len(wanted)} keys)")
+    for key, value in wanted.items():
+        if key in stored and stored[key] == value:
+            continue
+        conn.execute(
+            """INSERT INTO perfmon.config (key, value) VALUES (%s, %s)
+               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()""",
+            (key, Jsonb(value)),
+        )
+        if stored:
+            report.change(f"set {key} = {json.dumps(value)}")
+    for gone in sorted(set(stored) - set(wanted)):
+        conn.execute("DELETE FROM perfmon.config WHERE key = %s", (gone,))
+        report.change(f"removed obsolete configuration key {gone}")
+
+
+def _record_version(conn: psycopg.Connection, report: Report) -> None:
+    row = conn.execute("SELECT value FROM perfmon.meta WHERE key = 'version'").fetchone()
+    if row and row[0] == __version__:
+        return
+    for key, value in (("version", __version__), ("installed_at", "now")):
+        conn.execute(
+            """INSERT INTO perfmon.meta (key, value)
+               VALUES (%s, CASE WHEN %s = 'now' THEN now()::text ELSE %s END)
+               ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now()""",
+            (key, value, value),
+        )
+    report.change(
+        f"upgraded pgperfmon {row[0]} -> {__version__}" if row else f"installed pgperfmon {__version__}"
+    )
+
+
+def _apply_privileges(conn: psycopg.Connection) -> None:
+    conn.execute(resources.sql("privileges"))
+
+
+# --------------------------------------------------------------------------- pg_cron
+
+def cron_database(conn: psycopg.Connection) -> str | None:
+    """The database pg_cron keeps its jobs in, or None when pg_cron is not preloaded."""
+    cur = conn.cursor(row_factory=tuple_row)
+    preload, cron_db = cur.execute(
+        "SELECT current_setting('shared_preload_libraries'), "
+        "current_setting('cron.database_name', true)"
+    ).fetchone() or ("", None)
+    if "pg_cron" not in [p.strip() for p in preload.split(",")]:
+        return None
+    return cron_db or "postgres"
+
+
+def _cron_connection(conn: psycopg.Connection, dsn: str, cron_db: str) -> psycopg.Connection:
+    if cron_db == conn.info.dbname:
+        return conn
+    return db.connect(db.with_dbname(dsn, cron_db), autocommit=True)
+
+
+def _sync_cron_jobs(conn: psycopg.Connection, dsn: str, report: Report) -> None:
+    cron_db = cron_database(conn)
+    if cron_db is None:
+        report.note(
+            "pg_cron is not in shared_preload_libraries: no jobs were scheduled "
+            "(add it and restart the server, then run pgperfmon install again)"
+        )
+        return
+    dbname = conn.info.dbname
+    plan = conn.execute("SELECT name, schedule, command FROM perfmon.job_plan").fetchall()
+    conn.commit()
+    cron = _cron_connection(conn, dsn, cron_db)
+    try:
+        cron.autocommit = True
+        cron.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+        prefix = cron_job_prefix(dbname)
+        current = {
+            r[0]: r[1:]
+            for r in cron.execute(
+                "SELECT jobname, schedule, command, database, username, active FROM cron.job "
+                "WHERE starts_with(jobname, %s)",
+                (prefix,),
+            )
+        }
+        wanted = {prefix + name: (schedule, command) for name, schedule, command in plan}
+        for jobname, (schedule, command) in wanted.items():
+            if current.get(jobname) == (schedule, command, dbname, "perfmon_admin", True):
+                continue
+            cron.execute(
+                "SELECT cron.schedule_in_database(%s, %s, %s, %s, 'perfmon_admin', true)",
+                (jobname, schedule, command, dbname),
+            )
+            report.change(f"scheduled {jobname} ({schedule}): {command}")
+        for jobname in sorted(set(current) - set(wanted)):
+            cron.execute("SELECT cron.unschedule(%s)", (jobname,))
+            report.change(f"unscheduled {jobname}")
+    finally:
+        if cron is not conn:
+            cron.close()
+
+
+def _unschedule_all(conn: psycopg.Connection, dsn: str, report: Report) -> None:
+    cron_db = cron_database(conn)
+    if cron_db is None:
+        return
+    conn.commit()
+    cron = _cron_connection(conn, dsn, cron_db)
+    try:
+        cron.autocommit = True
+        has_cron = cron.execute(
+            "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron')"
+        ).fetchone()
+        if not has_cron or not has_cron[0]:
+            return
+        jobs = cron.execute(
+            "SELECT jobid, jobname FROM cron.job WHERE starts_with(jobname, %s)",
+            (cron_job_prefix(conn.info.dbname),),
+        ).fetchall()
+        for jobid, jobname in jobs:
+            cron.execute("SELECT cron.unschedule(%s::bigint)", (jobid,))
+            cron.execute("DELETE FROM cron.job_run_details WHERE jobid = %s", (jobid,))
+            report.change(f"unscheduled {jobname}")
+    finally:
+        if cron is not conn:
+            cron.close()
+
+
+# --------------------------------------------------------------------------- uninstall
+
+def uninstall(dsn: str, keep_data: bool = False) -> Report:
+    """Remove jobs, schema (or all but its tables) and the roles, when no longer used."""
+    report = Report()
+    with db.connection(dsn) as conn:
+        _check_server(conn)
+        _unschedule_all(conn, dsn, report)
+        installed = conn.execute(
+            "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = 'perfmon')"
+        ).fetchone()
+        if installed and installed[0]:
+            if keep_data:
+                _drop_all_but_tables(conn, report)
+            else:
+                conn.execute("DROP SCHEMA perfmon CASCADE")
+                report.change("dropped schema perfmon")
+        conn.commit()
+        _drop_roles(conn, report)
+    return report
+
+
+def _drop_all_but_tables(conn: psycopg.Connection, report: Report) -> None:
+    for kind, query in (
+        ("view", "SELECT c.oid::regclass::text FROM pg_class c "
+                 "WHERE c.relnamespace = 'perfmon'::regnamespace AND c.relkind IN ('v', 'm')"),
+        ("routine", "SELECT p.oid::regprocedure::text FROM pg_proc p "
+                    "WHERE p.pronamespace = 'perfmon'::regnamespace"),
+    ):
+        for (name,) in conn.execute(query).fetchall():
+            # Names come from the catalog's own regclass/regprocedure output: already quoted.
+            statement = "DROP VIEW IF EXISTS {} CASCADE" if kind == "view" else (
+                "DROP ROUTINE IF EXISTS {} CASCADE")
+            conn.execute(statement.format(name))
+            report.change(f"dropped {kind} {name}")
+    # The data stays, owned by the uninstalling user so that the roles can go.
+    conn.execute("REASSIGN OWNED BY perfmon_admin TO CURRENT_USER")
+    report.note("kept the tables of schema perfmon with their data (--keep-data)")
+
+
+def _drop_roles(conn: psycopg.Connection, report: Report) -> None:
+    conn.autocommit = True
+    present = [r for (r,) in conn.execute(
+        "SELECT rolname FROM pg_roles WHERE rolname = ANY(%s)", (list(ROLES),))]
+    if present:
+        # Privileges granted to our roles in this database (nothing they own is left here).
+        conn.execute(sql.SQL("DROP OWNED BY {}").format(
+            sql.SQL(", ").join(sql.Identifier(r) for r in present)))
+    for role in reversed(ROLES):
+        exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
+        if not exists:
+            continue
+        try:
+            conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+            report.change(f"dropped role {role}")
+        except psycopg.errors.DependentObjectsStillExist as exc:
+            report.note(
+                f"kept role {role}: it is still used elsewhere "
+                f"({(exc.diag.message_detail or '').replace(chr(10), '; ')})"
+            )

@@ -1,0 +1,190 @@
+"""`pgperfmon status`: what is installed, which modes are in force, how the jobs ran.
+
+Healthy means: installed, pg_cron and pg_stat_statements in force, every planned
+job scheduled and its latest run not failed, and a sample no older than three
+collection intervals (a fresh install whose first sample is not yet due counts
+as healthy). Each problem comes with the fix.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+
+from pgperfmon import db, resources
+from pgperfmon.deploy import cron_database, cron_job_prefix
+
+# Capabilities whose absence makes pgperfmon degraded, not broken.
+OPTIONAL = {"plpython3u", "hypopg"}
+
+
+@dataclass
+class Status:
+    database: str
+    installed: bool = False
+    version: str | None = None
+    schema_version: int | None = None
+    installed_at: datetime | None = None
+    capabilities: list[dict[str, Any]] = field(default_factory=list)
+    jobs: list[dict[str, Any]] = field(default_factory=list)
+    newest_sample: datetime | None = None
+    newest_sample_age_seconds: float | None = None
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def healthy(self) -> bool:
+        return not self.problems
+
+    def as_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["healthy"] = self.healthy
+        return out
+
+
+def collect(dsn: str) -> Status:
+    with db.connection(dsn, autocommit=True) as conn:
+        conn.row_factory = dict_row  # type: ignore[assignment]
+        status = Status(database=conn.info.dbname)
+        installed = conn.execute(
+            "SELECT to_regclass('perfmon.meta') IS NOT NULL AS ok"
+        ).fetchone()
+        if not installed or not installed["ok"]:
+            status.problems.append(
+                f"pgperfmon is not installed in database {conn.info.dbname}: "
+                "run pgperfmon install --dsn DSN"
+            )
+            return status
+        status.installed = True
+        facts = conn.execute(resources.sql("queries/install_facts")).fetchone() or {}
+        status.version = facts.get("version")
+        status.schema_version = facts.get("schema_version")
+        status.installed_at = facts.get("installed_at")
+        status.capabilities = conn.execute(
+            "SELECT capability, in_force, detail FROM perfmon.capabilities()"
+        ).fetchall()
+        for cap in status.capabilities:
+            if not cap["in_force"] and cap["capability"] not in OPTIONAL:
+                status.problems.append(f"{cap['capability']}: {cap['detail']}")
+        _check_jobs(conn, dsn, status)
+        _check_samples(conn, status, facts)
+    return status
+
+
+def _check_jobs(conn: psycopg.Connection, dsn: str, status: Status) -> None:
+    cron_db = cron_database(conn)
+    if cron_db is None:
+        return  # already a problem through the pg_cron capability
+    planned = [r["name"] for r in conn.execute("SELECT name FROM perfmon.job_plan")]
+    prefix = cron_job_prefix(conn.info.dbname)
+    try:
+        cron = db.connect(db.with_dbname(dsn, cron_db), autocommit=True)
+    except db.ConnectError as exc:
+        status.problems.append(f"pg_cron: cannot read the jobs in database {cron_db}: {exc}")
+        return
+    with cron:
+        cron.row_factory = dict_row  # type: ignore[assignment]
+        has_cron = cron.execute(
+            "SELECT EXISTS (SELECT FROM pg_extension WHERE extname = 'pg_cron') AS ok"
+        ).fetchone()
+        if not has_cron or not has_cron["ok"]:
+            status.problems.append(
+                f"pg_cron: the extension is not created in database {cron_db}: "
+                "run pgperfmon install again"
+            )
+            return
+        try:
+            status.jobs = cron.execute(
+                resources.sql("queries/cron_jobs"), {"prefix": prefix}
+            ).fetchall()
+        except psycopg.errors.InsufficientPrivilege:
+            status.problems.append(
+                f"pg_cron: {cron.info.user} may not read cron.job in database {cron_db}: "
+                "run status as a superuser"
+            )
+            return
+    for job in status.jobs:
+        job["last_message"] = db.redact(job["last_message"] or "") or None
+        if job["last_status"] == "failed":
+            status.problems.append(
+                f"job {job['jobname']} failed at {job['last_start']:%Y-%m-%d %H:%M:%S%z}: "
+                f"{job['last_message']} (see cron.job_run_details in database {cron_db})"
+            )
+        if not job["active"]:
+            status.problems.append(
+                f"job {job['jobname']} is inactive: run pgperfmon install to re-enable it"
+            )
+    scheduled = {j["jobname"] for j in status.jobs}
+    for name in planned:
+        if prefix + name not in scheduled:
+            status.problems.append(
+                f"job {prefix + name} is not scheduled in pg_cron: run pgperfmon install again"
+            )
+
+
+def _check_samples(conn: psycopg.Connection, status: Status, facts: dict[str, Any]) -> None:
+    has_samples = conn.execute(
+        "SELECT to_regclass('perfmon.samples') IS NOT NULL AS ok"
+    ).fetchone()
+    if not has_samples or not has_samples["ok"]:
+        return
+    row = conn.execute("SELECT max(ts) AS ts, now() AS now FROM perfmon.samples").fetchone()
+    now: datetime = row["now"]
+    status.newest_sample = row["ts"]
+    interval = timedelta(seconds=facts.get("interval_seconds") or 60)
+    # pg_cron starts on the minute: allow a minute of start-up beside three intervals.
+    allowed = 3 * interval + timedelta(seconds=60)
+    if status.newest_sample is not None:
+        status.newest_sample_age_seconds = round((now - status.newest_sample).total_seconds(), 1)
+        if now - status.newest_sample > allowed:
+            status.problems.append(
+                f"the newest sample is {status.newest_sample_age_seconds:.0f} s old "
+                f"(expected one every {interval.total_seconds():.0f} s): check the collect job "
+                "in cron.job_run_details and the server log"
+            )
+        return
+    since = facts.get("migrated_at") or status.installed_at
+    if since is not None and now - since > allowed:
+        status.problems.append(
+            "no sample has been taken since install: check that the collect job runs "
+            "(cron.job_run_details) and that pg_cron's background workers can start"
+        )
+
+
+def render(status: Status) -> str:
+    lines = [f"database:  {status.database}"]
+    if status.installed:
+        lines.append(
+            f"installed: pgperfmon {status.version} (schema {status.schema_version}, "
+            f"since {status.installed_at:%Y-%m-%d %H:%M:%S%z})"
+            if status.installed_at else f"installed: pgperfmon {status.version}"
+        )
+    if status.capabilities:
+        lines.append("capabilities:")
+        for cap in status.capabilities:
+            mark = "ok" if cap["in_force"] else (
+                "degraded" if cap["capability"] in OPTIONAL else "MISSING")
+            lines.append(f"  {cap['capability']:<20} {mark:<9} {cap['detail']}")
+    if status.installed:
+        lines.append("jobs:" if status.jobs else "jobs:      none scheduled")
+        for job in status.jobs:
+            if job["last_status"] is None:
+                last = "not run yet"
+            else:
+                last = f"{job['last_status']} at {job['last_start']:%Y-%m-%d %H:%M:%S%z}"
+                if job["last_duration_ms"] is not None:
+                    last += f" in {job['last_duration_ms']} ms"
+            lines.append(f"  {job['jobname']:<36} {job['schedule']:<12} {last}")
+        if status.newest_sample is not None:
+            lines.append(f"newest sample: {status.newest_sample_age_seconds:.0f} s ago")
+        elif status.installed:
+            lines.append("newest sample: none yet")
+    if status.problems:
+        lines.append("problems:")
+        lines.extend(f"  - {p}" for p in status.problems)
+    else:
+        lines.append("healthy")
+    return "\n".join(lines)

@@ -1,0 +1,259 @@
+"""Install, reinstall, upgrade and uninstall against a real server."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pgperfmon import cli, config, deploy, resources
+from pgperfmon.deploy import ROLES
+
+DEFAULTS = config.load(None, env={})
+REPO = Path(__file__).resolve().parents[1]
+
+
+def catalog_snapshot(dsn: str, server) -> dict:
+    """Everything install can change, including pg_cron's job ids."""
+    with psycopg.connect(dsn) as conn:
+        snap = {
+            "functions": conn.execute(
+                "SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid), p.proacl::text "
+                "FROM pg_proc p WHERE p.pronamespace = 'perfmon'::regnamespace "
+                "ORDER BY 1"
+            ).fetchall(),
+            "relations": conn.execute(
+                "SELECT c.oid, c.relname, c.relkind, c.relacl::text, c.relowner FROM pg_class c "
+                "WHERE c.relnamespace = 'perfmon'::regnamespace ORDER BY 2"
+            ).fetchall(),
+            "config": conn.execute(
+                "SELECT key, value, updated_at FROM perfmon.config ORDER BY key"
+            ).fetchall(),
+            "meta": conn.execute("SELECT * FROM perfmon.meta ORDER BY key").fetchall(),
+            "migrations": conn.execute(
+                "SELECT * FROM perfmon.schema_migrations ORDER BY version"
+            ).fetchall(),
+            "modules": conn.execute(
+                "SELECT name, sha256, deployed_at FROM perfmon.python_modules ORDER BY name"
+            ).fetchall(),
+        }
+        dbname = conn.info.dbname
+    snap["jobs"] = server.execute(
+        "SELECT jobid, jobname, schedule, command, database, username, active FROM cron.job "
+        "WHERE starts_with(jobname, %s) ORDER BY jobid",
+        (deploy.cron_job_prefix(dbname),),
+    )
+    return snap
+
+
+def test_install_creates_everything(installed: str, server, dbname: str) -> None:
+    with psycopg.connect(installed) as conn:
+        roles = {r[0] for r in conn.execute(
+            "SELECT rolname FROM pg_roles WHERE rolname LIKE 'perfmon\\_%'")}
+        assert roles == set(ROLES)
+        extensions = {r[0] for r in conn.execute("SELECT extname FROM pg_extension")}
+        assert {"pg_stat_statements", "plpython3u", "hypopg"} <= extensions
+        applied = [r[0] for r in conn.execute(
+            "SELECT version FROM perfmon.schema_migrations ORDER BY version")]
+        assert applied == [m.version for m in deploy.migrations()]
+        # Tables and views belong to perfmon_admin; the PL/Python code store does not.
+        owners = dict(conn.execute(
+            "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+            "WHERE c.relnamespace = 'perfmon'::regnamespace AND c.relkind IN ('r','v','p')"))
+        assert owners.pop("python_modules") == "postgres"
+        assert set(owners.values()) == {"perfmon_admin"}
+        assert conn.execute(
+            "SELECT perfmon.setting('collection.interval_seconds')::int").fetchone() == (60,)
+    jobs = server.execute(
+        "SELECT jobname, username, database FROM cron.job WHERE starts_with(jobname, %s)",
+        (deploy.cron_job_prefix(dbname),),
+    )
+    plan = psycopg.connect(installed).execute("SELECT name FROM perfmon.job_plan").fetchall()
+    assert sorted(j[0] for j in jobs) == sorted(deploy.cron_job_prefix(dbname) + p[0] for p in plan)
+    assert all(j[1] == "perfmon_admin" and j[2] == dbname for j in jobs)
+
+
+def test_python_modules_run_from_the_database(conn: psycopg.Connection) -> None:
+    """The server imports plpython/ from perfmon.python_modules: no file of ours is needed."""
+    env = conn.execute("SELECT perfmon.python_environment()").fetchone()[0]
+    assert env["packages"]["scikit-learn"]["version"], env
+    where = conn.execute(
+        "SELECT perfmon.py_bootstrap() = encode(sha256(convert_to(string_agg(source, '' "
+        "ORDER BY source COLLATE \"C\"), 'UTF8')), 'hex') FROM perfmon.python_modules"
+    ).fetchone()
+    assert where == (True,)
+
+
+def test_second_install_changes_nothing(installed: str, server) -> None:
+    before = catalog_snapshot(installed, server)
+    report = deploy.install(installed, DEFAULTS)
+    assert report.changes == []
+    assert catalog_snapshot(installed, server) == before
+
+
+def test_cli_install_twice(dsn: str) -> None:
+    runner = CliRunner()
+    first = runner.invoke(cli.main, ["install", "--dsn", dsn])
+    assert first.exit_code == 0, first.output
+    assert "applied migration 001_foundation" in first.output
+    second = runner.invoke(cli.main, ["install", "--dsn", dsn])
+    assert second.exit_code == 0, second.output
+    assert second.output.strip().endswith("(nothing to change)")
+
+
+def previous_release(tmp_path: Path) -> Path:
+    """sql/ and plpython/ as they were just before the newest migration was added (from git)."""
+    newest = deploy.migrations()[-1]
+    assert newest.version > 1, "an upgrade needs two schema versions"
+    file = f"sql/migrations/{newest.version:03d}_{newest.name}.sql"
+    added = subprocess.run(
+        ["git", "-C", str(REPO), "log", "--diff-filter=A", "--format=%H", "--", file],
+        capture_output=True, text=True, check=True).stdout.split()
+    assert added, f"{file} is not committed yet: commit it to test the upgrade"
+    old = tmp_path / "previous-release"
+    old.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", f"{added[-1]}^", "sql", "plpython"],
+        capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+    return old
+
+
+def test_upgrade_keeps_data(dsn: str, tmp_path: Path, monkeypatch) -> None:
+    """Install the release before the newest migration, add data, upgrade to this one."""
+    old = previous_release(tmp_path)
+    newest = deploy.migrations()[-1]
+    monkeypatch.setattr(resources, "root", lambda: old)
+    resources.sql.cache_clear()
+    deploy.install(dsn, DEFAULTS)
+    monkeypatch.undo()
+    resources.sql.cache_clear()
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT max(version) FROM perfmon.schema_migrations").fetchone() == (
+            newest.version - 1,)
+        conn.execute("INSERT INTO perfmon.servers (server_id, name) VALUES (42, 'replica-b')")
+        conn.execute("UPDATE perfmon.config SET value = '17' WHERE key = 'collection.retention_days'")
+    report = deploy.install(dsn, DEFAULTS)
+    assert f"applied migration {newest.version:03d}_{newest.name}" in report.changes
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT name FROM perfmon.servers WHERE server_id = 42").fetchone() == (
+            "replica-b",)
+        # The configuration given to the upgrade wins over an edit made in the table.
+        assert conn.execute(
+            "SELECT value FROM perfmon.config WHERE key = 'collection.retention_days'"
+        ).fetchone() == (30,)
+
+
+def test_bad_config_changes_nothing(installed: str, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yml"
+    bad.write_text("collection:\n  interval_seconds: 45\n  retention_dayz: 3\n")
+    with psycopg.connect(installed) as conn:
+        before = conn.execute("SELECT key, value, updated_at FROM perfmon.config").fetchall()
+    result = CliRunner().invoke(cli.main, ["install", "--dsn", installed, "--config", str(bad)])
+    assert result.exit_code == 1
+    assert "collection.interval_seconds: got 45; expected a divisor of 60" in result.output
+    assert "collection.retention_dayz: unknown key" in result.output
+    with psycopg.connect(installed) as conn:
+        after = conn.execute("SELECT key, value, updated_at FROM perfmon.config").fetchall()
+    assert after == before
+
+
+def test_config_change_is_stored_and_rescheduled(installed: str, server, dbname: str,
+                                                  tmp_path: Path) -> None:
+    good = tmp_path / "fast.yml"
+    good.write_text("collection:\n  interval_seconds: 10\n")
+    result = CliRunner().invoke(cli.main, ["install", "--dsn", installed, "--config", str(good)])
+    assert result.exit_code == 0, result.output
+    assert "set collection.interval_seconds = 10" in result.output
+    shown = CliRunner().invoke(cli.main, ["config", "show", "--dsn", installed])
+    assert "interval_seconds: 10" in shown.output
+    with psycopg.connect(installed) as conn:
+        plan = conn.execute("SELECT name, schedule, command FROM perfmon.job_plan "
+                            "WHERE command LIKE 'CALL perfmon.run_every_interval%'").fetchall()
+    jobs = dict(server.execute(
+        "SELECT jobname, schedule FROM cron.job WHERE starts_with(jobname, %s)",
+        (deploy.cron_job_prefix(dbname),)))
+    for name, schedule, _command in plan:
+        assert jobs[deploy.cron_job_prefix(dbname) + name] == schedule == "* * * * *"
+
+
+def test_reader_reads_views_but_not_tables(conn: psycopg.Connection) -> None:
+    conn.execute("SET ROLE perfmon_reader")
+    views = [r[0] for r in conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c "
+        "WHERE c.relnamespace = 'perfmon'::regnamespace AND c.relkind = 'v'")]
+    assert views
+    for view in views:
+        conn.execute(f"SELECT * FROM {view} LIMIT 1")
+    for statement in (
+        "SELECT * FROM perfmon.config",
+        "UPDATE perfmon.config SET value = '1'",
+        "INSERT INTO perfmon.servers (server_id, name) VALUES (7, 'x')",
+        "SELECT perfmon.python_environment()",
+        "CREATE TABLE perfmon.intruder (x int)",
+    ):
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute(statement)
+    conn.execute("RESET ROLE")
+
+
+def test_public_has_nothing(conn: psycopg.Connection) -> None:
+    conn.execute("CREATE ROLE perfmon_test_nobody NOLOGIN")
+    try:
+        conn.execute("SET ROLE perfmon_test_nobody")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM perfmon.job_plan")
+        conn.execute("RESET ROLE")
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("DROP ROLE perfmon_test_nobody")
+
+
+def test_uninstall_leaves_nothing(installed: str, server, dbname: str) -> None:
+    result = CliRunner().invoke(cli.main, ["uninstall", "--dsn", installed, "--yes"])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(installed) as conn:
+        assert conn.execute(
+            "SELECT count(*) FROM pg_namespace WHERE nspname = 'perfmon'").fetchone() == (0,)
+        assert conn.execute(
+            "SELECT count(*) FROM pg_proc WHERE proname LIKE 'perfmon%'").fetchone() == (0,)
+    assert server.execute(
+        "SELECT count(*) FROM cron.job WHERE starts_with(jobname, %s)",
+        (deploy.cron_job_prefix(dbname),)) == [(0,)]
+    assert server.execute(
+        "SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", (list(ROLES),)) == [(0,)]
+
+
+def test_uninstall_keep_data_then_reinstall(installed: str, server) -> None:
+    with psycopg.connect(installed) as conn:
+        conn.execute("INSERT INTO perfmon.servers (server_id, name) VALUES (9, 'kept')")
+    report = deploy.uninstall(installed, keep_data=True)
+    assert any("kept the tables" in n for n in report.notes)
+    with psycopg.connect(installed) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_proc "
+                            "WHERE pronamespace = 'perfmon'::regnamespace").fetchone() == (0,)
+        assert conn.execute("SELECT name FROM perfmon.servers WHERE server_id = 9").fetchone() == (
+            "kept",)
+    assert server.execute(
+        "SELECT count(*) FROM pg_roles WHERE rolname = ANY(%s)", (list(ROLES),)) == [(0,)]
+    deploy.install(installed, DEFAULTS)
+    with psycopg.connect(installed) as conn:
+        assert conn.execute("SELECT name FROM perfmon.servers WHERE server_id = 9").fetchone() == (
+            "kept",)
+        assert conn.execute("SELECT pg_get_userbyid(relowner) FROM pg_class "
+                            "WHERE oid = 'perfmon.servers'::regclass").fetchone() == (
+            "perfmon_admin",)
+
+
+def test_install_refuses_a_wrong_dsn() -> None:
+    result = CliRunner().invoke(
+        cli.main, ["install", "--dsn", "postgresql://someone:s3cret-pw@127.0.0.1:1/nowhere"])
+    assert result.exit_code == 1
+    assert "cannot connect to someone@127.0.0.1:1/nowhere" in result.output
+    assert "s3cret-pw" not in result.output
+    malformed = CliRunner().invoke(cli.main, ["install", "--dsn", "host=x port=5432 = nonsense"])
+    assert malformed.exit_code == 1
+    assert "the DSN is malformed" in malformed.output
