@@ -148,13 +148,19 @@ def _server_account() -> tuple[str, int, int] | None:
 class Cluster:
     """A local cluster under ``home``; every method is safe to call again."""
 
-    def __init__(self, home: Path | str | None = None, binaries: Binaries | None = None):
+    def __init__(
+        self,
+        home: Path | str | None = None,
+        binaries: Binaries | None = None,
+        settings: dict[str, str] | None = None,
+    ):
         self.home = Path(home or default_home()).resolve()
         self.pgdata = self.home / "pgdata"
         self.passfile = self.home / "pgpass"
         self.state_file = self.home / "state.json"
         self.logfile = self.home / "server.log"
         self._binaries = binaries
+        self._extra_settings = settings or {}
         self._account = _server_account()
 
     # -- facts --------------------------------------------------------------
@@ -335,7 +341,9 @@ class Cluster:
             "track_io_timing": "on",
             "track_functions": "pl",
             "log_min_messages": "warning",
+            **self._extra_settings,
         }
+
         text = "# Managed by pgperfmon: rewritten by 'pgperfmon up'\n" + "".join(
             f"{key} = {value}\n" for key, value in settings.items()
         )
@@ -380,5 +388,7 @@ class Cluster:
         import psycopg
 
         with psycopg.connect(self.dsn(), autocommit=True) as conn:
-            conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
+            preload = conn.execute("SHOW shared_preload_libraries").fetchone()
+            if preload and "pg_cron" in preload[0]:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
 

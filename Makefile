@@ -1,0 +1,41 @@
+# The two set-up commands of README.md: `make demo` and `make test`.
+# Both install what they need (Debian packages when run as root, a virtualenv
+# for the Python package) and are safe to run again.
+
+PG_MAJOR ?= 15
+VENV     ?= .venv
+PYTHON   ?= python3
+DEMO_DIR ?= $(CURDIR)/.demo
+
+DEB_PACKAGES = postgresql-$(PG_MAJOR) postgresql-contrib postgresql-$(PG_MAJOR)-cron \
+               postgresql-plpython3-$(PG_MAJOR) postgresql-$(PG_MAJOR)-hypopg \
+               python3-numpy python3-sklearn python3-psutil
+
+.PHONY: deps system-deps python-deps demo test lint bench clean
+
+deps: system-deps python-deps
+
+system-deps:
+	@PG_MAJOR=$(PG_MAJOR) ./scripts/install-system-packages $(DEB_PACKAGES)
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	touch $@
+
+python-deps: $(VENV)/.installed
+
+demo: deps
+	$(VENV)/bin/pgperfmon demo --data-dir $(DEMO_DIR)
+
+test: deps
+	$(VENV)/bin/ruff check installer plpython tests bench
+	$(VENV)/bin/pytest
+
+bench: deps
+	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
+
+clean:
+	-$(VENV)/bin/pgperfmon down --data-dir $(DEMO_DIR) 2>/dev/null
+	rm -rf $(VENV) $(DEMO_DIR) test-artifacts

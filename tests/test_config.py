@@ -1,0 +1,81 @@
+"""The configuration model: template, environment overrides, messages that name the problem."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from pgperfmon import cli, config
+
+
+def test_template_matches_the_defaults() -> None:
+    assert config.load(config.template_path(), env={}) == config.load(None, env={})
+
+
+def test_environment_overrides_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "c.yml"
+    file.write_text("collection:\n  interval_seconds: 120\n")
+    cfg = config.load(file, env={"PERFORMANCE_COLLECTION_INTERVAL": "30",
+                                 "SLOW_QUERY_THRESHOLD": "250",
+                                 "ANOMALY_SENSITIVITY": "high",
+                                 "AUTO_RECOVERY_ENABLED": "true"})
+    assert cfg.collection.interval_seconds == 30
+    assert cfg.database.performance_thresholds.slow_query_ms == 250
+    assert cfg.anomaly_detection.sensitivity == "high"
+    assert cfg.optimization.auto_recovery.enabled is True
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("collection:\n  interval_seconds: 45\n",
+         "collection.interval_seconds: got 45; expected a divisor of 60"),
+        ("collection:\n  retention_days: abc\n",
+         "collection.retention_days: got 'abc'; input should be a valid integer"),
+        ("collection:\n  retention_days: 0\n",
+         "collection.retention_days: got 0; input should be greater than or equal to 1"),
+        ("colection:\n  interval_seconds: 60\n", "colection: unknown key"),
+        ("system:\n  thresholds:\n    cpu_pct: {warning: 90, critical: 80}\n",
+         "system.thresholds.cpu_pct: got {'warning': 90, 'critical': 80}; expected critical (80.0)"),
+        ("alerting:\n  levels: {warning: 95, critical: 90}\n",
+         "expected info <= warning <= critical <= emergency"),
+        ("anomaly_detection:\n  sensitivity: extreme\n",
+         "anomaly_detection.sensitivity: got 'extreme'; input should be 'low', 'medium' or 'high'"),
+        ("database:\n  performance_thresholds:\n    cache_hit_ratio_min_pct: .nan\n",
+         "cache_hit_ratio_min_pct: got nan"),
+        ("- just\n- a list\n", "expected a mapping of sections at the top"),
+        ("collection: [unclosed\n", "not valid YAML"),
+    ],
+)
+def test_invalid_file_names_key_value_and_expectation(tmp_path: Path, text: str,
+                                                      expected: str) -> None:
+    file = tmp_path / "bad.yml"
+    file.write_text(text)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(file, env={})
+    assert expected in str(err.value)
+
+
+def test_bad_environment_value_names_the_variable() -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.load(None, env={"PERFORMANCE_COLLECTION_INTERVAL": "often"})
+    assert "collection.interval_seconds (from $PERFORMANCE_COLLECTION_INTERVAL): got 'often'" in str(
+        err.value)
+
+
+def test_cli_validate(tmp_path: Path) -> None:
+    good = CliRunner().invoke(cli.main, ["config", "validate", str(config.template_path())])
+    assert good.exit_code == 0
+    assert "valid" in good.output
+    missing = CliRunner().invoke(cli.main, ["config", "validate", str(tmp_path / "none.yml")])
+    assert missing.exit_code == 1
+    assert "cannot read the file" in missing.output
+
+
+def test_flatten_round_trip() -> None:
+    cfg = config.load(None, env={})
+    flat = config.flatten(cfg)
+    assert flat["collection.interval_seconds"] == 60
+    assert config.Config.model_validate(config.unflatten(flat)) == cfg

@@ -1,0 +1,80 @@
+"""The embedded default cluster: `pgperfmon up` / `down`, as root or not."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pgperfmon import cli, embedded
+
+
+@pytest.fixture()
+def home() -> Path:
+    path = Path(tempfile.mkdtemp(prefix="pgpm-up-"))
+    yield path
+    embedded.Cluster(path).down()
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_up_prints_the_dsn_and_is_idempotent(home: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
+    assert first.exit_code == 0, first.output
+    dsn = first.stdout.strip().splitlines()[-1]
+    with psycopg.connect(dsn) as conn:
+        preload = conn.execute("SHOW shared_preload_libraries").fetchone()[0]
+        assert preload == "pg_cron,pg_stat_statements"
+        assert conn.execute("SHOW cron.database_name").fetchone() == ("postgres",)
+        assert conn.execute("SELECT extname FROM pg_extension WHERE extname = 'pg_cron'").fetchone()
+        # The server runs as an unprivileged account even when we are root.
+        assert conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = current_user").fetchone()
+    assert "password" not in dsn
+    again = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
+    assert again.exit_code == 0
+    assert again.stdout.strip().splitlines()[-1] == dsn
+    down = runner.invoke(cli.main, ["down", "--data-dir", str(home)])
+    assert down.output.strip() == "stopped"
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn, connect_timeout=2)
+    # Up again after down: same data, same port when it is still free.
+    restarted = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
+    assert restarted.exit_code == 0, restarted.output
+    assert restarted.stdout.strip().splitlines()[-1] == dsn
+
+
+def test_server_process_is_not_root(home: Path) -> None:
+    cluster = embedded.Cluster(home)
+    cluster.up()
+    pid = int((cluster.pgdata / "postmaster.pid").read_text().split()[0])
+    owner = Path(f"/proc/{pid}").stat().st_uid
+    assert owner != 0
+    assert (home / "pgpass").stat().st_mode & 0o077 == 0
+
+
+def test_missing_packages_are_named(tmp_path: Path) -> None:
+    found = embedded.find_binaries()
+    empty_share = tmp_path / "share"
+    (empty_share / "extension").mkdir(parents=True)
+    bare = embedded.Binaries(bindir=found.bindir, sharedir=empty_share, major=found.major)
+    required, optional = embedded.missing_extensions(bare)
+    assert required == [f"postgresql-{found.major}-cron", "postgresql-contrib"]
+    assert optional == [f"postgresql-plpython3-{found.major}", f"postgresql-{found.major}-hypopg"]
+    with pytest.raises(embedded.EmbeddedError) as err:
+        embedded.Cluster(tmp_path / "c", bare).up()
+    assert f"apt-get install -y postgresql-{found.major}-cron postgresql-contrib" in str(err.value)
+
+
+def test_unreachable_data_dir_is_explained(tmp_path: Path) -> None:
+    import os
+    if os.geteuid() != 0:
+        pytest.fail("this test checks the root path; run the suite as root as CI does")
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o700)
+    with pytest.raises(embedded.EmbeddedError) as err:
+        embedded.Cluster(locked / "home").up()
+    assert "cannot enter" in str(err.value)
