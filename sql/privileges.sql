@@ -32,7 +32,8 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_proc AS p
         WHERE p.pronamespace = 'perfmon'::regnamespace
-          AND p.proname = ANY (ARRAY['setting', 'health_score', 'executive_report'])
+          AND p.proname = ANY (ARRAY['setting', 'cron_schedule', 'statement_totals',
+                                    'health_score', 'executive_report'])
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO perfmon_reader', f);
     END LOOP;

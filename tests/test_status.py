@@ -53,7 +53,8 @@ def test_unscheduled_job_is_a_problem(installed: str, server, dbname: str) -> No
     with psycopg.connect(installed) as conn:
         planned = [r[0] for r in conn.execute("SELECT name FROM perfmon.job_plan")]
     assert planned, "the job plan is empty"
-    server.execute("SELECT cron.unschedule(%s)", (deploy.cron_job_prefix(dbname) + planned[0],))
+    server.execute("SELECT cron.unschedule(jobid) FROM cron.job WHERE jobname = %s",
+                   (deploy.cron_job_prefix(dbname) + planned[0],))
     result = run_status(installed)
     assert result.exit_code == 1
     assert f"job {deploy.cron_job_prefix(dbname) + planned[0]} is not scheduled in pg_cron" in (

@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pgperfmon import resources
 
 Pct = Annotated[float, Field(ge=0, le=100)]
-PositiveInt = Annotated[int, Field(gt=0)]
 
 
 class _Section(BaseModel):
@@ -28,7 +27,7 @@ class _Section(BaseModel):
 
 class Collection(_Section):
     interval_seconds: int = 60
-    size_interval_seconds: PositiveInt = 900
+    size_interval_seconds: Annotated[int, Field(ge=60, le=86400)] = 900
     retention_days: Annotated[int, Field(ge=1, le=3650)] = 30
     rollup_hourly_retention_days: Annotated[int, Field(ge=1, le=3650)] = 180
     rollup_daily_retention_days: Annotated[int, Field(ge=1, le=36500)] = 730
@@ -54,6 +53,13 @@ class Collection(_Section):
                              "or a divisor of 60 of at least 5")
         if value > 3600:
             raise ValueError("expected at most 3600 seconds")
+        return value
+
+    @field_validator("size_interval_seconds")
+    @classmethod
+    def _whole_minutes(cls, value: int) -> int:
+        if value % 60 or (value > 3600 and value % 3600):
+            raise ValueError("expected whole minutes up to an hour, or whole hours (in seconds)")
         return value
 
 

@@ -170,9 +170,22 @@ def _create_extensions(conn: psycopg.Connection, report: Report) -> set[str]:
     present = set()
     for name, installed in available.items():
         if not installed:
-            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}").format(sql.Identifier(name)))
+            # pg_stat_statements and hypopg go in public, where pgperfmon's functions
+            # look for them; a language has its own place.
+            schema = sql.SQL("") if name == "plpython3u" else sql.SQL(" WITH SCHEMA public")
+            conn.execute(sql.SQL("CREATE EXTENSION IF NOT EXISTS {}{}").format(
+                sql.Identifier(name), schema))
             report.change(f"created extension {name}")
         present.add(name)
+    for name, schema in conn.execute(
+        "SELECT extname, extnamespace::regnamespace::text FROM pg_extension "
+        "WHERE extname = ANY(%s) AND extnamespace <> 'public'::regnamespace",
+        (["pg_stat_statements", "hypopg"],),
+    ):
+        raise DeployError(
+            f"extension {name} is installed in schema {schema}; pgperfmon expects it in public "
+            f"(ALTER EXTENSION {name} SET SCHEMA public, where that is safe for your other users)"
+        )
     for name in OPTIONAL_EXTENSIONS:
         if name not in available:
             report.note(f"extension {name} is not available on the server; see pgperfmon status")
@@ -273,6 +286,11 @@ def _definitions(conn: psycopg.Connection) -> dict[str, str]:
 def _apply_objects(conn: psycopg.Connection, available: set[str], report: Report) -> None:
     """Re-apply every function and view, in dependency order found by trying."""
     before = _definitions(conn)
+    # Everything (re)created below is written by this transaction or its
+    # subtransactions: the age of its xmin is at most that of this xid.
+    start_xid = conn.execute(
+        "SELECT (pg_current_xact_id()::text::numeric % 4294967296)::text"
+    ).fetchone()[0]
     pending = [o for o in sql_objects() if o.requires <= available]
     for skipped in (o for o in sql_objects() if not o.requires <= available):
         report.note(f"skipped {skipped.path.name}: needs {', '.join(sorted(skipped.requires))}")
@@ -294,12 +312,34 @@ def _apply_objects(conn: psycopg.Connection, available: set[str], report: Report
             obj, exc = failed[0]
             raise DeployError(f"{obj.path.name} cannot be applied: {exc}")
         pending = [obj for obj, _exc in failed]
+    _drop_stale(conn, start_xid, report)
     after = _definitions(conn)
     for name in sorted(after):
         if name not in before:
             report.change(f"created {name}")
         elif before[name] != after[name]:
             report.change(f"replaced {name}")
+
+
+def _drop_stale(conn: psycopg.Connection, start_xid: str, report: Report) -> None:
+    """Drop functions and views of an older release that no source file defines any more."""
+    stale_views = conn.execute(
+        """SELECT c.oid::regclass::text FROM pg_class c
+             JOIN pg_rewrite r ON r.ev_class = c.oid AND r.rulename = '_RETURN'
+            WHERE c.relnamespace = 'perfmon'::regnamespace AND c.relkind = 'v'
+              AND age(r.xmin) > age(%s::xid)""", (start_xid,)).fetchall()
+    stale_routines = conn.execute(
+        """SELECT p.oid::regprocedure::text, p.prokind FROM pg_proc p
+            WHERE p.pronamespace = 'perfmon'::regnamespace AND age(p.xmin) > age(%s::xid)
+              AND NOT EXISTS (SELECT FROM pg_depend d WHERE d.objid = p.oid AND d.deptype = 'e')""",
+        (start_xid,)).fetchall()
+    # Names are the catalog's own regclass/regprocedure output: already quoted.
+    for (view,) in stale_views:
+        conn.execute(f"DROP VIEW {view}")
+        report.change(f"dropped {view} (no longer defined)")
+    for routine, kind in stale_routines:
+        conn.execute(f"DROP {'PROCEDURE' if kind == 'p' else 'FUNCTION'} {routine}")
+        report.change(f"dropped {routine} (no longer defined)")
 
 
 def _apply_object(conn: psycopg.Connection, obj: SqlObject) -> None:
@@ -415,14 +455,15 @@ def _sync_cron_jobs(conn: psycopg.Connection, dsn: str, report: Report) -> None:
         cron.autocommit = True
         cron.execute("CREATE EXTENSION IF NOT EXISTS pg_cron")
         prefix = cron_job_prefix(dbname)
-        current = {
-            r[0]: r[1:]
-            for r in cron.execute(
-                "SELECT jobname, schedule, command, database, username, active FROM cron.job "
-                "WHERE starts_with(jobname, %s)",
-                (prefix,),
-            )
-        }
+        jobids: dict[str, int] = {}
+        current = {}
+        for jobid, jobname, *rest in cron.execute(
+            "SELECT jobid, jobname, schedule, command, database, username, active FROM cron.job "
+            "WHERE starts_with(jobname, %s)",
+            (prefix,),
+        ):
+            jobids[jobname] = jobid
+            current[jobname] = tuple(rest)
         wanted = {prefix + name: (schedule, command) for name, schedule, command in plan}
         for jobname, (schedule, command) in wanted.items():
             if current.get(jobname) == (schedule, command, dbname, "perfmon_admin", True):
@@ -433,7 +474,8 @@ def _sync_cron_jobs(conn: psycopg.Connection, dsn: str, report: Report) -> None:
             )
             report.change(f"scheduled {jobname} ({schedule}): {command}")
         for jobname in sorted(set(current) - set(wanted)):
-            cron.execute("SELECT cron.unschedule(%s)", (jobname,))
+            # By id: unschedule(name) only finds the calling user's jobs.
+            cron.execute("SELECT cron.unschedule(%s::bigint)", (jobids[jobname],))
             report.change(f"unscheduled {jobname}")
     finally:
         if cron is not conn:

@@ -1,23 +1,17 @@
 CREATE OR REPLACE VIEW perfmon.job_plan AS
-WITH cfg AS (
-    SELECT perfmon.setting('collection.interval_seconds')::int AS interval_s
-)
 SELECT j.name,
+       coalesce(j.schedule, perfmon.cron_schedule(i.seconds)) AS schedule,
        CASE
-           WHEN j.schedule IS NOT NULL THEN j.schedule
-           WHEN cfg.interval_s < 60 THEN '* * * * *'
-           WHEN cfg.interval_s = 3600 THEN '0 * * * *'
-           ELSE format('*/%s * * * *', cfg.interval_s / 60)
-       END AS schedule,
-       CASE
-           WHEN j.schedule IS NULL AND cfg.interval_s < 60
-               THEN format('CALL perfmon.run_every_interval(%L)', j.command)
+           WHEN j.schedule IS NULL AND i.seconds < 60
+               THEN format('CALL perfmon.run_every_interval(%L, %s)', j.command, i.seconds)
            ELSE j.command
        END AS command,
        j.description
 FROM perfmon.jobs AS j
-CROSS JOIN cfg
+CROSS JOIN LATERAL (
+    SELECT CASE WHEN j.interval_key IS NOT NULL THEN perfmon.setting(j.interval_key)::int END AS seconds
+) AS i
 WHERE j.enabled;
 COMMENT ON VIEW perfmon.job_plan IS
     'The pg_cron jobs pgperfmon install schedules: cron expression and command for each enabled '
-    'row of perfmon.jobs, with collection.interval_seconds applied.';
+    'row of perfmon.jobs, with its configured interval applied.';

@@ -1,0 +1,81 @@
+CREATE OR REPLACE FUNCTION perfmon.collect_indexes(sample_ts timestamptz)
+RETURNS perfmon.collect_result
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Index statistics and I/O of this database; the same rules as collect_tables().
+DECLARE
+    dbid oid := (SELECT oid FROM pg_database WHERE datname = current_database());
+    reset_at timestamptz := (SELECT stats_reset FROM pg_stat_database WHERE datid = dbid);
+    src record;
+    baseline boolean;
+    added int;
+    top_n int := perfmon.setting('collection.relation_top_n')::int;
+    result perfmon.collect_result;
+BEGIN
+    SELECT * INTO src FROM perfmon.state_sources WHERE server_id = 1 AND source = 'indexes';
+    baseline := NOT FOUND OR src.reset_at IS DISTINCT FROM reset_at;
+    IF baseline THEN
+        DELETE FROM perfmon.state_indexes;
+    END IF;
+    added := perfmon.sync_relations(ARRAY['i']::"char"[]);
+
+    WITH cur AS (
+        SELECT r.rel_id, i.idx_scan, i.idx_tup_read, i.idx_tup_fetch,
+               coalesce(io.idx_blks_read, 0) AS idx_blks_read,
+               coalesce(io.idx_blks_hit, 0) AS idx_blks_hit
+        FROM pg_stat_user_indexes AS i
+        JOIN pg_statio_user_indexes AS io ON io.indexrelid = i.indexrelid
+        JOIN perfmon.relations AS r ON r.server_id = 1 AND r.datid = dbid AND r.relid = i.indexrelid
+    ),
+    cmp AS (
+        SELECT c.*,
+               p.rel_id IS NOT NULL AS known,
+               coalesce(least(c.idx_scan - p.idx_scan, c.idx_tup_read - p.idx_tup_read,
+                              c.idx_blks_read - p.idx_blks_read,
+                              c.idx_blks_hit - p.idx_blks_hit) < 0, false) AS went_back,
+               (c.*) IS DISTINCT FROM (p.*) AS changed,
+               c.idx_scan - coalesce(p.idx_scan, 0) AS d_idx_scan,
+               c.idx_tup_read - coalesce(p.idx_tup_read, 0) AS d_idx_tup_read,
+               c.idx_tup_fetch - coalesce(p.idx_tup_fetch, 0) AS d_idx_tup_fetch,
+               c.idx_blks_read - coalesce(p.idx_blks_read, 0) AS d_idx_blks_read,
+               c.idx_blks_hit - coalesce(p.idx_blks_hit, 0) AS d_idx_blks_hit
+        FROM cur AS c
+        LEFT JOIN perfmon.state_indexes AS p ON p.rel_id = c.rel_id
+    ),
+    saved AS (
+        INSERT INTO perfmon.state_indexes AS s
+        SELECT rel_id, idx_scan, idx_tup_read, idx_tup_fetch, idx_blks_read, idx_blks_hit
+        FROM cmp WHERE changed
+        ON CONFLICT (rel_id) DO UPDATE SET
+            (idx_scan, idx_tup_read, idx_tup_fetch, idx_blks_read, idx_blks_hit)
+          = (EXCLUDED.idx_scan, EXCLUDED.idx_tup_read, EXCLUDED.idx_tup_fetch,
+             EXCLUDED.idx_blks_read, EXCLUDED.idx_blks_hit)
+    ),
+    ranked AS (
+        SELECT cmp.*,
+               row_number() OVER (ORDER BY d_idx_tup_read + d_idx_blks_read + d_idx_blks_hit DESC,
+                                  rel_id) AS rank
+        FROM cmp
+        WHERE changed AND NOT went_back AND (known OR NOT baseline)
+    ),
+    stored AS (
+        INSERT INTO perfmon.index_history
+        SELECT 1, sample_ts, rel_id, nullif(d_idx_scan, 0), nullif(d_idx_tup_read, 0),
+               nullif(d_idx_tup_fetch, 0), nullif(d_idx_blks_read, 0), nullif(d_idx_blks_hit, 0)
+        FROM ranked WHERE rank <= top_n
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back)
+      INTO result.stored, result.gaps;
+
+    INSERT INTO perfmon.state_sources AS s (server_id, source, last_ts, reset_at)
+    VALUES (1, 'indexes', sample_ts, reset_at)
+    ON CONFLICT (server_id, source) DO UPDATE
+        SET last_ts = EXCLUDED.last_ts, reset_at = EXCLUDED.reset_at;
+    result.details := jsonb_build_object('new_relations', added, 'baseline', baseline);
+    RETURN result;
+END
+$$;
+COMMENT ON FUNCTION perfmon.collect_indexes(timestamptz) IS
+    'Collection stage: index statistics deltas into perfmon.index_history.';

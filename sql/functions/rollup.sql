@@ -1,0 +1,92 @@
+CREATE OR REPLACE FUNCTION perfmon.rollup(upto timestamptz DEFAULT now())
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Rolls every complete hour before `upto` that is not rolled up yet into the
+-- *_hourly tables, and every complete UTC day into the *_daily tables (from the
+-- hourly ones). Where it got to is kept in perfmon.meta, so a run that missed
+-- hours catches up, and a rerun adds nothing twice.
+DECLARE
+    hour_done timestamptz := coalesce(
+        (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_hourly_until'),
+        (SELECT date_trunc('hour', min(ts)) FROM perfmon.samples WHERE kind = 'sample'));
+    day_done timestamptz := coalesce(
+        (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_daily_until'), hour_done);
+    hour_to timestamptz := date_trunc('hour', upto);
+    day_to timestamptz := (date_trunc('day', upto AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC';
+    hours int := 0;
+    days int := 0;
+BEGIN
+    IF hour_done IS NULL THEN
+        RETURN jsonb_build_object('hours', 0, 'days', 0);
+    END IF;
+    PERFORM perfmon.maintain_partitions(upto);
+    IF hour_done < hour_to THEN
+        INSERT INTO perfmon.database_hourly
+        SELECT server_id, date_trunc('hour', ts), datid, count(*),
+               sum(xact_commit), sum(xact_rollback), sum(blks_read), sum(blks_hit),
+               sum(tup_returned), sum(tup_fetched), sum(tup_inserted), sum(tup_updated),
+               sum(tup_deleted), sum(temp_files), sum(temp_bytes), sum(deadlocks), max(numbackends)
+        FROM perfmon.database_history
+        WHERE ts >= hour_done AND ts < hour_to
+        GROUP BY 1, 2, 3;
+
+        INSERT INTO perfmon.statement_hourly
+        SELECT server_id, date_trunc('hour', ts), stmt_id, sum(calls), sum(exec_ms), sum(plan_ms),
+               sum(rows), sum(shared_hit), sum(shared_read), sum(temp_written), sum(wal_bytes)
+        FROM perfmon.statement_history
+        WHERE ts >= hour_done AND ts < hour_to
+        GROUP BY 1, 2, 3;
+
+        INSERT INTO perfmon.server_hourly
+        SELECT server_id, date_trunc('hour', ts), count(*), max(sessions_total),
+               avg(sessions_active), max(sessions_active), max(blocked_sessions),
+               sum(checkpoints_timed), sum(checkpoints_req), sum(wal_bytes), max(max_xid_age)
+        FROM perfmon.server_history
+        WHERE ts >= hour_done AND ts < hour_to
+        GROUP BY 1, 2;
+
+        hours := extract(epoch FROM hour_to - hour_done) / 3600;
+        INSERT INTO perfmon.meta (key, value) VALUES ('rollup_hourly_until', hour_to::text)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    END IF;
+
+    day_done := (date_trunc('day', day_done AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC';
+    IF day_done < day_to THEN
+        INSERT INTO perfmon.database_daily
+        SELECT server_id, (date_trunc('day', ts AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC', datid,
+               sum(samples), sum(xact_commit), sum(xact_rollback), sum(blks_read), sum(blks_hit),
+               sum(tup_returned), sum(tup_fetched), sum(tup_inserted), sum(tup_updated),
+               sum(tup_deleted), sum(temp_files), sum(temp_bytes), sum(deadlocks), max(max_backends)
+        FROM perfmon.database_hourly
+        WHERE ts >= day_done AND ts < day_to
+        GROUP BY 1, 2, 3;
+
+        INSERT INTO perfmon.statement_daily
+        SELECT server_id, (date_trunc('day', ts AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC', stmt_id,
+               sum(calls), sum(exec_ms), sum(plan_ms), sum(rows), sum(shared_hit),
+               sum(shared_read), sum(temp_written), sum(wal_bytes)
+        FROM perfmon.statement_hourly
+        WHERE ts >= day_done AND ts < day_to
+        GROUP BY 1, 2, 3;
+
+        INSERT INTO perfmon.server_daily
+        SELECT server_id, (date_trunc('day', ts AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC', sum(samples),
+               max(max_sessions), sum(avg_sessions_active * samples) / nullif(sum(samples), 0),
+               max(max_sessions_active), max(max_blocked_sessions), sum(checkpoints_timed),
+               sum(checkpoints_req), sum(wal_bytes), max(max_xid_age)
+        FROM perfmon.server_hourly
+        WHERE ts >= day_done AND ts < day_to
+        GROUP BY 1, 2;
+
+        days := extract(epoch FROM day_to - day_done) / 86400;
+        INSERT INTO perfmon.meta (key, value) VALUES ('rollup_daily_until', day_to::text)
+        ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
+    END IF;
+    RETURN jsonb_build_object('hours', hours, 'days', days);
+END
+$$;
+COMMENT ON FUNCTION perfmon.rollup(timestamptz) IS
+    'Rolls complete hours into perfmon.*_hourly and complete UTC days into perfmon.*_daily; '
+    'returns how many hours and days it added.';

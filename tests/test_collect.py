@@ -1,0 +1,269 @@
+"""perfmon.collect(): deltas equal the work done, resets and restarts never give
+negative or inflated deltas, concurrent runs never double-count, idle costs nothing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import psycopg
+import pytest
+
+PROBE = "SELECT count(*) FROM probe WHERE v = %s"
+
+
+def collect(conn: psycopg.Connection) -> dict:
+    return conn.execute("SELECT perfmon.collect()").fetchone()[0]
+
+
+def flush(conn: psycopg.Connection) -> None:
+    """Table statistics reach shared memory at most once a second unless forced."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def probe_calls(conn: psycopg.Connection, since_ts=None) -> list[int]:
+    """Stored calls deltas of the probe statement, oldest first."""
+    return [r[0] for r in conn.execute(
+        """SELECT h.calls FROM perfmon.statement_history h
+           JOIN perfmon.statements s USING (stmt_id)
+           WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND s.query LIKE 'SELECT count(*) FROM probe WHERE v = $1'
+           ORDER BY h.ts""")]
+
+
+def run_probe(conn: psycopg.Connection, times: int) -> None:
+    for i in range(times):
+        conn.execute(PROBE, (f"x{i}",))
+
+
+@pytest.fixture()
+def probe(conn: psycopg.Connection) -> psycopg.Connection:
+    conn.execute("CREATE TABLE probe (id int PRIMARY KEY, v text)")
+    conn.execute("INSERT INTO probe SELECT g, 'x' || g FROM generate_series(1, 100) g")
+    return conn
+
+
+def assert_no_negative_deltas(conn: psycopg.Connection) -> None:
+    for table, columns in {
+        "statement_history": ["calls", "plans", "exec_ms", "rows", "shared_hit", "shared_read"],
+        "table_history": ["seq_scan", "seq_tup_read", "idx_scan", "n_tup_ins", "heap_blks_hit"],
+        "database_history": ["xact_commit", "blks_hit", "tup_returned", "sessions"],
+        "index_history": ["idx_scan", "idx_blks_hit"],
+    }.items():
+        negative = " OR ".join(f"{c} < 0" for c in columns)
+        assert conn.execute(
+            f"SELECT count(*) FROM perfmon.{table} WHERE {negative}").fetchone() == (0,), table
+
+
+def test_first_sample_is_a_baseline(probe: psycopg.Connection) -> None:
+    run_probe(probe, 3)
+    first = collect(probe)
+    assert first["stages"]["statements"]["baseline"] is True
+    assert first["stages"]["statements"]["stored"] == 0
+    assert probe_calls(probe) == []
+    assert all("error" not in stage for stage in first["stages"].values()), first
+
+
+def test_statement_deltas_equal_the_work_done(probe: psycopg.Connection) -> None:
+    collect(probe)
+    run_probe(probe, 7)
+    collect(probe)
+    run_probe(probe, 3)
+    collect(probe)
+    assert probe_calls(probe) == [7, 3]
+    rows = probe.execute(
+        """SELECT h.rows FROM perfmon.statement_history h JOIN perfmon.statements s USING (stmt_id)
+           WHERE s.query LIKE 'SELECT count(*) FROM probe%' ORDER BY h.ts""").fetchall()
+    assert rows == [(7,), (3,)]
+
+
+def test_table_and_index_deltas_equal_the_work_done(probe: psycopg.Connection) -> None:
+    flush(probe)
+    collect(probe)
+    run_probe(probe, 4)  # four sequential scans of probe
+    probe.execute("INSERT INTO probe SELECT g, 'y' FROM generate_series(101, 150) g")
+    probe.execute("SELECT * FROM probe WHERE id = 7")  # one index scan
+    flush(probe)
+    collect(probe)
+    row = probe.execute(
+        """SELECT h.seq_scan, h.n_tup_ins, h.n_live_tup FROM perfmon.table_history h
+           JOIN perfmon.relations r USING (rel_id) WHERE r.rel_name = 'probe'""").fetchall()
+    assert row == [(4, 50, 150)]
+    idx = probe.execute(
+        """SELECT h.idx_scan FROM perfmon.index_history h
+           JOIN perfmon.relations r USING (rel_id) WHERE r.rel_name = 'probe_pkey'""").fetchall()
+    assert idx == [(1,)]
+
+
+def test_idle_statements_and_tables_cost_nothing(probe: psycopg.Connection) -> None:
+    flush(probe)
+    collect(probe)
+    collect(probe)
+    flush(probe)
+    quiet = collect(probe)["stages"]
+    assert quiet["tables"]["stored"] == 0
+    assert quiet["indexes"]["stored"] == 0
+    # Only pgperfmon's own "SELECT perfmon.collect()" and the flush ran in between.
+    assert quiet["statements"]["stored"] <= 2
+
+
+def test_statements_reset_gives_no_negative_or_inflated_delta(probe: psycopg.Connection) -> None:
+    collect(probe)
+    run_probe(probe, 5)
+    collect(probe)
+    run_probe(probe, 50)
+    probe.execute("SELECT pg_stat_statements_reset()")
+    run_probe(probe, 2)
+    after_reset = collect(probe)["stages"]["statements"]
+    assert after_reset["baseline"] is True
+    run_probe(probe, 4)
+    collect(probe)
+    assert probe_calls(probe) == [5, 4]
+    assert_no_negative_deltas(probe)
+
+
+def test_stats_reset_gives_no_negative_delta(probe: psycopg.Connection) -> None:
+    flush(probe)
+    collect(probe)
+    run_probe(probe, 6)
+    flush(probe)
+    collect(probe)
+    run_probe(probe, 30)
+    probe.execute("SELECT pg_stat_reset()")
+    run_probe(probe, 1)
+    flush(probe)
+    stages = collect(probe)["stages"]
+    assert stages["tables"]["baseline"] is True
+    run_probe(probe, 2)
+    flush(probe)
+    collect(probe)
+    seq_scans = [r[0] for r in probe.execute(
+        """SELECT h.seq_scan FROM perfmon.table_history h
+           JOIN perfmon.relations r USING (rel_id) WHERE r.rel_name = 'probe' ORDER BY h.ts""")]
+    assert seq_scans == [6, 2]
+    assert_no_negative_deltas(probe)
+
+
+def test_eviction_is_counted_as_gaps(probe: psycopg.Connection) -> None:
+    collect(probe)
+    # A different pg_stat_statements_info().dealloc than the one recorded means evictions.
+    probe.execute("""UPDATE perfmon.state_sources SET extra = jsonb_build_object('dealloc',
+                     (SELECT dealloc FROM pg_stat_statements_info()) - 3)
+                     WHERE source = 'statements'""")
+    stage = collect(probe)["stages"]["statements"]
+    assert stage["evicted"] == 3
+    assert stage["gaps"] >= 3
+
+
+def test_concurrent_collects_do_not_double_count(probe: psycopg.Connection, installed: str) -> None:
+    collect(probe)
+    with psycopg.connect(installed) as holder:
+        held = holder.execute("SELECT perfmon.collect()").fetchone()[0]
+        assert "skipped" not in held
+        skipped = collect(probe)  # while the first run's transaction is open
+        assert skipped["skipped"] == "another run of this kind is in progress"
+        holder.commit()
+
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def collector() -> None:
+        try:
+            with psycopg.connect(installed, autocommit=True) as c:
+                while not stop.is_set():
+                    c.execute("SELECT perfmon.collect()")
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=collector) for _ in range(2)]
+    for t in threads:
+        t.start()
+    with psycopg.connect(installed, autocommit=True) as worker:
+        for i in range(40):
+            worker.execute(PROBE, (f"c{i}",))
+            time.sleep(0.01)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert not errors
+    collect(probe)
+    assert sum(probe_calls(probe)) == 40
+
+
+def test_top_n_keeps_totals_true(probe: psycopg.Connection, installed: str) -> None:
+    probe.execute("UPDATE perfmon.config SET value = '10' WHERE key = 'collection.statement_top_n'")
+    collect(probe)
+    for i in range(25):
+        # 25 distinct statements: a different number of output columns each.
+        probe.execute("SELECT " + ", ".join(["1"] * (i + 1)) + " FROM probe LIMIT 1")
+    stage = collect(probe)["stages"]["statements"]
+    assert stage["stored"] == 11  # ten by name and the "(other statements)" row
+    other = probe.execute(
+        "SELECT calls FROM perfmon.statement_history WHERE stmt_id = 0").fetchone()
+    assert other is not None and other[0] >= 15
+
+
+def test_a_failing_stage_costs_only_its_own_data(probe: psycopg.Connection) -> None:
+    probe.execute("""CREATE FUNCTION perfmon.collect_broken(ts timestamptz)
+                     RETURNS perfmon.collect_result LANGUAGE plpgsql AS
+                     $$ BEGIN RAISE EXCEPTION 'this stage is broken'; END $$""")
+    probe.execute("""INSERT INTO perfmon.collectors VALUES
+                     ('broken', 'perfmon.collect_broken', 'sample', 15, true, 'test')""")
+    collect(probe)
+    run_probe(probe, 2)
+    stages = collect(probe)["stages"]
+    assert stages["broken"]["error"] == "this stage is broken"
+    assert stages["statements"]["stored"] >= 1
+    assert probe_calls(probe) == [2]
+    timings = probe.execute(
+        "SELECT count(*) FROM perfmon.collect_timings WHERE stage = 'broken' AND error IS NOT NULL"
+    ).fetchone()
+    assert timings == (2,)
+
+
+def test_hostile_relation_names_are_stored_safely(conn: psycopg.Connection) -> None:
+    hostile = 'weird "name"; DROP TABLE perfmon.samples; --\u00e9\u4e2d'
+    conn.execute(f'CREATE TABLE "{hostile.replace(chr(34), chr(34) * 2)}" (x int)')
+    collect(conn)
+    assert conn.execute("SELECT rel_name FROM perfmon.relations WHERE rel_name = %s",
+                        (hostile,)).fetchone() == (hostile,)
+    assert conn.execute("SELECT to_regclass('perfmon.samples') IS NOT NULL").fetchone() == (True,)
+
+
+def test_settings_changes_are_recorded(conn: psycopg.Connection, server) -> None:
+    collect(conn)
+    server.execute("ALTER SYSTEM SET work_mem = '7MB'")
+    server.execute("SELECT pg_reload_conf()")
+    try:
+        time.sleep(0.5)
+        collect(conn)
+        changed = conn.execute(
+            "SELECT old_value, new_value FROM perfmon.settings_history WHERE name = 'work_mem'"
+        ).fetchall()
+        assert changed == [("4096", "7168")]
+    finally:
+        server.execute("ALTER SYSTEM RESET work_mem")
+        server.execute("SELECT pg_reload_conf()")
+
+
+def test_sizes_are_stored_when_they_change(probe: psycopg.Connection) -> None:
+    def probe_sizes() -> list[int]:
+        return [r[0] for r in probe.execute(
+            """SELECT h.size_bytes FROM perfmon.size_history h
+               JOIN perfmon.relations r ON r.rel_id = h.object_id
+               WHERE h.kind = 'r' AND r.rel_name = 'probe' ORDER BY h.ts""")]
+
+    first = probe.execute("SELECT perfmon.collect_sizes()").fetchone()[0]
+    assert first["stages"]["sizes"]["stored"] >= 2  # this database and the probe table at least
+    assert len(probe_sizes()) == 1
+    probe.execute("SELECT perfmon.collect_sizes()")
+    assert len(probe_sizes()) == 1  # unchanged: nothing stored
+    probe.execute("INSERT INTO probe SELECT g, repeat('z', 500) FROM generate_series(1000, 3000) g")
+    probe.execute("SELECT perfmon.collect_sizes()")
+    sizes = probe_sizes()
+    assert len(sizes) == 2 and sizes[1] > sizes[0] + 1_000_000
+    database = probe.execute(
+        """SELECT count(*) FROM perfmon.size_history
+           WHERE kind = 'd' AND object_id = (SELECT oid FROM pg_database
+                                             WHERE datname = current_database())""").fetchone()
+    assert database[0] >= 2
