@@ -124,6 +124,14 @@ def conn(installed: str) -> Iterator[psycopg.Connection]:
         yield connection
 
 
+@pytest.fixture()
+def probe(conn: psycopg.Connection) -> psycopg.Connection:
+    """An installed database with a small table to run known work against."""
+    conn.execute("CREATE TABLE probe (id int PRIMARY KEY, v text)")
+    conn.execute("INSERT INTO probe SELECT g, 'x' || g FROM generate_series(1, 100) g")
+    return conn
+
+
 @pytest.fixture(scope="session")
 def artifacts() -> Path:
     ARTIFACTS.mkdir(exist_ok=True)

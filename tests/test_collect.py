@@ -7,40 +7,7 @@ import threading
 import time
 
 import psycopg
-import pytest
-
-PROBE = "SELECT count(*) FROM probe WHERE v = %s"
-
-
-def collect(conn: psycopg.Connection) -> dict:
-    return conn.execute("SELECT perfmon.collect()").fetchone()[0]
-
-
-def flush(conn: psycopg.Connection) -> None:
-    """Table statistics reach shared memory at most once a second unless forced."""
-    conn.execute("SELECT pg_stat_force_next_flush()")
-
-
-def probe_calls(conn: psycopg.Connection, since_ts=None) -> list[int]:
-    """Stored calls deltas of the probe statement, oldest first."""
-    return [r[0] for r in conn.execute(
-        """SELECT h.calls FROM perfmon.statement_history h
-           JOIN perfmon.statements s USING (stmt_id)
-           WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
-             AND s.query LIKE 'SELECT count(*) FROM probe WHERE v = $1'
-           ORDER BY h.ts""")]
-
-
-def run_probe(conn: psycopg.Connection, times: int) -> None:
-    for i in range(times):
-        conn.execute(PROBE, (f"x{i}",))
-
-
-@pytest.fixture()
-def probe(conn: psycopg.Connection) -> psycopg.Connection:
-    conn.execute("CREATE TABLE probe (id int PRIMARY KEY, v text)")
-    conn.execute("INSERT INTO probe SELECT g, 'x' || g FROM generate_series(1, 100) g")
-    return conn
+from helpers import PROBE, collect, flush, probe_calls, run_probe
 
 
 def assert_no_negative_deltas(conn: psycopg.Connection) -> None:

@@ -240,10 +240,11 @@ class Cluster:
         )
         return True
 
-    def restart(self) -> None:
+    def restart(self, mode: str = "fast") -> None:
+        """Restart; mode "immediate" is a crash: no shutdown checkpoint, statistics lost."""
         self._run_as_server(
             [str(self.binaries.bindir / "pg_ctl"), "restart", "-D", str(self.pgdata),
-             "-m", "fast", "-w", "-l", str(self.logfile)]
+             "-m", mode, "-w", "-l", str(self.logfile)]
         )
         self._wait_ready()
 

@@ -39,12 +39,16 @@ BEGIN
             locktype, relation)
         SELECT 1, sample_ts, w.pid, b.pid, w.datid, wa.app_id, ba.app_id,
                extract(epoch FROM sample_ts - w.state_change), w.query_id, b.state,
-               l.locktype, l.relation::regclass::text
+               l.locktype, l.relation_name
         FROM a AS w
         CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid)
         JOIN pg_stat_activity AS b ON b.pid = bp.pid
         LEFT JOIN LATERAL (
-            SELECT lk.locktype, lk.relation FROM pg_locks AS lk
+            SELECT lk.locktype,
+                   (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class AS c
+                      JOIN pg_namespace AS n ON n.oid = c.relnamespace
+                     WHERE c.oid = lk.relation) AS relation_name
+            FROM pg_locks AS lk
             WHERE lk.pid = w.pid AND NOT lk.granted LIMIT 1
         ) AS l ON true
         LEFT JOIN perfmon.applications AS wa ON wa.name = w.application_name

@@ -9,11 +9,11 @@ DECLARE
     created int := 0;
     dropped int := 0;
     forgotten int;
-    r record;
+    part record;
 BEGIN
     PERFORM set_config('lock_timeout', perfmon.setting('collection.lock_timeout_ms')::text, true);
-    FOR r IN SELECT * FROM perfmon.maintain_partitions() LOOP
-        IF r.action = 'created' THEN created := created + 1; ELSE dropped := dropped + 1; END IF;
+    FOR part IN SELECT * FROM perfmon.maintain_partitions() LOOP
+        IF part.action = 'created' THEN created := created + 1; ELSE dropped := dropped + 1; END IF;
     END LOOP;
     -- Only state of keys that are gone is forgotten: a statement still in
     -- pg_stat_statements keeps its state however long it idles, or its next run

@@ -13,8 +13,10 @@ AS $$
 --    which do not enforce statement_timeout; measured, see README.)
 -- The run is logged in perfmon.samples with each stage's time, rows and gaps.
 DECLARE
-    sample_ts timestamptz := now();
+    -- The wall clock, not now(): inside perfmon.run_every_interval() a transaction
+    -- may have begun before the slot it samples.
     started timestamptz := clock_timestamp();
+    sample_ts timestamptz := started;
     budget_ms double precision := perfmon.setting('collection.statement_timeout_ms')::double precision;
     prev timestamptz;
     c record;
@@ -35,9 +37,6 @@ BEGIN
 
     SELECT max(s.ts) INTO prev FROM perfmon.samples AS s
      WHERE s.server_id = 1 AND s.kind = run_collectors.kind AND s.ts > sample_ts - interval '2 days';
-    IF prev >= sample_ts THEN
-        RETURN jsonb_build_object('kind', kind, 'skipped', 'already sampled in this transaction');
-    END IF;
 
     FOR c IN
         SELECT * FROM perfmon.collectors AS col

@@ -1,25 +1,28 @@
 CREATE OR REPLACE PROCEDURE perfmon.run_every_interval(command text, interval_s integer)
 LANGUAGE plpgsql
-SET search_path = pg_catalog, pg_temp
+-- No SET search_path here: a procedure with SET clauses may not COMMIT. Every
+-- name below is schema-qualified instead.
 AS $$
 -- pg_cron 1.4 ticks once a minute. For an interval below a minute the per-minute
 -- job calls this, which runs the command at each interval slot of the current
 -- minute and commits after each run, so every sample has its own transaction
--- and time and is visible at once.
+-- and time and is visible at once. While it sleeps between slots it holds a
+-- snapshot, so it delays vacuum's cleanup horizon by at most one interval.
 DECLARE
-    minute_start timestamptz := date_trunc('minute', clock_timestamp());
+    minute_start timestamptz := pg_catalog.date_trunc('minute', pg_catalog.clock_timestamp());
     slot timestamptz;
 BEGIN
     IF interval_s < 1 OR 60 % interval_s <> 0 THEN
         RAISE EXCEPTION 'pgperfmon: interval % s does not divide a minute', interval_s;
     END IF;
     FOR i IN 0 .. (60 / interval_s) - 1 LOOP
-        slot := minute_start + make_interval(secs => i * interval_s);
-        IF clock_timestamp() < slot THEN
-            PERFORM pg_sleep(extract(epoch FROM slot - clock_timestamp()));
+        slot := minute_start + pg_catalog.make_interval(secs => i * interval_s);
+        IF pg_catalog.clock_timestamp() < slot THEN
+            PERFORM pg_catalog.pg_sleep(extract(epoch FROM slot - pg_catalog.clock_timestamp()));
         END IF;
         -- A run that overran its slot skips the slots it missed instead of bunching up.
-        CONTINUE WHEN clock_timestamp() >= slot + make_interval(secs => interval_s);
+        CONTINUE WHEN pg_catalog.clock_timestamp() >= slot + pg_catalog.make_interval(secs => interval_s);
+        COMMIT;  -- end the transaction that slept: the run gets a fresh one
         EXECUTE command;
         COMMIT;
     END LOOP;

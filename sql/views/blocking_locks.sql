@@ -6,7 +6,7 @@ SELECT w.pid                                        AS blocked_pid,
        round(extract(epoch FROM now() - w.state_change)::numeric, 1) AS waiting_s,
        l.locktype,
        l.mode                                       AS wanted_mode,
-       l.relation::regclass::text                   AS relation,
+       l.relation_name                              AS relation,
        w.query_id                                   AS blocked_query_id,
        w.query                                      AS blocked_query,
        b.pid                                        AS blocking_pid,
@@ -21,12 +21,16 @@ FROM pg_stat_activity AS w
 CROSS JOIN LATERAL unnest(pg_blocking_pids(w.pid)) AS bp(pid)
 JOIN pg_stat_activity AS b ON b.pid = bp.pid
 LEFT JOIN LATERAL (
-    SELECT lk.locktype, lk.mode, lk.relation FROM pg_locks AS lk
+    SELECT lk.locktype, lk.mode,
+           (SELECT format('%I.%I', n.nspname, c.relname) FROM pg_class AS c
+              JOIN pg_namespace AS n ON n.oid = c.relnamespace
+             WHERE c.oid = lk.relation) AS relation_name
+    FROM pg_locks AS lk
     WHERE lk.pid = w.pid AND NOT lk.granted LIMIT 1
 ) AS l ON true
 WHERE w.wait_event_type = 'Lock';
 COMMENT ON VIEW perfmon.blocking_locks IS
     'Sessions waiting on a lock now, each with the session blocking it: wait in seconds, lock '
-    'type and mode, relation, both queries (their texts only where the reader may see them; the '
+    'type and mode, relation (schema.name), both queries (their texts only where the reader may see them; the '
     'query ids always), the blocker''s transaction age in seconds, and whether the blocker is the '
     'root of its chain. History: perfmon.lock_history.';

@@ -1,0 +1,31 @@
+"""Helpers shared by the tests that take samples."""
+
+from __future__ import annotations
+
+import psycopg
+
+PROBE = "SELECT count(*) FROM probe WHERE v = %s"
+
+
+def collect(conn: psycopg.Connection) -> dict:
+    return conn.execute("SELECT perfmon.collect()").fetchone()[0]
+
+
+def flush(conn: psycopg.Connection) -> None:
+    """Table statistics reach shared memory at most once a second unless forced."""
+    conn.execute("SELECT pg_stat_force_next_flush()")
+
+
+def probe_calls(conn: psycopg.Connection, since_ts=None) -> list[int]:
+    """Stored calls deltas of the probe statement, oldest first."""
+    return [r[0] for r in conn.execute(
+        """SELECT h.calls FROM perfmon.statement_history h
+           JOIN perfmon.statements s USING (stmt_id)
+           WHERE s.dbid = (SELECT oid FROM pg_database WHERE datname = current_database())
+             AND s.query LIKE 'SELECT count(*) FROM probe WHERE v = $1'
+           ORDER BY h.ts""")]
+
+
+def run_probe(conn: psycopg.Connection, times: int) -> None:
+    for i in range(times):
+        conn.execute(PROBE, (f"x{i}",))

@@ -1,0 +1,245 @@
+"""History: retention, rollups, the history views, restarts, and pg_cron at work."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from datetime import timedelta
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from helpers import collect, flush, probe_calls, run_probe
+
+from pgperfmon import cli, config, deploy
+
+
+def partitions(conn: psycopg.Connection, table: str) -> list[str]:
+    return [r[0] for r in conn.execute(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+        "WHERE i.inhparent = %s::regclass ORDER BY 1", (f"perfmon.{table}",))]
+
+
+def test_retention_drops_old_partitions_and_keeps_new(conn: psycopg.Connection) -> None:
+    collect(conn)
+    conn.execute("SELECT perfmon.maintain_partitions(now() - interval '40 days')")
+    old = [p for p in partitions(conn, "samples") if p < "samples_p" + time.strftime(
+        "%Y%m%d", time.gmtime(time.time() - 35 * 86400))]
+    assert len(old) >= 3
+    conn.execute("""INSERT INTO perfmon.samples (server_id, ts, kind, duration_ms, stages)
+                    VALUES (1, now() - interval '40 days', 'sample', 1, '{}')""")
+    done = conn.execute("SELECT perfmon.maintain()").fetchone()[0]
+    assert done["partitions_dropped"] >= len(old)
+    remaining = partitions(conn, "samples")
+    assert not set(old) & set(remaining)
+    today = "samples_p" + time.strftime("%Y%m%d", time.gmtime())
+    assert today in remaining
+    ahead = config.load(None, env={}).collection.partitions_ahead_days
+    assert len([p for p in remaining if p > today]) == ahead
+    assert conn.execute("SELECT count(*) FROM perfmon.samples WHERE ts < now() - interval '30 days'"
+                        ).fetchone() == (0,)
+    assert conn.execute("SELECT count(*) FROM perfmon.samples").fetchone()[0] >= 1
+
+
+def test_rollups_sum_the_raw_history_once(probe: psycopg.Connection) -> None:
+    probe.execute("SELECT perfmon.maintain_partitions(now() - interval '3 days')")
+    probe.execute("SELECT perfmon.maintain_partitions(now())")
+    # Synthetic history: one row every 10 minutes for three days for statement 0.
+    probe.execute("""
+        INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
+        SELECT 1, g, 'sample', 600, 1, '{}'
+        FROM generate_series(date_trunc('hour', now()) - interval '3 days',
+                             date_trunc('hour', now()) - interval '1 hour', interval '10 min') g;
+        INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms)
+        SELECT 1, g, 0, 2, 1.5
+        FROM generate_series(date_trunc('hour', now()) - interval '3 days',
+                             date_trunc('hour', now()) - interval '1 hour', interval '10 min') g;
+    """)
+    first = probe.execute("SELECT perfmon.rollup()").fetchone()[0]
+    assert first["hours"] >= 71 and first["days"] >= 2
+    hourly = probe.execute(
+        "SELECT count(*), sum(calls), sum(exec_ms) FROM perfmon.statement_hourly WHERE stmt_id = 0"
+    ).fetchone()
+    raw = probe.execute(
+        "SELECT sum(calls), sum(exec_ms) FROM perfmon.statement_history "
+        "WHERE stmt_id = 0 AND ts < date_trunc('hour', now())").fetchone()
+    assert hourly[0] == 72 and (hourly[1], hourly[2]) == (raw[0], raw[1])
+    daily = probe.execute(
+        "SELECT sum(calls) FROM perfmon.statement_daily WHERE stmt_id = 0").fetchone()[0]
+    whole_days = probe.execute(
+        "SELECT sum(calls) FROM perfmon.statement_history WHERE stmt_id = 0 "
+        "AND ts < date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC'").fetchone()[0]
+    assert daily == whole_days
+    again = probe.execute("SELECT perfmon.rollup()").fetchone()[0]
+    assert again == {"hours": 0, "days": 0}
+    assert probe.execute(
+        "SELECT sum(calls) FROM perfmon.statement_hourly WHERE stmt_id = 0").fetchone()[0] == hourly[1]
+    # top_queries reads rolled-up hours from the rollup and the rest from raw samples.
+    last_day = probe.execute(
+        "SELECT calls FROM perfmon.top_queries WHERE stmt_id = 0").fetchone()[0]
+    expected = probe.execute(
+        "SELECT sum(calls) FROM perfmon.statement_history WHERE stmt_id = 0 "
+        "AND ts >= date_trunc('hour', now() - interval '24 hours') + interval '1 hour'"
+    ).fetchone()[0]
+    assert last_day == expected
+
+
+def test_top_and_slow_queries(probe: psycopg.Connection) -> None:
+    probe.execute("UPDATE perfmon.config SET value = '20' "
+                  "WHERE key = 'database.performance_thresholds.slow_query_ms'")
+    collect(probe)
+    run_probe(probe, 5)
+    for _ in range(3):
+        probe.execute("SELECT pg_sleep(0.05)")
+    collect(probe)
+    top = probe.execute(
+        "SELECT query, calls, mean_ms, share_of_total_pct FROM perfmon.top_queries "
+        "WHERE database = current_database() ORDER BY rank").fetchall()
+    by_query = {q: (calls, mean) for q, calls, mean, _ in top}
+    assert by_query["SELECT pg_sleep($1)"][0] == 3
+    assert by_query["SELECT pg_sleep($1)"][1] >= 50
+    assert by_query["SELECT count(*) FROM probe WHERE v = $1"][0] == 5
+    slow = [r[0] for r in probe.execute(
+        "SELECT query FROM perfmon.slow_queries WHERE database = current_database()")]
+    assert "SELECT pg_sleep($1)" in slow
+    assert "SELECT count(*) FROM probe WHERE v = $1" not in slow
+
+
+def test_blocking_locks_and_lock_history(probe: psycopg.Connection, installed: str) -> None:
+    collect(probe)
+    holder = psycopg.connect(installed)
+    holder.execute("LOCK TABLE probe IN ACCESS EXCLUSIVE MODE")
+    holder_pid = holder.info.backend_pid
+    waiter_pid: list[int] = []
+
+    def wait_for_lock() -> None:
+        with psycopg.connect(installed, autocommit=True) as w:
+            waiter_pid.append(w.info.backend_pid)
+            w.execute("SELECT count(*) FROM probe")
+
+    thread = threading.Thread(target=wait_for_lock)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 10
+        rows = []
+        while time.monotonic() < deadline and not rows:
+            rows = probe.execute(
+                "SELECT blocked_pid, blocking_pid, blocking_is_root, relation, wanted_mode "
+                "FROM perfmon.blocking_locks").fetchall()
+            time.sleep(0.1)
+        assert rows == [(waiter_pid[0], holder_pid, True, "public.probe", "AccessShareLock")]
+        collect(probe)
+        history = probe.execute(
+            "SELECT blocked_pid, blocking_pid, relation FROM perfmon.lock_history").fetchall()
+        assert history == [(waiter_pid[0], holder_pid, "public.probe")]
+        usage = probe.execute(
+            "SELECT waiting FROM perfmon.connection_usage WHERE live").fetchone()
+        assert usage == (1,)
+        series = probe.execute(
+            "SELECT blocked_sessions FROM perfmon.database_series ORDER BY ts DESC LIMIT 1"
+        ).fetchone()
+        assert series == (1,)
+    finally:
+        holder.rollback()
+        holder.close()
+        thread.join()
+
+
+def test_connection_usage_history(probe: psycopg.Connection) -> None:
+    collect(probe)
+    collect(probe)
+    rows = probe.execute(
+        "SELECT live, total, max_connections, total_pct FROM perfmon.connection_usage").fetchall()
+    assert rows[0][0] is True
+    assert [r[0] for r in rows[1:]] == [False, False]
+    for _live, total, max_connections, pct in rows:
+        assert float(pct) == pytest.approx(100 * total / max_connections, abs=0.05)
+
+
+def test_database_series_has_rates(probe: psycopg.Connection) -> None:
+    collect(probe)
+    run_probe(probe, 20)
+    flush(probe)
+    collect(probe)
+    tps, hit = probe.execute(
+        "SELECT tps, cache_hit_pct FROM perfmon.database_series ORDER BY ts DESC LIMIT 1").fetchone()
+    assert tps > 0
+    assert 0 < hit <= 100
+
+
+def test_replication_status_shows_a_slot(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT pg_create_physical_replication_slot('perfmon_test_slot', true)")
+    try:
+        conn.execute("CREATE TABLE filler AS SELECT g FROM generate_series(1, 20000) g")
+        row = conn.execute("SELECT kind, active, retained_wal_bytes > 0 FROM "
+                           "perfmon.replication_status WHERE name = 'perfmon_test_slot'").fetchone()
+        assert row == ("slot", False, True)
+        collect(conn)
+        assert conn.execute("SELECT count(*) FROM perfmon.replication_history "
+                            "WHERE name = 'perfmon_test_slot'").fetchone() == (1,)
+    finally:
+        conn.execute("SELECT pg_drop_replication_slot('perfmon_test_slot')")
+
+
+def _cluster_or_fail(server):
+    if server.cluster is None:
+        pytest.fail("restart tests need the embedded test cluster (PGPERFMON_TEST_DSN is set)")
+    return server.cluster
+
+
+def test_clean_restart_between_samples_keeps_counting(server, installed: str) -> None:
+    cluster = _cluster_or_fail(server)
+    with psycopg.connect(installed, autocommit=True) as c:
+        c.execute("CREATE TABLE probe (id int PRIMARY KEY, v text)")
+        collect(c)
+        run_probe(c, 3)
+    cluster.restart("fast")  # statistics survive a clean shutdown
+    with psycopg.connect(installed, autocommit=True) as c:
+        run_probe(c, 2)
+        collect(c)
+        assert probe_calls(c) == [5]
+
+
+def test_crash_between_samples_gives_a_baseline_not_a_spike(server, installed: str) -> None:
+    cluster = _cluster_or_fail(server)
+    with psycopg.connect(installed, autocommit=True) as c:
+        c.execute("CREATE TABLE probe (id int PRIMARY KEY, v text)")
+        collect(c)
+        run_probe(c, 30)
+    cluster.restart("immediate")  # a crash: statistics and UNLOGGED state are gone
+    with psycopg.connect(installed, autocommit=True) as c:
+        run_probe(c, 2)
+        after = collect(c)
+        assert after["stages"]["statements"]["baseline"] is True
+        assert probe_calls(c) == []
+        run_probe(c, 4)
+        collect(c)
+        assert probe_calls(c) == [4]
+
+
+@pytest.mark.cron
+def test_pg_cron_runs_the_collector_every_10_seconds(installed: str, tmp_path) -> None:
+    """The one test that waits for pg_cron's minute tick: sub-minute sampling, unattended."""
+    fast = tmp_path / "fast.yml"
+    fast.write_text("collection:\n  interval_seconds: 10\n")
+    deploy.install(installed, config.load(fast, env={}))
+    with psycopg.connect(installed, autocommit=True) as c:
+        c.execute("CREATE TABLE probe (id int PRIMARY KEY, v text)")
+        deadline = time.monotonic() + 100
+        stamps: list = []
+        while time.monotonic() < deadline and len(stamps) < 3:
+            run_probe(c, 1)
+            stamps = [r[0] for r in c.execute(
+                "SELECT ts FROM perfmon.samples WHERE kind = 'sample' ORDER BY ts")]
+            time.sleep(1)
+        assert len(stamps) >= 3, f"pg_cron took {len(stamps)} samples in 100 s"
+        gaps = [b - a for a, b in itertools.pairwise(stamps)]
+        assert all(timedelta(seconds=8) < g < timedelta(seconds=12) for g in gaps), gaps
+        errors = c.execute("SELECT stage, error FROM perfmon.collect_timings "
+                           "WHERE error IS NOT NULL").fetchall()
+        assert errors == []
+        assert sum(probe_calls(c)) >= 1
+    result = CliRunner().invoke(cli.main, ["status", "--dsn", installed])
+    assert result.exit_code == 0, result.output
+    assert "newest sample:" in result.output
