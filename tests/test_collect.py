@@ -7,13 +7,14 @@ import threading
 import time
 
 import psycopg
+
 from helpers import PROBE, collect, flush, probe_calls, run_probe
 
 
 def assert_no_negative_deltas(conn: psycopg.Connection) -> None:
     for table, columns in {
         "statement_history": ["calls", "plans", "exec_ms", "rows", "shared_hit", "shared_read"],
-        "table_history": ["seq_scan", "seq_tup_read", "idx_scan", "n_tup_ins", "heap_blks_hit"],
+        "table_history": ["seq_scan", "seq_tup_read", "idx_tup_fetch", "n_tup_ins", "heap_blks_hit"],
         "database_history": ["xact_commit", "blks_hit", "tup_returned", "sessions"],
         "index_history": ["idx_scan", "idx_blks_hit"],
     }.items():

@@ -10,8 +10,8 @@ from datetime import timedelta
 import psycopg
 import pytest
 from click.testing import CliRunner
-from helpers import collect, flush, probe_calls, run_probe
 
+from helpers import collect, flush, probe_calls, run_probe
 from pgperfmon import cli, config, deploy
 
 

@@ -18,15 +18,20 @@ BEGIN
     IF baseline THEN
         DELETE FROM perfmon.state_indexes;
     END IF;
-    added := perfmon.sync_relations(ARRAY['i']::"char"[]);
+    added := perfmon.sync_relations(ARRAY['i']::"char"[], with_renames => false);
 
+    -- pg_stat_user_indexes and pg_statio_user_indexes, from their functions (see
+    -- collect_tables for why).
     WITH cur AS (
-        SELECT r.rel_id, i.idx_scan, i.idx_tup_read, i.idx_tup_fetch,
-               coalesce(io.idx_blks_read, 0) AS idx_blks_read,
-               coalesce(io.idx_blks_hit, 0) AS idx_blks_hit
-        FROM pg_stat_user_indexes AS i
-        JOIN pg_statio_user_indexes AS io ON io.indexrelid = i.indexrelid
-        JOIN perfmon.relations AS r ON r.server_id = 1 AND r.datid = dbid AND r.relid = i.indexrelid
+        SELECT r.rel_id,
+               pg_stat_get_numscans(c.oid) AS idx_scan,
+               pg_stat_get_tuples_returned(c.oid) AS idx_tup_read,
+               pg_stat_get_tuples_fetched(c.oid) AS idx_tup_fetch,
+               pg_stat_get_blocks_fetched(c.oid) - pg_stat_get_blocks_hit(c.oid) AS idx_blks_read,
+               pg_stat_get_blocks_hit(c.oid) AS idx_blks_hit
+        FROM perfmon.relations AS r
+        JOIN pg_class AS c ON c.oid = r.relid
+        WHERE r.server_id = 1 AND r.datid = dbid AND r.kind = 'i'
     ),
     cmp AS (
         SELECT c.*,
@@ -69,6 +74,9 @@ BEGIN
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back)
       INTO result.stored, result.gaps;
 
+    IF baseline OR added > 100 THEN
+        ANALYZE perfmon.state_indexes;  -- it was (re)filled: let the next sample's joins plan with real sizes
+    END IF;
     INSERT INTO perfmon.state_sources AS s (server_id, source, last_ts, reset_at)
     VALUES (1, 'indexes', sample_ts, reset_at)
     ON CONFLICT (server_id, source) DO UPDATE

@@ -11,7 +11,8 @@ DECLARE
     top_n int := perfmon.setting('collection.relation_top_n')::int;
     n int;
 BEGIN
-    PERFORM perfmon.sync_relations(ARRAY['r', 'p', 'm']::"char"[]);
+    -- Renames are caught up here, on the slower schedule.
+    PERFORM perfmon.sync_relations(ARRAY['r', 'p', 'm', 'i']::"char"[]);
     WITH cur AS (
         SELECT 'd'::"char" AS kind, d.oid::bigint AS object_id, pg_database_size(d.oid) AS size_bytes,
                NULL::bigint AS table_bytes, NULL::bigint AS index_bytes, NULL::bigint AS toast_bytes

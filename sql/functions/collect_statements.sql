@@ -3,6 +3,9 @@ RETURNS perfmon.collect_result
 LANGUAGE plpgsql
 -- pg_stat_statements lives in public (pgperfmon install checks that).
 SET search_path = pg_catalog, public, pg_temp
+-- Every entry is joined with its dictionary row and state: hash joins. The planner,
+-- which cannot see into pg_stat_statements(), otherwise picks a nested loop.
+SET enable_nestloop = off
 AS $$
 -- pg_stat_statements: per-statement deltas since the previous sample.
 --  * Only statements that ran (calls or plans changed) get a row; the top
@@ -48,6 +51,9 @@ BEGIN
                            WHERE d.server_id = 1 AND d.userid = s.userid AND d.dbid = s.dbid
                              AND d.queryid = s.queryid AND d.toplevel = s.toplevel)
         ON CONFLICT DO NOTHING;
+        IF new_keys > 100 THEN
+            ANALYZE perfmon.statements;  -- or the joins below plan for a tiny dictionary
+        END IF;
     END IF;
 
     WITH cur AS (
@@ -149,6 +155,9 @@ BEGIN
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back) + evicted
       INTO result.stored, result.gaps;
 
+    IF baseline OR new_keys > 100 THEN
+        ANALYZE perfmon.state_statements;
+    END IF;
     INSERT INTO perfmon.state_sources AS s (server_id, source, last_ts, reset_at, extra)
     VALUES (1, 'statements', sample_ts, info.stats_reset, jsonb_build_object('dealloc', info.dealloc))
     ON CONFLICT (server_id, source) DO UPDATE

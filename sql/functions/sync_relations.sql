@@ -1,11 +1,12 @@
-CREATE OR REPLACE FUNCTION perfmon.sync_relations(kinds "char"[])
+CREATE OR REPLACE FUNCTION perfmon.sync_relations(kinds "char"[], with_renames boolean DEFAULT true)
 RETURNS integer
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- Keeps perfmon.relations in step with this database's catalog for the given
--- relkinds: adds new relations, renames renamed ones. Read-only when nothing
--- changed (no upsert, which would lock and dirty every row it meets).
+-- relkinds: adds new relations and (with_renames) renames renamed ones and links
+-- indexes to their tables. Read-only when nothing changed (no upsert, which would
+-- lock and dirty every row it meets). Each sample adds; the sizes schedule renames.
 DECLARE
     dbid oid := (SELECT oid FROM pg_database WHERE datname = current_database());
     excluded text[] := ARRAY(SELECT jsonb_array_elements_text(perfmon.setting('collection.exclude_schemas')))
@@ -23,7 +24,15 @@ BEGIN
                        WHERE r.server_id = 1 AND r.datid = dbid AND r.relid = c.oid)
     ON CONFLICT DO NOTHING;
     GET DIAGNOSTICS added = ROW_COUNT;
+    -- Fresh statistics after a large change, or the planner sees a tiny table
+    -- and joins the catalog against it in quadratic time.
+    IF added > 100 THEN
+        ANALYZE perfmon.relations;
+    END IF;
 
+    IF NOT with_renames THEN
+        RETURN added;
+    END IF;
     UPDATE perfmon.relations AS r
        SET schema_name = n.nspname, rel_name = c.relname
       FROM pg_class AS c
@@ -43,6 +52,6 @@ BEGIN
     RETURN added;
 END
 $$;
-COMMENT ON FUNCTION perfmon.sync_relations("char"[]) IS
+COMMENT ON FUNCTION perfmon.sync_relations("char"[], boolean) IS
     'Adds new and renames renamed relations of the given kinds in perfmon.relations; '
     'returns how many were added.';

@@ -199,7 +199,6 @@ CREATE UNLOGGED TABLE perfmon.state_tables (
     rel_id              integer PRIMARY KEY,
     seq_scan            bigint NOT NULL,
     seq_tup_read        bigint NOT NULL,
-    idx_scan            bigint NOT NULL,
     idx_tup_fetch       bigint NOT NULL,
     n_tup_ins           bigint NOT NULL,
     n_tup_upd           bigint NOT NULL,
@@ -211,12 +210,8 @@ CREATE UNLOGGED TABLE perfmon.state_tables (
     autoanalyze_count   bigint NOT NULL,
     heap_blks_read      bigint NOT NULL,
     heap_blks_hit       bigint NOT NULL,
-    idx_blks_read       bigint NOT NULL,
-    idx_blks_hit        bigint NOT NULL,
     toast_blks_read     bigint NOT NULL,
     toast_blks_hit      bigint NOT NULL,
-    tidx_blks_read      bigint NOT NULL,
-    tidx_blks_hit       bigint NOT NULL,
     n_live_tup          bigint NOT NULL,
     n_dead_tup          bigint NOT NULL,
     n_mod_since_analyze bigint NOT NULL,
@@ -350,7 +345,6 @@ CREATE TABLE perfmon.table_history (
     rel_id          integer NOT NULL,
     seq_scan        bigint,
     seq_tup_read    bigint,
-    idx_scan        bigint,
     idx_tup_fetch   bigint,
     n_tup_ins       bigint,
     n_tup_upd       bigint,
@@ -362,12 +356,8 @@ CREATE TABLE perfmon.table_history (
     autoanalyze_count integer,
     heap_blks_read  bigint,
     heap_blks_hit   bigint,
-    idx_blks_read   bigint,
-    idx_blks_hit    bigint,
     toast_blks_read bigint,
     toast_blks_hit  bigint,
-    tidx_blks_read  bigint,
-    tidx_blks_hit   bigint,
     n_live_tup      bigint,
     n_dead_tup      bigint,
     n_mod_since_analyze bigint,
@@ -375,7 +365,8 @@ CREATE TABLE perfmon.table_history (
 ) PARTITION BY RANGE (ts);
 COMMENT ON TABLE perfmon.table_history IS
     'Table statistics per table (perfmon.relations) and sample: counter deltas (NULL = 0) '
-    'and the n_* tuple gauges as they were at the sample.';
+    'and the n_* tuple gauges as they were at the sample. Index scans and index I/O are in '
+    'perfmon.index_history, per index.';
 
 CREATE TABLE perfmon.index_history (
     server_id     integer NOT NULL,
