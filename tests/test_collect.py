@@ -27,7 +27,7 @@ def test_first_sample_is_a_baseline(probe: psycopg.Connection) -> None:
     run_probe(probe, 3)
     first = collect(probe)
     assert first["stages"]["statements"]["baseline"] is True
-    assert first["stages"]["statements"]["stored"] == 0
+    assert first["stages"]["statements"].get("stored", 0) == 0
     assert probe_calls(probe) == []
     assert all("error" not in stage for stage in first["stages"].values()), first
 
@@ -69,8 +69,8 @@ def test_idle_statements_and_tables_cost_nothing(probe: psycopg.Connection) -> N
     collect(probe)
     flush(probe)
     quiet = collect(probe)["stages"]
-    assert quiet["tables"]["stored"] == 0
-    assert quiet["indexes"]["stored"] == 0
+    assert quiet["tables"].get("stored", 0) == 0
+    assert quiet["indexes"].get("stored", 0) == 0
     # Only pgperfmon's own "SELECT perfmon.collect()" and the flush ran in between.
     assert quiet["statements"]["stored"] <= 2
 

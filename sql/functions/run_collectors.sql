@@ -11,7 +11,8 @@ AS $$
 --  * a time budget (collection.statement_timeout_ms): stages left when it is
 --    spent are skipped and say so. (pg_cron 1.4 runs jobs in background workers,
 --    which do not enforce statement_timeout; measured, see README.)
--- The run is logged in perfmon.samples with each stage's time, rows and gaps.
+-- The run is logged in perfmon.samples with each stage's time, rows and gaps
+-- (perfmon.collect_timings shows them with the zeros filled in).
 DECLARE
     -- The wall clock, not now(): inside perfmon.run_every_interval() a transaction
     -- may have begun before the slot it samples.
@@ -58,6 +59,10 @@ BEGIN
         EXCEPTION WHEN OTHERS THEN
             stage := jsonb_build_object('error', SQLERRM, 'sqlstate', SQLSTATE);
         END;
+        -- Zeros and false are left out: an idle sample's log stays small.
+        SELECT coalesce(jsonb_object_agg(e.key, e.value), '{}') INTO stage
+          FROM jsonb_each(stage) AS e
+         WHERE e.value NOT IN ('0'::jsonb, 'false'::jsonb);
         stages := stages || jsonb_build_object(c.name, stage || jsonb_build_object(
             'ms', round((extract(epoch FROM clock_timestamp() - stage_start) * 1000)::numeric, 2)));
     END LOOP;
