@@ -93,6 +93,18 @@ def down(data_dir: Path | None) -> None:
     click.echo("stopped" if cluster.down() else "was not running")
 
 
+@main.command()
+@data_dir_option
+@click.option("--seconds", type=click.IntRange(5, 3600), default=30, show_default=True,
+              help="how long the demo workload runs.")
+@_user_errors
+def demo(data_dir: Path | None, seconds: int) -> None:
+    """Embedded PostgreSQL, a pgbench workload, and pgperfmon at work on it."""
+    from pgperfmon import demo as demo_module
+
+    demo_module.run(data_dir, seconds)
+
+
 # ------------------------------------------------------------------ install
 
 def _load_config(config_file: Path | None) -> config.Config:
