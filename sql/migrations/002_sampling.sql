@@ -258,7 +258,8 @@ CREATE UNLOGGED TABLE perfmon.state_server (
     failed_count          bigint NOT NULL,
     bgwriter_reset        timestamptz,
     wal_reset             timestamptz,
-    archiver_reset        timestamptz
+    archiver_reset        timestamptz,
+    last_ts               timestamptz
 );
 
 CREATE UNLOGGED TABLE perfmon.state_settings (
@@ -416,11 +417,26 @@ CREATE TABLE perfmon.server_history (
     archived_count         integer,
     archive_failed_count   integer,
     last_archived_time     timestamptz,
-    last_failed_time       timestamptz
+    last_failed_time       timestamptz,
+    interval_s             real,
+    xact_commit            bigint,
+    xact_rollback          bigint,
+    blks_read              bigint,
+    blks_hit               bigint,
+    tup_returned           bigint,
+    tup_fetched            bigint,
+    tup_inserted           bigint,
+    tup_updated            bigint,
+    tup_deleted            bigint,
+    temp_files             bigint,
+    temp_bytes             bigint,
+    deadlocks              bigint
 ) PARTITION BY RANGE (ts);
 COMMENT ON TABLE perfmon.server_history IS
     'One row per sample: sessions (counts and ages in seconds at the sample), the oldest '
-    'XID/MXID age, and deltas of pg_stat_bgwriter, pg_stat_wal and pg_stat_archiver (NULL = 0).';
+    'XID/MXID age, deltas of pg_stat_bgwriter, pg_stat_wal and pg_stat_archiver, and the '
+    'pg_stat_database deltas of all databases together (NULL = 0); interval_s is the time '
+    'since the previous row. One table, so that a time range reads one set of partitions.';
 
 CREATE TABLE perfmon.activity_history (
     server_id       integer NOT NULL,
