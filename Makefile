@@ -5,7 +5,9 @@
 PG_MAJOR ?= 15
 VENV     ?= .venv
 PYTHON   ?= python3
-DEMO_DIR ?= $(CURDIR)/.demo
+# Empty: pgperfmon's default home (/var/lib/pgperfmon as root, else ~/.local/share/pgperfmon),
+# which the server's unprivileged account can always reach.
+DEMO_DIR ?=
 
 DEB_PACKAGES = postgresql-$(PG_MAJOR) postgresql-contrib postgresql-$(PG_MAJOR)-cron \
                postgresql-plpython3-$(PG_MAJOR) postgresql-$(PG_MAJOR)-hypopg \
@@ -27,7 +29,7 @@ $(VENV)/.installed: pyproject.toml
 python-deps: $(VENV)/.installed
 
 demo: deps
-	$(VENV)/bin/pgperfmon demo --data-dir $(DEMO_DIR)
+	$(VENV)/bin/pgperfmon demo $(if $(DEMO_DIR),--data-dir $(DEMO_DIR))
 
 test: deps
 	$(VENV)/bin/ruff check installer plpython tests bench
@@ -37,5 +39,5 @@ bench: deps
 	@for b in bench/*.py; do echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 clean:
-	-$(VENV)/bin/pgperfmon down --data-dir $(DEMO_DIR) 2>/dev/null
-	rm -rf $(VENV) $(DEMO_DIR) test-artifacts
+	-$(VENV)/bin/pgperfmon down $(if $(DEMO_DIR),--data-dir $(DEMO_DIR)) 2>/dev/null
+	rm -rf $(VENV) test-artifacts
