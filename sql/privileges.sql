@@ -33,7 +33,7 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_proc AS p
         WHERE p.pronamespace = 'perfmon'::regnamespace
           AND p.proname = ANY (ARRAY['setting', 'cron_schedule', 'statement_totals',
-                                    'health_score', 'executive_report'])
+                                    'health_score', 'executive_report', 'archive_ready_files'])
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO perfmon_reader', f);
     END LOOP;
@@ -48,7 +48,8 @@ BEGIN
     FOR f IN
         SELECT p.oid::regprocedure FROM pg_proc AS p
         WHERE p.pronamespace = 'perfmon'::regnamespace
-          AND p.proname = ANY (ARRAY['agent_heartbeat', 'ingest_metric', 'ingest_host_samples'])
+          AND p.proname = ANY (ARRAY['agent_heartbeat', 'ingest_metric', 'ingest_open',
+                                    'ingest_series', 'ingest_batch'])
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO perfmon_agent', f);
     END LOOP;
@@ -60,6 +61,10 @@ $$;
 ALTER TABLE perfmon.python_modules OWNER TO CURRENT_USER;
 REVOKE ALL ON perfmon.python_modules FROM perfmon_admin;
 GRANT SELECT ON perfmon.python_modules TO perfmon_admin;
+
+-- Automated recovery (off by default) cancels and terminates sessions as perfmon_admin
+-- under pg_cron; pg_signal_backend never reaches superusers' sessions.
+GRANT pg_signal_backend TO perfmon_admin;
 
 -- PL/Python functions are created by the superuser (untrusted language); only
 -- perfmon_admin may run them.

@@ -119,8 +119,24 @@ def installed(dsn: str) -> str:
 
 
 @pytest.fixture()
-def conn(installed: str) -> Iterator[psycopg.Connection]:
-    with psycopg.connect(installed, autocommit=True) as connection:
+def paused_cron(installed: str, server: Server, dbname: str) -> str:
+    """`installed`, with the database's pg_cron jobs paused.
+
+    Tests that count deltas or alerts call the functions themselves; a minute tick
+    of the scheduled jobs in the middle would split or consume their work. Tests
+    of the scheduling itself use `installed`, where the jobs are active.
+    """
+    server.execute(
+        "UPDATE cron.job SET active = false WHERE starts_with(jobname, %s)",
+        (deploy.cron_job_prefix(dbname),),
+    )
+    return installed
+
+
+@pytest.fixture()
+def conn(paused_cron: str) -> Iterator[psycopg.Connection]:
+    """An autocommit connection to an installed database whose pg_cron jobs are paused."""
+    with psycopg.connect(paused_cron, autocommit=True) as connection:
         yield connection
 
 

@@ -188,7 +188,8 @@ def _cluster_or_fail(server):
     return server.cluster
 
 
-def test_clean_restart_between_samples_keeps_counting(server, installed: str) -> None:
+def test_clean_restart_between_samples_keeps_counting(server, paused_cron: str) -> None:
+    installed = paused_cron
     cluster = _cluster_or_fail(server)
     with psycopg.connect(installed, autocommit=True) as c:
         c.execute("CREATE TABLE probe (id int PRIMARY KEY, v text)")
@@ -201,7 +202,8 @@ def test_clean_restart_between_samples_keeps_counting(server, installed: str) ->
         assert probe_calls(c) == [5]
 
 
-def test_crash_between_samples_gives_a_baseline_not_a_spike(server, installed: str) -> None:
+def test_crash_between_samples_gives_a_baseline_not_a_spike(server, paused_cron: str) -> None:
+    installed = paused_cron
     cluster = _cluster_or_fail(server)
     with psycopg.connect(installed, autocommit=True) as c:
         c.execute("CREATE TABLE probe (id int PRIMARY KEY, v text)")

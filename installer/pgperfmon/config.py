@@ -99,26 +99,128 @@ class SystemThresholds(_Section):
 
 class System(_Section):
     agent_interval_seconds: Annotated[int, Field(ge=1, le=3600)] = 10
+    # An application agent is stale, then down, after this many expected
+    # heartbeat intervals of silence (perfmon.agent_health).
+    agent_stale_after_intervals: Annotated[float, Field(ge=1, le=1000)] = 2.0
+    agent_down_after_intervals: Annotated[float, Field(ge=1, le=1000)] = 4.0
     thresholds: SystemThresholds = Field(default_factory=SystemThresholds)
+
+    @field_validator("agent_interval_seconds")
+    @classmethod
+    def _host_sampler_schedulable(cls, value: int) -> int:
+        # The in-database host sampler runs on pg_cron (whole minutes) through
+        # perfmon.run_every_interval below a minute: the interval must divide it.
+        if value < 60 and 60 % value:
+            raise ValueError("expected a divisor of 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30) "
+                             "or a whole number of minutes in seconds (60, 120, ...)")
+        if value >= 60 and value % 60:
+            raise ValueError("expected a whole number of minutes in seconds (60, 120, ...) "
+                             "or a divisor of 60")
+        return value
+
+    @model_validator(mode="after")
+    def _stale_before_down(self) -> System:
+        if self.agent_down_after_intervals < self.agent_stale_after_intervals:
+            raise ValueError(
+                f"expected agent_down_after_intervals ({self.agent_down_after_intervals}) to be at "
+                f"least agent_stale_after_intervals ({self.agent_stale_after_intervals})")
+        return self
 
 
 class AnomalyDetection(_Section):
     enabled: bool = True
-    algorithm: Literal["isolation_forest", "robust_zscore", "auto"] = "auto"
+    # auto = envelope where PL/Python runs, its SQL twin (envelope_sql) elsewhere;
+    # isolation_forest adds the multi-metric forest (docs/anomalies.md has the scores).
+    algorithm: Literal["isolation_forest", "robust_zscore", "envelope", "envelope_sql",
+                       "auto"] = "auto"
     sensitivity: Literal["low", "medium", "high"] = "medium"
     training_window_days: Annotated[int, Field(ge=1, le=365)] = 7
     retrain_interval_hours: Annotated[int, Field(ge=1, le=168)] = 6
+    # An anomaly episode ends after this many normal samples in a row.
+    episode_quiet_samples: Annotated[int, Field(ge=1, le=10_000)] = 72
+
+
+Glob = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SessionAction(_Section):
+    # A recovery action on sessions (docs/alerting.md). Empty allow_roles = no role
+    # is allowed: enabling an action also means naming whom it may touch.
+    enabled: bool = False
+    after_seconds: Annotated[float, Field(gt=0, le=86400)] = 300.0
+    allow_roles: list[Glob] = Field(default_factory=list)
+    allow_databases: list[Glob] = Field(default_factory=lambda: ["*"])
+
+
+class ShedConnections(SessionAction):
+    after_seconds: Annotated[float, Field(gt=0, le=86400)] = 600.0  # idle at least this long
+    usage_pct: Pct = 95.0
+
+
+class TableAction(_Section):
+    enabled: bool = False
+    allow_tables: list[Glob] = Field(default_factory=list)  # schema.table patterns, * wildcard
+
+
+class AnalyzeAction(TableAction):
+    modified_pct: Pct = 20.0
+    min_rows: Annotated[int, Field(ge=0)] = 1000
+
+
+class VacuumAction(TableAction):
+    dead_tuple_pct: Pct = 20.0
+    min_dead_tuples: Annotated[int, Field(ge=0)] = 1000
+    freeze_age_pct: Pct = 90.0  # of autovacuum_freeze_max_age
+
+
+class IndexAction(_Section):
+    # Builds only indexes approved with perfmon.approve_index(), CONCURRENTLY.
+    enabled: bool = False
 
 
 class AutoRecovery(_Section):
     # Actions that change the server are off until a DBA turns them on.
     enabled: bool = False
     dry_run: bool = True
+    include_superusers: bool = False
+    include_replication: bool = False
+    include_pgperfmon: bool = False
+    max_actions_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 30
+    watch_interval_seconds: Annotated[int, Field(ge=1, le=60)] = 1
+    verify_timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 3000
+    cancel_long_queries: SessionAction = Field(default_factory=SessionAction)
+    terminate_idle_in_transaction: SessionAction = Field(default_factory=SessionAction)
+    terminate_lock_blockers: SessionAction = Field(
+        default_factory=lambda: SessionAction(after_seconds=30))
+    shed_idle_connections: ShedConnections = Field(default_factory=ShedConnections)
+    analyze_stale_tables: AnalyzeAction = Field(default_factory=AnalyzeAction)
+    vacuum_tables: VacuumAction = Field(default_factory=VacuumAction)
+    create_approved_indexes: IndexAction = Field(default_factory=IndexAction)
+
+    @field_validator("watch_interval_seconds")
+    @classmethod
+    def _divides_minute(cls, value: int) -> int:
+        if 60 % value:
+            raise ValueError("expected a divisor of 60 (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)")
+        return value
 
 
 class Optimization(_Section):
     index_min_improvement_pct: Pct = 20.0
     unused_index_min_days: Annotated[int, Field(ge=1, le=3650)] = 14
+    # The advisor (perfmon.refresh_recommendations): history window and thresholds.
+    advice_window_days: Annotated[int, Field(ge=1, le=90)] = 7
+    index_advisor_top_statements: Annotated[int, Field(ge=5, le=1000)] = 50
+    # The scheduled advisor runs as perfmon_admin and can plan only statements on tables
+    # it may read. true grants it pg_read_all_data (reading, never writing, every table).
+    advisor_reads_all_tables: bool = False
+    bloat_min_pct: Pct = 30.0
+    bloat_min_bytes: Annotated[int, Field(ge=0)] = 10 * 1024 * 1024
+    dead_tuple_max_pct: Pct = 20.0
+    sequence_warning_pct: Pct = 75.0
+    wraparound_warning_pct: Pct = 100.0
+    storage_warning_days: Annotated[int, Field(ge=1, le=3650)] = 30
+    backup_max_age_hours: Annotated[int, Field(ge=1, le=8760)] = 26
     auto_recovery: AutoRecovery = Field(default_factory=AutoRecovery)
 
 
@@ -147,20 +249,29 @@ class EmailChannel(Channel):
     smtp_host: str = "localhost"
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
     starttls: bool = True
+    ca_file: str | None = None  # CA bundle to verify the SMTP server with (default: the system's)
     username: str | None = None
     sender: str = "pgperfmon@localhost"
     recipients: list[str] = Field(default_factory=list)
 
 
+class WebhookChannel(Channel):
+    # The HMAC-SHA256 key of the X-Pgperfmon-Signature header, read from this variable.
+    signing_secret_env: str | None = "PGPERFMON_WEBHOOK_SIGNING_KEY"
+
+
 class SmsChannel(Channel):
     gateway_url: str | None = None
+    account_sid: str | None = None  # user of the gateway's basic auth (Twilio: the account SID)
+    sender: str | None = None       # the From number
     recipients: list[str] = Field(default_factory=list)
     min_level: Literal["info", "warning", "critical", "emergency"] = "critical"
 
 
 class Channels(_Section):
     slack: Channel = Field(default_factory=lambda: Channel(secret_env="PGPERFMON_SLACK_WEBHOOK_URL"))
-    webhook: Channel = Field(default_factory=lambda: Channel(secret_env="PGPERFMON_WEBHOOK_URL"))
+    webhook: WebhookChannel = Field(
+        default_factory=lambda: WebhookChannel(secret_env="PGPERFMON_WEBHOOK_URL"))
     email: EmailChannel = Field(
         default_factory=lambda: EmailChannel(secret_env="PGPERFMON_SMTP_PASSWORD")
     )
@@ -173,6 +284,17 @@ class Alerting(_Section):
     cooldown_minutes: Annotated[int, Field(ge=0, le=10080)] = 15
     escalation_minutes: Annotated[int, Field(ge=1, le=10080)] = 30
     max_delivery_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    # Delivery retries wait base * 2^(attempt - 1) seconds, at most retry_max_seconds.
+    retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
+    retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 600.0
+    delivery_timeout_seconds: Annotated[float, Field(gt=0, le=300)] = 10.0
+    # The in-database worker (job deliver_alerts) looks at the outbox this often.
+    delivery_poll_seconds: Annotated[float, Field(ge=0.1, le=60)] = 1.0
+    # Escalated alerts also go to these channels, whatever their min_level.
+    escalation_channels: list[Literal["slack", "webhook", "email", "sms"]] = Field(default_factory=list)
+    # Anomalies and open recommendations at or above this level raise alerts.
+    anomaly_min_level: Literal["info", "warning", "critical", "emergency"] = "warning"
+    recommendation_min_level: Literal["info", "warning", "critical", "emergency"] = "critical"
     channels: Channels = Field(default_factory=Channels)
 
 

@@ -110,7 +110,7 @@ def cron_job_prefix(dbname: str) -> str:
 
 # --------------------------------------------------------------------------- install
 
-def install(dsn: str, config: Config) -> Report:
+def install(dsn: str, config: Config, skip_extensions: tuple[str, ...] = ()) -> Report:
     """Install or upgrade pgperfmon in the database of ``dsn``; safe to run again."""
     report = Report()
     with db.connection(dsn) as conn:
@@ -118,12 +118,13 @@ def install(dsn: str, config: Config) -> Report:
         conn.execute("SELECT pg_advisory_lock(%s)", (INSTALL_LOCK,))
         conn.commit()
         try:
-            available = _create_extensions(conn, report)
+            available = _create_extensions(conn, report, skip_extensions)
             _create_roles(conn, report)
             _apply_migrations(conn, report)
             _apply_objects(conn, available, report)
             _deploy_python(conn, available, report)
             _store_config(conn, config, report)
+            _grant_read_all_data(conn, config.optimization.advisor_reads_all_tables, report)
             _record_version(conn, report)
             _apply_privileges(conn)
             conn.commit()
@@ -154,12 +155,16 @@ def _check_server(conn: psycopg.Connection) -> None:
     conn.commit()
 
 
-def _create_extensions(conn: psycopg.Connection, report: Report) -> set[str]:
-    """Create what is needed and what is available; return the extensions present."""
+def _create_extensions(conn: psycopg.Connection, report: Report,
+                       skip: tuple[str, ...] = ()) -> set[str]:
+    """Create what is needed and what is available; return the extensions present.
+
+    skip: optional extensions to treat as unavailable (tests of the degraded modes).
+    """
     rows = conn.execute(
         "SELECT name, installed_version IS NOT NULL FROM pg_available_extensions "
         "WHERE name = ANY(%s)",
-        (["pg_stat_statements", *OPTIONAL_EXTENSIONS],),
+        (["pg_stat_statements", *(e for e in OPTIONAL_EXTENSIONS if e not in skip)],),
     ).fetchall()
     available = dict(rows)
     if "pg_stat_statements" not in available:
@@ -397,6 +402,19 @@ def _store_config(conn: psycopg.Connection, config: Config, report: Report) -> N
     for gone in sorted(set(stored) - set(wanted)):
         conn.execute("DELETE FROM perfmon.config WHERE key = %s", (gone,))
         report.change(f"removed obsolete configuration key {gone}")
+
+
+def _grant_read_all_data(conn: psycopg.Connection, wanted: bool, report: Report) -> None:
+    """optimization.advisor_reads_all_tables: the scheduled advisor may plan on any table."""
+    row = conn.execute(
+        "SELECT pg_has_role('perfmon_admin', 'pg_read_all_data', 'MEMBER')"
+    ).fetchone()
+    if bool(row and row[0]) == wanted:
+        return
+    conn.execute("GRANT pg_read_all_data TO perfmon_admin" if wanted
+                 else "REVOKE pg_read_all_data FROM perfmon_admin")
+    report.change(("granted pg_read_all_data to" if wanted else "revoked pg_read_all_data from")
+                  + " perfmon_admin (optimization.advisor_reads_all_tables)")
 
 
 def _record_version(conn: psycopg.Connection, report: Report) -> None:

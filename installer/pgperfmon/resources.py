@@ -6,8 +6,11 @@ wheel they are packaged under ``pgperfmon/_resources``.
 
 from __future__ import annotations
 
+import importlib
+import sys
 from functools import cache
 from pathlib import Path
+from types import ModuleType
 
 _PACKAGED = Path(__file__).resolve().parent / "_resources"
 _CHECKOUT = Path(__file__).resolve().parents[2]
@@ -36,3 +39,11 @@ def sql(name: str) -> str:
 
 def default_config_file() -> Path:
     return path("config", "performance_monitoring.yml")
+
+
+def plpython_module(name: str) -> ModuleType:
+    """``perfmon_py.<name>`` from plpython/: code the package shares with the server's."""
+    folder = str(path("plpython"))
+    if folder not in sys.path:
+        sys.path.append(folder)
+    return importlib.import_module(f"perfmon_py.{name}")

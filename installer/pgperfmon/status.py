@@ -19,7 +19,7 @@ from pgperfmon import db, resources
 from pgperfmon.deploy import cron_database, cron_job_prefix
 
 # Capabilities whose absence makes pgperfmon degraded, not broken.
-OPTIONAL = {"plpython3u", "hypopg"}
+OPTIONAL = {"plpython3u", "hypopg", "advisor_scope"}
 
 
 @dataclass

@@ -55,6 +55,27 @@ BEGIN
     END IF;
     RETURN NEXT;
 
+    capability := 'anomaly_detector';
+    IF to_regprocedure('perfmon.anomaly_detector()') IS NOT NULL THEN
+        EXECUTE 'SELECT perfmon.anomaly_detector(), perfmon.setting(''anomaly_detection.enabled'')::boolean'
+            INTO detail, in_force;
+        detail := detail || CASE WHEN detail = 'envelope_sql' THEN ' (SQL: plpython3u is not available)'
+                                 ELSE ' (PL/Python)' END || CASE WHEN in_force THEN '' ELSE '; disabled' END;
+        in_force := true;  -- a detector is always there; disabling it is a choice, not a fault
+    ELSE
+        in_force := false;
+        detail := 'not installed';
+    END IF;
+    RETURN NEXT;
+
+    capability := 'advisor_scope';
+    in_force := pg_has_role('perfmon_admin', 'pg_read_all_data', 'MEMBER');
+    detail := CASE WHEN in_force
+        THEN 'the scheduled advisor may plan statements on every table (pg_read_all_data)'
+        ELSE 'the scheduled advisor plans only statements on tables perfmon_admin may read '
+             '(optimization.advisor_reads_all_tables: true grants it pg_read_all_data)' END;
+    RETURN NEXT;
+
     capability := 'hypopg';
     in_force := EXISTS (SELECT FROM pg_extension WHERE extname = 'hypopg');
     detail := CASE WHEN in_force
