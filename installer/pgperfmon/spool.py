@@ -1,0 +1,173 @@
+"""The agent's spool: a bounded, append-only queue of batches on disk.
+
+Every batch the agent samples is written here first (one JSON line, fsynced)
+and removed only once the database has stored it, so nothing sampled is lost
+while the database is unreachable or when the agent is stopped. Batches are
+replayed oldest first; each carries its idempotency key, so a batch sent again
+after a crash or a lost acknowledgement is stored once.
+
+Layout: ``<folder>/<segment number>.jsonl``, a new segment every
+``segment_bytes``. When the spool would exceed ``max_bytes`` the oldest segments
+are dropped - the newest data is kept - and that is logged as an error and
+counted in ``dropped``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("pgperfmon.spool")
+
+
+class SpoolError(Exception):
+    """The spool folder cannot be used; the text says why."""
+
+
+@dataclass
+class _Segment:
+    number: int
+    path: Path
+    lines: int = 0
+    size: int = 0
+    acked: int = 0
+    ack_offset: int = 0
+
+
+class Spool:
+    def __init__(self, folder: Path | str, max_bytes: int = 256 * 1024 * 1024,
+                 segment_bytes: int = 1024 * 1024):
+        self.folder = Path(folder)
+        self.max_bytes = max_bytes
+        self.segment_bytes = min(segment_bytes, max(max_bytes // 4, 1))
+        self.dropped = 0  # batches dropped because the spool was full, since start
+        self._lock = threading.Lock()
+        self._segments: list[_Segment] = []
+        self._writer: Any = None  # open file of the last segment
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise SpoolError(f"cannot create the spool folder {self.folder}: {exc.strerror}") from None
+        if not os.access(self.folder, os.W_OK):
+            raise SpoolError(f"the spool folder {self.folder} is not writable")
+        for path in sorted(self.folder.glob("*.jsonl")):
+            if path.stem.isdigit():
+                data = path.read_bytes()
+                self._segments.append(_Segment(int(path.stem), path, data.count(b"\n"), len(data)))
+
+    # ------------------------------------------------------------------ facts
+    @property
+    def pending(self) -> int:
+        """Batches not yet acknowledged."""
+        with self._lock:
+            return sum(s.lines - s.acked for s in self._segments)
+
+    @property
+    def size(self) -> int:
+        with self._lock:
+            return sum(s.size for s in self._segments)
+
+    # ------------------------------------------------------------------ writing
+    def append(self, record: dict[str, Any]) -> None:
+        """Write one batch durably (fsync) before it is sent anywhere."""
+        line = (json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n").encode()
+        with self._lock:
+            self._make_room(len(line))
+            seg = self._segments[-1] if self._writer is not None else None
+            if seg is None or (seg.size + len(line) > self.segment_bytes and seg.lines):
+                seg = self._open_segment()
+            self._writer.write(line)
+            self._writer.flush()
+            os.fsync(self._writer.fileno())
+            seg.lines += 1
+            seg.size += len(line)
+
+    def _open_segment(self) -> _Segment:
+        if self._writer is not None:
+            self._writer.close()
+        number = self._segments[-1].number + 1 if self._segments else 1
+        seg = _Segment(number, self.folder / f"{number:012d}.jsonl")
+        self._writer = open(seg.path, "ab")  # kept open across appends
+        dir_fd = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)  # the new file's name is durable too
+        finally:
+            os.close(dir_fd)
+        self._segments.append(seg)
+        return seg
+
+    def _make_room(self, incoming: int) -> None:
+        total = sum(s.size for s in self._segments)
+        dropped_now = 0
+        while self._segments and total + incoming > self.max_bytes:
+            oldest = self._segments[0]
+            if len(self._segments) == 1 and self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            self._segments.pop(0)
+            oldest.path.unlink(missing_ok=True)
+            total -= oldest.size
+            dropped_now += oldest.lines - oldest.acked
+        if dropped_now:
+            self.dropped += dropped_now
+            log.error(
+                "SPOOL FULL: %s is at its limit of %d bytes; dropped the %d oldest unsent batches "
+                "(%d dropped since start) to keep the newest. The database has been unreachable "
+                "too long: restore it, or raise --spool-max-mb.",
+                self.folder, self.max_bytes, dropped_now, self.dropped)
+
+    # ------------------------------------------------------------------ reading
+    def peek(self) -> tuple[tuple[int, int], dict[str, Any]] | None:
+        """The oldest unacknowledged batch and its position, or None when all are sent."""
+        with self._lock:
+            while True:
+                seg = next((s for s in self._segments if s.acked < s.lines), None)
+                if seg is None:
+                    self._drop_acked()
+                    return None
+                with open(seg.path, "rb") as f:
+                    f.seek(seg.ack_offset)
+                    raw = f.readline()
+                try:
+                    if not raw.endswith(b"\n"):
+                        raise ValueError("torn line")
+                    return (seg.number, seg.acked), json.loads(raw)
+                except ValueError:
+                    # A line torn by a crash mid-write: nothing of it can be sent.
+                    log.warning("skipping an unreadable batch in %s", seg.path)
+                    self._advance(seg, len(raw))
+
+    def ack(self, position: tuple[int, int]) -> None:
+        """The batch at ``position`` is stored: forget it (and its segment once all are)."""
+        number, index = position
+        with self._lock:
+            seg = next((s for s in self._segments if s.number == number), None)
+            if seg is None or seg.acked != index:
+                return  # dropped meanwhile (spool full), or acknowledged already
+            with open(seg.path, "rb") as f:
+                f.seek(seg.ack_offset)
+                self._advance(seg, len(f.readline()))
+
+    def _advance(self, seg: _Segment, nbytes: int) -> None:
+        seg.acked += 1
+        seg.ack_offset += nbytes
+        self._drop_acked()
+
+    def _drop_acked(self) -> None:
+        for seg in [s for s in self._segments if s.acked >= s.lines and s.lines]:
+            if seg is self._segments[-1] and self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            self._segments.remove(seg)
+            seg.path.unlink(missing_ok=True)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None

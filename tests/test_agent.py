@@ -1,0 +1,207 @@
+"""Host sampling (shared by the in-database sampler and `pgperfmon agent`), the spool, and
+the agent: nothing sampled is lost while the database is down, nothing is stored twice."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import psycopg
+import pytest
+from agent_login import agent_login
+
+from perfmon_py import hostmetrics
+from pgperfmon.agent import Agent
+from pgperfmon.ingest import iso
+from pgperfmon.spool import Spool
+
+
+@pytest.fixture()
+def agent_dsn(installed: str, server, dbname: str) -> Iterator[str]:
+    with agent_login(server, dbname) as dsn:
+        yield dsn
+
+
+def test_samples_use_catalog_names_and_rates_are_never_negative(conn) -> None:
+    first, state = hostmetrics.sample(None, host="t", postmaster_pid=os.getpid())
+    time.sleep(0.3)
+    second, _ = hostmetrics.sample(state, host="t")
+    names = {m for m, _labels, _v in first + second}
+    catalog = {r[0] for r in conn.execute("SELECT name FROM perfmon.metrics")}
+    assert names <= catalog, names - catalog
+    assert "host.cpu.user_pct" not in {m for m, _l, _v in first}  # a baseline has no rates
+    assert {"host.cpu.user_pct", "host.memory.used_pct", "host.disk.used_pct"} <= {m for m, _l, _v in second}
+    for metric, labels, value in second:
+        assert math.isfinite(value) and labels["host"] == "t"
+        assert value >= 0, (metric, labels, value)
+
+
+def test_a_counter_that_went_back_gives_no_rate() -> None:
+    _points, state = hostmetrics.sample(None, host="t")
+    inflated = json.loads(json.dumps(state))
+    for counters in list(inflated["disk"].values()) + list(inflated["net"].values()):
+        counters[:] = [c + 10**15 for c in counters]  # as if the host rebooted since
+    inflated["cpu"] = {k: v + 10**9 for k, v in inflated["cpu"].items()}
+    inflated["t"] -= 1
+    points, _ = hostmetrics.sample(inflated, host="t")
+    names = {m for m, _l, _v in points}
+    assert not names & {"host.cpu.total_pct", "host.diskio.read_bytes_per_s", "host.net.recv_bytes_per_s"}
+    assert "host.memory.used_pct" in names
+
+
+def test_in_database_sampler_fills_host_metrics(conn) -> None:
+    first = conn.execute("SELECT perfmon.sample_host()").fetchone()[0]
+    time.sleep(0.5)
+    second = conn.execute("SELECT perfmon.sample_host()").fetchone()[0]
+    assert first["stored"] > 0 and second["stored"] > first["stored"], (first, second)
+    assert second["refused"] == 0, second
+    rows = conn.execute("SELECT cpu_total_pct, memory_used_pct, disk_max_used_pct, postgres_processes, "
+                        "postgres_rss_bytes FROM perfmon.host_metrics ORDER BY ts").fetchall()
+    assert len(rows) == 2
+    assert rows[0][0] is None and rows[1][0] is not None and 0 <= rows[1][0] <= 100
+    assert 0 < rows[1][1] < 100 and 0 < rows[1][2] <= 100
+    assert rows[1][3] >= 2 and rows[1][4] > 0  # the postmaster and its children, locally
+    kinds = {r[0] for r in conn.execute("SELECT DISTINCT kind FROM perfmon.host_devices")}
+    assert "mount" in kinds and "interface" in kinds
+    assert conn.execute("SELECT enabled FROM perfmon.jobs WHERE name = 'sample_host'").fetchone() == (True,)
+
+
+def test_spool_replays_in_order_and_survives_a_restart(tmp_path: Path) -> None:
+    spool = Spool(tmp_path, segment_bytes=200)
+    for i in range(10):
+        spool.append({"key": str(i), "ts": i, "points": []})
+    position, record = spool.peek()
+    assert record["key"] == "0"
+    spool.ack(position)
+    spool.close()
+    reopened = Spool(tmp_path, segment_bytes=200)
+    keys = []
+    while (item := reopened.peek()) is not None:
+        keys.append(item[1]["key"])
+        reopened.ack(item[0])
+    # Acknowledged before the restart but still in its segment: sent again, harmless
+    # (the batch key makes it a no-op); the order is kept.
+    assert keys[-9:] == [str(i) for i in range(1, 10)]
+    assert reopened.pending == 0 and not list(tmp_path.glob("*.jsonl"))
+
+
+def test_a_full_spool_says_so_and_keeps_the_newest(tmp_path: Path, caplog) -> None:
+    spool = Spool(tmp_path, max_bytes=4000, segment_bytes=1000)
+    with caplog.at_level(logging.ERROR, logger="pgperfmon.spool"):
+        for i in range(200):
+            spool.append({"key": str(i), "ts": i, "points": [["m", {}, 1.0]]})
+    assert spool.size <= 4000
+    assert spool.dropped > 0 and "SPOOL FULL" in caplog.text
+    keys = []
+    while (item := spool.peek()) is not None:
+        keys.append(int(item[1]["key"]))
+        spool.ack(item[0])
+    assert keys == list(range(200 - len(keys), 200))  # the newest, in order
+    assert len(keys) + spool.dropped == 200
+
+
+def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
+    spool = Spool(tmp_path)
+    spool.append({"key": "a", "ts": 1, "points": []})
+    spool.close()
+    with open(next(tmp_path.glob("*.jsonl")), "ab") as f:
+        f.write(b'{"key": "b", "ts"')  # a crash in the middle of a write
+    reopened = Spool(tmp_path)
+    item = reopened.peek()
+    assert item[1]["key"] == "a"
+    reopened.ack(item[0])
+    assert reopened.peek() is None
+
+
+class RecordingAgent(Agent):
+    """The real agent, remembering what it sampled."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.records: list[dict] = []
+
+    def sample_once(self, now: float | None = None) -> dict:
+        record = super().sample_once(now)
+        self.records.append(record)
+        return record
+
+
+def test_database_down_60s_loses_nothing_and_stores_nothing_twice(server, installed: str, agent_dsn: str,
+                                                                  tmp_path: Path) -> None:
+    if server.cluster is None:
+        pytest.fail("this test stops the server: it needs the session's embedded cluster")
+    agent = RecordingAgent(agent_dsn, interval=1.0, spool_dir=tmp_path / "spool", host="outage-test")
+    runner = threading.Thread(target=agent.run, kwargs={"install_signals": False})
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while agent.sent < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert agent.sent >= 3, "the agent sent nothing while the database was up"
+        server.cluster.down()
+        down_at = time.time()
+        time.sleep(60)
+        assert agent.spool.pending >= 50, agent.spool.pending  # kept sampling, into the spool
+        server.cluster.up()
+        up_at = time.time()
+        deadline = time.monotonic() + 60
+        while (agent.spool.pending or len(agent.records) < 70) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    finally:
+        agent.stop.set()
+        runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert agent.spool.pending == 0
+    with psycopg.connect(installed) as check:
+        stored = dict(check.execute(
+            """SELECT v.ts, count(*) FROM perfmon.metric_values v
+               WHERE v.labels ->> 'host' = 'outage-test' GROUP BY v.ts""").fetchall())
+        keys = check.execute("SELECT batch_key::text FROM perfmon.ingest_batches "
+                             "WHERE agent = 'pgperfmon-agent@outage-test'").fetchall()
+    in_gap = [r for r in agent.records if down_at <= r["ts"] <= up_at]
+    assert len(in_gap) >= 55, len(in_gap)
+    for record in agent.records:
+        ts = datetime.fromisoformat(iso(record["ts"]))  # the time the agent sent
+        assert stored.get(ts) == len(record["points"]), (ts, stored.get(ts), len(record["points"]))
+    assert sorted(k[0] for k in keys) == sorted(r["key"] for r in agent.records)
+
+
+def test_sigterm_stops_the_agent_cleanly_with_its_spool_kept_then_flushed(agent_dsn: str, conn,
+                                                                         tmp_path: Path) -> None:
+    spool_dir = tmp_path / "spool"
+    nowhere = "host=127.0.0.1 port=1 dbname=x user=x connect_timeout=2"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    cmd = [sys.executable, "-m", "pgperfmon", "agent", "--interval", "1", "--spool-dir", str(spool_dir),
+           "--host", "sigterm-test"]
+    offline = subprocess.Popen([*cmd, "--dsn", nowhere], env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    offline.send_signal(signal.SIGTERM)
+    _out, err = offline.communicate(timeout=30)
+    assert offline.returncode == 0, err
+    assert "database unreachable" in err and "kept in the spool for the next start" in err
+    kept = Spool(spool_dir).pending
+    assert kept >= 3
+
+    online = subprocess.Popen([*cmd, "--dsn", agent_dsn], env=env, stderr=subprocess.PIPE, text=True)
+    time.sleep(4)
+    online.send_signal(signal.SIGTERM)
+    _out, err = online.communicate(timeout=30)
+    assert online.returncode == 0, err
+    assert "spool empty" in err
+    assert Spool(spool_dir).pending == 0
+    batches = conn.execute("SELECT count(*) FROM perfmon.ingest_batches "
+                           "WHERE agent = 'pgperfmon-agent@sigterm-test'").fetchone()[0]
+    assert batches >= kept + 3
+    health = conn.execute("SELECT health FROM perfmon.agent_health "
+                          "WHERE agent = 'pgperfmon-agent@sigterm-test'").fetchone()
+    assert health == ("up",)

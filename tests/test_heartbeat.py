@@ -1,0 +1,155 @@
+"""Application agents: perfmon.agent_heartbeat(), the Python helper, perfmon.agent_health
+(up/stale/down, p50/p95, error rate, MTTR) and perfmon.application_load."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import psycopg
+import pytest
+from agent_login import agent_login
+
+from helpers import collect
+from pgperfmon.heartbeat import Heartbeat, heartbeat
+
+
+@pytest.fixture()
+def agent_dsn(installed: str, server, dbname: str) -> Iterator[str]:
+    with agent_login(server, dbname) as dsn:
+        yield dsn
+
+
+def health(conn: psycopg.Connection, agent: str) -> dict:
+    cur = conn.execute("SELECT * FROM perfmon.agent_health WHERE agent = %s", (agent,))
+    row = cur.fetchone()
+    assert row is not None, f"{agent} is not in perfmon.agent_health"
+    return dict(zip([c.name for c in cur.description], row, strict=True))
+
+
+def test_heartbeats_give_percentiles_and_error_rate(conn, agent_dsn: str) -> None:
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        for ms in range(1, 21):  # 1..20 ms, the last four with errors
+            heartbeat(aconn, "billing", "ok" if ms <= 16 else "error", float(ms), int(ms > 16),
+                      expected_interval_s=30)
+    h = health(conn, "billing")
+    assert h["health"] == "up" and h["last_status"] == "error"
+    assert h["heartbeats_1h"] == 20 and h["errors_1h"] == 4
+    assert h["p50_response_ms"] == pytest.approx(10.5)
+    assert h["p95_response_ms"] == pytest.approx(19.05)
+    assert h["error_rate_pct"] == pytest.approx(20.0)
+    assert h["expected_interval_s"] == 30
+    registry = conn.execute("SELECT heartbeats, first_seen <= last_seen FROM perfmon.agents "
+                            "WHERE name = 'billing'").fetchone()
+    assert registry == (20, True)
+
+
+def test_the_helper_times_an_operation_and_reports_its_failure(conn, agent_dsn: str) -> None:
+    with Heartbeat(agent_dsn, "etl-worker", expected_interval_s=60) as hb:
+        assert hb.beat()
+        with hb.timed({"job": "nightly"}):
+            time.sleep(0.05)
+        with pytest.raises(ZeroDivisionError), hb.timed():
+            1 / 0  # noqa: B018
+        assert not hb.beat(status="sideways")  # refused by the server, logged, not raised
+    rows = conn.execute(
+        """SELECT h.status, h.response_ms, h.errors, h.details FROM perfmon.agent_heartbeats h
+           JOIN perfmon.agents a USING (agent_id) WHERE a.name = 'etl-worker' ORDER BY h.ts""").fetchall()
+    assert [r[0] for r in rows] == ["ok", "ok", "error"]
+    assert rows[0][1] is None
+    assert 50 <= rows[1][1] < 1000 and rows[1][3] == {"job": "nightly"}
+    assert rows[2][2] == 1 and rows[2][3] == {"error": "ZeroDivisionError"}
+
+
+def test_a_heartbeat_survives_a_lost_connection(conn, agent_dsn: str) -> None:
+    hb = Heartbeat(agent_dsn, "reconnecting")
+    assert hb.beat()
+    conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                 "WHERE application_name = 'reconnecting'")
+    time.sleep(0.2)
+    assert hb.beat()
+    hb.close()
+    assert health(conn, "reconnecting")["heartbeats_1h"] == 2
+
+
+def test_stale_down_and_mttr(conn, agent_dsn: str) -> None:
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        for name in ("flaky", "quiet", "gone", "crashed"):
+            heartbeat(aconn, name, expected_interval_s=10)
+        heartbeat(aconn, "crashed", "down")
+    # History of "flaky" (expected every 10 s; down after 4 intervals of silence):
+    # every 10 s from -3000 s, silent after -2990 s until -2400 s (down for 590 s),
+    # reported down at -1800 s and -1790 s, back at -1740 s (60 s).
+    conn.execute("""
+        INSERT INTO perfmon.agent_heartbeats (server_id, ts, agent_id, status, response_ms, errors)
+        SELECT 1, now() - t * interval '1 second', a.agent_id,
+               CASE WHEN t IN (1800, 1790) THEN 'down' ELSE 'ok' END, 1, 0
+        FROM perfmon.agents a, generate_series(10, 3000, 10) AS t
+        WHERE a.name = 'flaky' AND NOT (t < 2990 AND t > 2400) AND NOT (t < 1790 AND t > 1740)""")
+    conn.execute("UPDATE perfmon.agents SET last_seen = now() - interval '25 seconds' WHERE name = 'quiet'")
+    conn.execute("UPDATE perfmon.agents SET last_seen = now() - interval '5 minutes' WHERE name = 'gone'")
+    outages = conn.execute("SELECT agent, recovery_s, cause FROM perfmon.agent_outages "
+                           "ORDER BY agent, down_since").fetchall()
+    assert ("flaky", pytest.approx(590.0, abs=0.01), "no heartbeat") in outages
+    assert ("flaky", pytest.approx(60.0, abs=0.01), "reported down") in outages
+    assert ("gone", None, "no heartbeat") in outages
+    assert ("crashed", None, "reported down") in outages
+    flaky = health(conn, "flaky")
+    assert (flaky["health"], flaky["outages_7d"], flaky["mttr_s"]) == ("up", 2, pytest.approx(325.0))
+    assert health(conn, "quiet")["health"] == "stale"
+    assert health(conn, "gone")["health"] == "down"
+    assert health(conn, "crashed")["health"] == "down"
+
+
+@pytest.mark.parametrize("name", ["it's; DROP TABLE perfmon.agents; --", 'a"b\\c', "名前-ワーカー",
+                                  "\U0001F680 rocket", "x" * 200])
+def test_hostile_agent_names_are_stored_as_given(conn, agent_dsn: str, name: str) -> None:
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        heartbeat(aconn, name, details={"note": name})
+    assert health(conn, name)["heartbeats_1h"] == 1
+    assert conn.execute("SELECT count(*) FROM perfmon.agents").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("x" * 10_240, "ok", None, 0, None), "agent name is 10240 characters long; at most 200"),
+    (("", "ok", None, 0, None), "agent name is missing"),
+    (("tab\there", "ok", None, 0, None), "agent name contains control characters"),
+    (("w", "fine'; --", None, 0, None), "status 'fine''; --' is not one of ok, degraded, error, down"),
+    (("w", "ok", float("nan"), 0, None), "response_ms must be a finite number"),
+    (("w", "ok", -1.0, 0, None), "response_ms must be a finite number"),
+    (("w", "ok", 1.0, -2, None), "errors must be >= 0"),
+    (("w", "ok", 1.0, 0, '"text"'), "details must be a JSON object"),
+    (("w", "ok", 1.0, 0, '{"a": "' + "y" * 9000 + '"}'), "at most 8192"),
+])
+def test_bad_heartbeats_are_refused_with_the_reason(conn, agent_dsn: str, args: tuple, message: str) -> None:
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as info:
+            aconn.execute("SELECT perfmon.agent_heartbeat(%s, %s, %s, %s, %s::jsonb)", args)
+    assert message in str(info.value)
+    assert conn.execute("SELECT count(*) FROM perfmon.agents").fetchone() == (0,)
+
+
+def test_application_load_names_the_application_that_loads_the_server(probe, installed: str) -> None:
+    stop = threading.Event()
+
+    def busy() -> None:
+        with psycopg.connect(installed, autocommit=True, application_name="report-builder") as c:
+            while not stop.is_set():
+                c.execute("SELECT pg_sleep(0.2)")
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        time.sleep(0.3)
+        for _ in range(4):
+            collect(probe)
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        worker.join()
+    rows = probe.execute("SELECT application, avg_active_sessions, share_of_load_pct, samples "
+                         "FROM perfmon.application_load").fetchall()
+    top = rows[0]
+    assert top[0] == "report-builder", rows
+    assert top[1] >= 0.75 and top[2] >= 50 and top[3] == 4

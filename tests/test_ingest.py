@@ -1,0 +1,263 @@
+"""The ingest path: COPY through what perfmon_agent may do, every row validated, good rows
+kept, bad rows refused with their row number and reason, a batch stored once."""
+
+from __future__ import annotations
+
+import io
+import math
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from agent_login import agent_login
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pgperfmon import cli, ingest
+from pgperfmon.ingest import Writer, series_key
+
+AGENT_FUNCTIONS = {"agent_heartbeat", "ingest_metric", "ingest_open", "ingest_series", "ingest_batch"}
+
+
+@pytest.fixture()
+def agent_dsn(installed: str, server, dbname: str) -> Iterator[str]:
+    with agent_login(server, dbname) as dsn:
+        yield dsn
+
+
+def stored(conn: psycopg.Connection, metric: str) -> list[tuple]:
+    return conn.execute(
+        "SELECT ts, labels, value FROM perfmon.metric_values WHERE metric = %s ORDER BY ts, value",
+        (metric,)).fetchall()
+
+
+def test_bad_rows_are_refused_with_reasons_and_good_rows_kept(conn, agent_dsn: str) -> None:
+    host = {"host": "h1"}
+    now = "2030-01-01T00:00:00+00:00"  # beyond tomorrow: refused
+    ts = conn.execute("SELECT now()::text").fetchone()[0]
+    rows = [
+        (1, series_key("host.cpu.user_pct", host), ts, 12.5),
+        (2, series_key("host.cpu.user_pct", host), ts, math.nan),
+        (3, series_key("host.memory.available_bytes", host), ts, math.inf),
+        (4, series_key("host.net.errors", {**host, "interface": "eth0"}), ts, -3.0),
+        (5, series_key("host.memory.available_bytes", host), ts, -1.0),
+        (6, series_key("no.such.metric", host), ts, 1.0),
+        (7, series_key("host.cpu.user_pct", host, "bytes"), ts, 1.0),
+        (8, series_key("host.cpu.user_pct", host, "parsecs"), ts, 1.0),
+        (9, series_key("x'; DROP TABLE perfmon.metrics; --", host), ts, 1.0),
+        (10, series_key("host.cpu.user_pct", {"host": "h" * 300}), ts, 1.0),
+        (11, series_key("host.cpu.user_pct", {"Bad Key": "x"}), ts, 1.0),
+        (12, series_key("host.cpu.user_pct", host), now, 1.0),
+        (13, series_key("business.revenue_impact"), ts, -250.0),  # currency may be negative
+        (14, series_key("host.memory.available_bytes", host), ts, 4096.0),
+    ]
+    with psycopg.connect(agent_dsn) as aconn:
+        result = Writer(aconn, "test-agent").send(uuid.uuid4(), rows)
+    reasons = dict(result.errors)
+    assert result.stored == 3
+    assert sorted(reasons) == list(range(2, 13))
+    assert "value is NaN" in reasons[2]
+    assert "value is infinite" in reasons[3]
+    assert "host.net.errors: value -3 is negative; a counter cannot go below 0" in reasons[4]
+    assert "value -1 is negative; bytes cannot go below 0" in reasons[5]
+    assert "unknown metric no.such.metric" in reasons[6]
+    assert "measured in pct, not bytes" in reasons[7]
+    assert "unknown unit 'parsecs'" in reasons[8]
+    assert "metric name 'x''; DROP TABLE perfmon.metrics; --' is not valid" in reasons[9]
+    assert "label host: value is longer than 200 characters" in reasons[10]
+    assert "label name 'Bad Key' is not valid" in reasons[11]
+    assert "more than a day in the future" in reasons[12]
+    assert [r[2] for r in stored(conn, "host.cpu.user_pct")] == [12.5]
+    assert [r[2] for r in stored(conn, "host.memory.available_bytes")] == [4096.0]
+    assert [r[2] for r in stored(conn, "business.revenue_impact")] == [-250.0]
+    assert conn.execute("SELECT count(*) FROM perfmon.metrics WHERE name LIKE 'x%'").fetchone() == (0,)
+    batch = conn.execute("SELECT agent, stored, refused, jsonb_array_length(refusals) "
+                         "FROM perfmon.ingest_batches").fetchall()
+    assert batch == [("test-agent", 3, 5, 5)]  # the server saw 8 rows; 6 had no series id
+
+
+def test_a_replayed_batch_is_stored_once(conn, agent_dsn: str) -> None:
+    key = uuid.uuid4()
+    ts = conn.execute("SELECT now()::text").fetchone()[0]
+    rows = [(i, series_key("host.load.1m", {"host": "r"}), ts, float(i)) for i in range(1, 101)]
+    with psycopg.connect(agent_dsn) as aconn:
+        writer = Writer(aconn, "replayer")
+        first = writer.send(key, rows)
+        again = writer.send(key, rows)
+    with psycopg.connect(agent_dsn) as aconn:  # a new session, as after an agent restart
+        third = Writer(aconn, "replayer").send(key, rows)
+    assert (first.stored, first.duplicate) == (100, False)
+    assert (again.stored, again.duplicate) == (0, True)
+    assert (third.stored, third.duplicate) == (0, True)
+    assert len(stored(conn, "host.load.1m")) == 100
+
+
+def test_two_batches_in_one_transaction_are_kept_apart(conn, agent_dsn: str) -> None:
+    with psycopg.connect(agent_dsn) as aconn:
+        aconn.execute("SELECT perfmon.ingest_open()")
+        sid = aconn.execute("SELECT series_id FROM perfmon.ingest_series(ARRAY['host.load.5m'])"
+                            ).fetchone()[0]
+        for key in (uuid.uuid4(), uuid.uuid4()):
+            with aconn.cursor().copy("COPY pg_temp.perfmon_ingest FROM STDIN") as copy:
+                copy.write_row((1, sid, "2026-01-01 00:00:00+00", 1.0))
+            answer = aconn.execute("SELECT perfmon.ingest_batch(%s)", (key,)).fetchone()[0]
+            assert answer["stored"] == 1
+        aconn.commit()
+    assert len(stored(conn, "host.load.5m")) == 2
+
+
+def test_agent_login_can_feed_but_not_read_or_change_anything(conn, agent_dsn: str) -> None:
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        aconn.execute("SELECT perfmon.ingest_metric('business.uptime_pct', 99.9)")
+        aconn.execute("SELECT perfmon.agent_heartbeat('worker', 'ok', 1.5, 0, '{}')")
+        relations = [r[0] for r in conn.execute(
+            "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = 'perfmon'::regnamespace "
+            "AND c.relkind IN ('r', 'p', 'v', 'm') AND NOT c.relispartition")]
+        assert "perfmon.metric_samples" in relations and "perfmon.agent_health" in relations
+        for rel in relations:
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                aconn.execute(f"SELECT * FROM {rel} LIMIT 1")
+        for statement in (
+            "INSERT INTO perfmon.metric_samples VALUES (1, 1, now(), 1)",
+            "UPDATE perfmon.metrics SET unit = 'bytes'",
+            "DELETE FROM perfmon.agents",
+            "TRUNCATE perfmon.ingest_batches",
+            "COPY perfmon.metric_samples FROM STDIN",
+            "CREATE TABLE perfmon.intruder (x int)",
+            "SELECT perfmon.collect()",
+            "SELECT perfmon.ensure_day_partitions('metric_samples', now(), now())",
+            "SELECT perfmon.setting('collection.interval_seconds')",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                aconn.execute(statement)
+        callable_ = {r[0] for r in aconn.execute(
+            "SELECT p.proname FROM pg_proc p WHERE p.pronamespace = 'perfmon'::regnamespace "
+            "AND has_function_privilege(p.oid, 'EXECUTE')")}
+        assert callable_ == AGENT_FUNCTIONS
+        # The staging table: INSERT/COPY only; it is perfmon_admin's, so no code can be hung on it.
+        aconn.execute("SELECT perfmon.ingest_open()")
+        for statement in (
+            "SELECT * FROM pg_temp.perfmon_ingest",
+            "DELETE FROM pg_temp.perfmon_ingest",
+            "ALTER TABLE pg_temp.perfmon_ingest ENABLE ROW LEVEL SECURITY",
+            "CREATE RULE r AS ON INSERT TO pg_temp.perfmon_ingest DO INSTEAD NOTHING",
+            "DROP TABLE pg_temp.perfmon_ingest",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege):
+                aconn.execute(statement)
+
+
+def test_a_staging_table_of_the_callers_own_is_refused(installed: str, agent_dsn: str) -> None:
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        aconn.execute("CREATE TEMP TABLE perfmon_ingest (seq int, series_id int, ts timestamptz, "
+                      "value float8)")
+        with pytest.raises(psycopg.errors.RaiseException, match="is not pgperfmon's staging table"):
+            aconn.execute("SELECT perfmon.ingest_open()")
+        with pytest.raises(psycopg.errors.RaiseException, match="no staging table in this session"):
+            aconn.execute("SELECT perfmon.ingest_batch(gen_random_uuid())")
+
+
+hostile_text = st.one_of(
+    st.text(min_size=0, max_size=60),
+    st.sampled_from(["'", "';--", "a;b", "x\"y", "\\", "é.ü", "名前", "host.cpu.user_pct'",
+                     "\U0001F600", "a" * 10_240, "host.cpu.user_pct; DELETE FROM perfmon.metrics"]),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(name=hostile_text, label=hostile_text)
+def test_hostile_metric_names_and_labels_are_stored_or_refused_safely(conn, agent_dsn: str, name: str,
+                                                                       label: str) -> None:
+    before = conn.execute("SELECT count(*) FROM perfmon.metrics").fetchone()[0]
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        try:
+            aconn.execute("SELECT perfmon.ingest_metric(%s, 1.0, now(), %s::jsonb, 'count')",
+                          (name, psycopg.types.json.Jsonb({"tag": label})))
+            accepted = True
+        except psycopg.errors.InvalidParameterValue as exc:
+            accepted = False
+            assert "refused" in str(exc)
+        except psycopg.DataError:
+            assert "\x00" in name + label  # PostgreSQL text cannot hold NUL: refused before the server
+            accepted = False
+    if accepted:
+        # Stored exactly as given, and only a well-formed name can get in.
+        assert len(name) <= 100 and name.isascii()
+        row = conn.execute("SELECT labels ->> 'tag' FROM perfmon.metric_values WHERE metric = %s",
+                           (name,)).fetchall()
+        assert (label,) in row
+    else:
+        after = conn.execute("SELECT count(*) FROM perfmon.metrics").fetchone()[0]
+        assert after == before
+    assert conn.execute("SELECT to_regclass('perfmon.metrics') IS NOT NULL").fetchone() == (True,)
+
+
+def test_ingest_metric_defines_custom_metrics_with_a_unit(conn, agent_dsn: str) -> None:
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        aconn.execute("SELECT perfmon.ingest_metric('shop.orders_per_min', 42, now(), '{}', 'per_s')")
+        aconn.execute("SELECT perfmon.ingest_metric('business.revenue_impact', -1200.5)")
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match=r"unknown metric shop\.visits"):
+            aconn.execute("SELECT perfmon.ingest_metric('shop.visits', 1)")
+        with pytest.raises(psycopg.errors.InvalidParameterValue,
+                           match="value -1 is negative; pct cannot go below 0"):
+            aconn.execute("SELECT perfmon.ingest_metric('business.uptime_pct', -1)")
+    assert conn.execute("SELECT category, unit, kind FROM perfmon.metrics "
+                        "WHERE name = 'shop.orders_per_min'").fetchone() == ("custom", "per_s", "gauge")
+    assert [r[2] for r in stored(conn, "business.revenue_impact")] == [-1200.5]
+
+
+def test_seeded_catalog_has_the_business_metrics(conn) -> None:
+    rows = dict(conn.execute("SELECT name, unit FROM perfmon.metrics WHERE category = 'business'"))
+    assert rows == {"business.uptime_pct": "pct", "business.cost_per_transaction": "currency",
+                    "business.user_satisfaction_score": "score", "business.revenue_impact": "currency"}
+    assert {r[0] for r in conn.execute("SELECT DISTINCT category FROM perfmon.metrics")} == {
+        "database", "system", "agents", "business"}
+
+
+def test_ingest_cli_loads_a_csv_and_lists_bad_lines(conn, agent_dsn: str, tmp_path: Path) -> None:
+    file = tmp_path / "series.csv"
+    file.write_text(
+        "timestamp,value\n"
+        "2014-02-14 14:27:00,51.846\n"
+        "2014-02-14 14:32:00,44.508\n"
+        "2014-02-14 14:37:00,abc\n"
+        "2014-02-14 14:42:00,NaN\n"
+        "yesterday,1\n"
+        "1392389220,41.244\n")
+    args = ["ingest", "--dsn", agent_dsn, "--metric", "ec2.cpu_utilization", "--unit", "pct",
+            "--label", "instance=24ae8d", "--input", str(file)]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 1, result.output
+    assert "refused line 4: value 'abc' is not a number" in result.output
+    assert "refused line 5: ec2.cpu_utilization: value is NaN" in result.output
+    assert "refused line 6: timestamp 'yesterday' is neither ISO 8601 nor epoch seconds" in result.output
+    assert "stored 3 values of ec2.cpu_utilization, refused 3" in result.output
+    rows = conn.execute("SELECT ts AT TIME ZONE 'UTC', value, labels FROM perfmon.metric_values "
+                        "WHERE metric = 'ec2.cpu_utilization' ORDER BY ts").fetchall()
+    assert [(str(r[0]), r[1]) for r in rows] == [
+        ("2014-02-14 14:27:00", 51.846), ("2014-02-14 14:32:00", 44.508),
+        ("2014-02-14 14:47:00", 41.244)]
+    assert rows[0][2] == {"instance": "24ae8d"}
+    again = CliRunner().invoke(cli.main, args)
+    assert "stored 0 values of ec2.cpu_utilization, refused 3 (1 batches were already stored)" in again.output
+    piped = CliRunner().invoke(cli.main, ["ingest", "--dsn", agent_dsn, "--metric", "ec2.cpu_utilization",
+                                          "--input", "-"], input="2014-02-15T00:00:00Z,7\n")
+    assert piped.exit_code == 0, piped.output
+    assert "stored 1 values" in piped.output
+
+
+def test_ingest_cli_names_an_unknown_metric(agent_dsn: str, tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli.main, ["ingest", "--dsn", agent_dsn, "--metric", "nope.nope",
+                                           "--input", "-"], input="1,1\n")
+    assert result.exit_code == 1
+    assert "error: metric 'nope.nope' refused: unknown metric nope.nope" in result.output
+
+
+def test_read_csv_reports_malformed_lines() -> None:
+    key = series_key("m")
+    items = list(ingest.read_csv(io.StringIO("a,b,c\n1,2\n\n"), key))
+    assert items[0] == (1, "expected 2 fields (timestamp,value), got 3")
+    assert items[1][0] == 2 and items[1][3] == 2.0
