@@ -1,0 +1,31 @@
+CREATE OR REPLACE VIEW perfmon.replication_advice AS
+WITH cfg AS (
+    SELECT perfmon.setting('database.performance_thresholds.replication_lag_seconds')::numeric AS max_lag_s
+)
+SELECT s.kind, s.name, s.state, s.active, s.replay_lag_bytes, s.replay_lag_s, s.retained_wal_bytes,
+       s.wal_status,
+       format('%s %s', s.kind, s.name) AS target,
+       CASE WHEN s.kind = 'replica' AND s.replay_lag_s >= cfg.max_lag_s * 5 THEN 'critical'
+            WHEN s.kind = 'replica' AND s.replay_lag_s >= cfg.max_lag_s THEN 'warning'
+            WHEN s.kind = 'slot' AND NOT s.active AND s.wal_status IN ('unreserved', 'lost') THEN 'critical'
+            WHEN s.kind = 'slot' AND NOT s.active AND s.retained_wal_bytes > 0 THEN 'warning'
+            ELSE 'ok' END AS severity,
+       CASE WHEN s.kind = 'replica'
+            THEN format('replica %s replays %s s (%s) behind, above the %s s threshold',
+                        s.name, s.replay_lag_s, pg_size_pretty(s.replay_lag_bytes), cfg.max_lag_s)
+            ELSE format('replication slot %s is inactive and holds %s of WAL (wal_status %s): pg_wal '
+                        'grows until its consumer returns or the slot is dropped',
+                        s.name, pg_size_pretty(s.retained_wal_bytes), s.wal_status) END AS finding,
+       jsonb_build_object('replay_lag_s', s.replay_lag_s, 'replay_lag_bytes', s.replay_lag_bytes,
+                          'retained_wal_bytes', s.retained_wal_bytes, 'wal_status', s.wal_status,
+                          'active', s.active) AS evidence,
+       CASE WHEN s.kind = 'slot' THEN format('SELECT pg_drop_replication_slot(%L);', s.name)
+            ELSE '-- check the replica''s I/O and network, and hot_standby_feedback conflicts' END AS apply_sql,
+       CASE WHEN s.kind = 'slot' THEN s.retained_wal_bytes ELSE s.replay_lag_s END::numeric AS benefit,
+       CASE WHEN s.kind = 'slot' THEN 'bytes reclaimable' ELSE 'seconds of lag' END AS benefit_unit,
+       'high'::text AS confidence
+FROM perfmon.replication_status AS s, cfg;
+COMMENT ON VIEW perfmon.replication_advice IS
+    'Replicas replaying more than database.performance_thresholds.replication_lag_seconds behind '
+    '(seconds and bytes) and inactive replication slots that hold WAL (retained_wal_bytes), from '
+    'perfmon.replication_status.';

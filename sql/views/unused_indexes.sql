@@ -1,0 +1,56 @@
+CREATE OR REPLACE VIEW perfmon.unused_indexes AS
+WITH cfg AS (
+    SELECT perfmon.setting('optimization.unused_index_min_days')::numeric AS min_days,
+           perfmon.setting('optimization.advice_window_days')::int AS window_days
+),
+idx AS (
+    SELECT r.rel_id, r.table_rel_id, n.nspname AS schema_name, t.relname AS table_name,
+           i.relname AS index_name, x.indisunique, x.indisprimary,
+           EXISTS (SELECT FROM pg_constraint AS k WHERE k.conindid = x.indexrelid) AS backs_constraint,
+           pg_relation_size(i.oid) AS index_size_bytes,
+           pg_stat_get_numscans(i.oid) AS scans_since_stats_reset,
+           round((extract(epoch FROM now() - r.first_seen) / 86400)::numeric, 1) AS observed_days,
+           (SELECT coalesce(sum(h.idx_scan), 0) FROM perfmon.index_history AS h
+            WHERE h.rel_id = r.rel_id AND h.ts >= r.first_seen) AS scans_sampled,
+           (SELECT coalesce(sum(coalesce(h.n_tup_ins, 0) + coalesce(h.n_tup_upd, 0)
+                                - coalesce(h.n_tup_hot_upd, 0)), 0)
+            FROM perfmon.table_history AS h, cfg
+            WHERE h.rel_id = r.table_rel_id
+              AND h.ts > now() - make_interval(days => cfg.window_days)) AS table_rows_written
+    FROM perfmon.relations AS r
+    JOIN pg_index AS x ON x.indexrelid = r.relid
+    JOIN pg_class AS i ON i.oid = x.indexrelid
+    JOIN pg_class AS t ON t.oid = x.indrelid
+    JOIN pg_namespace AS n ON n.oid = t.relnamespace
+    WHERE r.server_id = 1 AND r.kind = 'i' AND x.indisvalid
+      AND r.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+)
+SELECT idx.schema_name, idx.table_name, idx.index_name, idx.index_size_bytes,
+       idx.scans_sampled, idx.scans_since_stats_reset, idx.observed_days,
+       idx.table_rows_written, idx.indisunique AS is_unique, idx.backs_constraint,
+       format('%s.%s', idx.schema_name, idx.index_name) AS target,
+       CASE WHEN idx.scans_sampled > 0 OR idx.indisunique OR idx.indisprimary OR idx.backs_constraint
+                 OR idx.observed_days < cfg.min_days THEN 'ok'
+            WHEN idx.index_size_bytes >= 100 * 1024 * 1024 THEN 'warning'
+            ELSE 'info' END AS severity,
+       format('index %s.%s on %s has not been scanned in %s days of sampled history; it takes %s '
+              'and is updated on every write (%s rows written to its table in the last %s days)',
+              idx.schema_name, idx.index_name, idx.table_name, idx.observed_days,
+              pg_size_pretty(idx.index_size_bytes), idx.table_rows_written, cfg.window_days) AS finding,
+       jsonb_build_object('index_size_bytes', idx.index_size_bytes,
+                          'scans_sampled', idx.scans_sampled,
+                          'scans_since_stats_reset', idx.scans_since_stats_reset,
+                          'observed_days', idx.observed_days,
+                          'table_rows_written', idx.table_rows_written) AS evidence,
+       format('DROP INDEX CONCURRENTLY %I.%I;', idx.schema_name, idx.index_name) AS apply_sql,
+       idx.index_size_bytes::numeric AS benefit,
+       'bytes reclaimable'::text AS benefit_unit,
+       CASE WHEN idx.scans_since_stats_reset = 0 THEN 'high' ELSE 'medium' END AS confidence
+FROM idx, cfg
+ORDER BY idx.scans_sampled, idx.index_size_bytes DESC;
+COMMENT ON VIEW perfmon.unused_indexes IS
+    'Indexes of this database with their size (bytes), scans over the sampled history '
+    '(scans_sampled) and since the statistics were reset, how many days they have been observed '
+    '(observed_days) and the rows written to their table over optimization.advice_window_days. '
+    'A finding (severity <> ok) is a non-unique index not backing a constraint, observed at least '
+    'optimization.unused_index_min_days, with no scan.';

@@ -1,0 +1,105 @@
+CREATE OR REPLACE VIEW perfmon.vacuum_health AS
+WITH cfg AS (
+    SELECT perfmon.setting('optimization.dead_tuple_max_pct')::numeric AS max_dead_pct,
+           perfmon.setting('optimization.advice_window_days')::int AS window_days,
+           current_setting('autovacuum')::boolean AS autovacuum_on,
+           current_setting('autovacuum_vacuum_threshold')::numeric AS base_threshold,
+           current_setting('autovacuum_vacuum_scale_factor')::numeric AS base_scale
+),
+t AS (
+    SELECT c.oid, n.nspname AS schema_name, c.relname AS table_name, c.reltuples,
+           pg_stat_get_live_tuples(c.oid) AS n_live_tup,
+           pg_stat_get_dead_tuples(c.oid) AS n_dead_tup,
+           greatest(pg_stat_get_last_autovacuum_time(c.oid), pg_stat_get_last_vacuum_time(c.oid)) AS last_vacuum,
+           pg_stat_get_last_autovacuum_time(c.oid) AS last_autovacuum,
+           coalesce((SELECT o !~* '=(false|off|no|0)$' FROM unnest(c.reloptions) AS o
+                     WHERE o LIKE 'autovacuum\_enabled=%'), true) AS table_autovacuum,
+           (SELECT substring(o FROM '=(.*)$')::numeric FROM unnest(c.reloptions) AS o
+            WHERE o LIKE 'autovacuum\_vacuum\_threshold=%') AS own_threshold,
+           (SELECT substring(o FROM '=(.*)$')::numeric FROM unnest(c.reloptions) AS o
+            WHERE o LIKE 'autovacuum\_vacuum\_scale\_factor=%') AS own_scale,
+           pg_relation_size(c.oid) AS table_bytes
+    FROM pg_class AS c
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.relkind IN ('r', 'm')
+      AND n.nspname <> ALL (ARRAY(SELECT jsonb_array_elements_text(perfmon.setting('collection.exclude_schemas')))
+                            || ARRAY['perfmon'])
+      AND n.nspname !~ '^pg_(toast|temp_)'
+),
+hist AS (
+    -- Over the window: samples where dead tuples were above the autovacuum trigger,
+    -- autovacuum runs, and the dead tuples at the first and last sample.
+    SELECT r.relid,
+           count(*) AS samples,
+           sum(coalesce(h.autovacuum_count, 0)) AS autovacuum_runs,
+           (array_agg(h.n_dead_tup ORDER BY h.ts))[1] AS first_dead,
+           (array_agg(h.n_dead_tup ORDER BY h.ts DESC))[1] AS last_dead,
+           min(h.ts) AS first_ts
+    FROM perfmon.table_history AS h
+    JOIN perfmon.relations AS r ON r.rel_id = h.rel_id, cfg
+    WHERE r.server_id = 1 AND r.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+      AND h.ts > now() - make_interval(days => cfg.window_days)
+    GROUP BY r.relid
+),
+v AS (
+    SELECT t.*, hist.samples, hist.autovacuum_runs, hist.first_dead, hist.last_dead, hist.first_ts,
+           coalesce(t.own_threshold, cfg.base_threshold)
+             + coalesce(t.own_scale, cfg.base_scale) * greatest(t.reltuples, 0) AS trigger_dead,
+           round(100.0 * t.n_dead_tup / nullif(t.n_live_tup + t.n_dead_tup, 0), 1) AS dead_pct,
+           round(extract(epoch FROM now() - t.last_vacuum)::numeric) AS since_vacuum_s,
+           cfg.autovacuum_on AND t.table_autovacuum AS autovacuum_enabled,
+           cfg.max_dead_pct
+    FROM t
+    LEFT JOIN hist ON hist.relid = t.oid
+    CROSS JOIN cfg
+),
+judged AS (
+    SELECT v.*,
+           v.n_dead_tup > v.trigger_dead AS over_trigger,
+           -- autovacuum ran but dead tuples kept growing past its trigger
+           coalesce(v.autovacuum_runs > 0 AND v.last_dead > v.first_dead AND v.last_dead > v.trigger_dead
+                    AND v.samples >= 3, false) AS cannot_keep_up
+    FROM v
+)
+SELECT j.schema_name, j.table_name, j.n_live_tup, j.n_dead_tup, j.dead_pct,
+       round(j.trigger_dead) AS autovacuum_trigger_dead_tuples, j.over_trigger,
+       j.last_vacuum, j.last_autovacuum, j.since_vacuum_s, j.autovacuum_enabled,
+       j.autovacuum_runs AS autovacuum_runs_in_window, j.cannot_keep_up,
+       format('%s.%s', j.schema_name, j.table_name) AS target,
+       CASE WHEN j.n_dead_tup < 1000 OR coalesce(j.dead_pct, 0) < j.max_dead_pct THEN 'ok'
+            WHEN NOT j.autovacuum_enabled OR j.cannot_keep_up THEN 'critical'
+            ELSE 'warning' END AS severity,
+       format('table %s.%s has %s dead tuples (%s%% of its rows)%s%s', j.schema_name, j.table_name,
+              j.n_dead_tup, j.dead_pct,
+              CASE WHEN NOT j.autovacuum_enabled THEN '; autovacuum is disabled for it'
+                   WHEN j.cannot_keep_up THEN format('; autovacuum ran %s times in the window but '
+                        'dead tuples grew from %s to %s: it cannot keep up',
+                        j.autovacuum_runs, j.first_dead, j.last_dead)
+                   WHEN j.over_trigger THEN '; autovacuum is due' ELSE '' END,
+              CASE WHEN j.last_vacuum IS NULL THEN '; never vacuumed'
+                   ELSE format('; last vacuumed %s ago', justify_interval(now() - j.last_vacuum)) END) AS finding,
+       jsonb_build_object('n_live_tup', j.n_live_tup, 'n_dead_tup', j.n_dead_tup, 'dead_pct', j.dead_pct,
+                          'autovacuum_trigger_dead_tuples', round(j.trigger_dead),
+                          'last_vacuum', j.last_vacuum, 'last_autovacuum', j.last_autovacuum,
+                          'autovacuum_runs_in_window', j.autovacuum_runs,
+                          'dead_tuples_first_sample', j.first_dead,
+                          'dead_tuples_last_sample', j.last_dead) AS evidence,
+       CASE WHEN NOT j.autovacuum_enabled AND j.table_autovacuum = false
+                THEN format('ALTER TABLE %I.%I RESET (autovacuum_enabled); VACUUM (ANALYZE) %I.%I;',
+                            j.schema_name, j.table_name, j.schema_name, j.table_name)
+            WHEN j.cannot_keep_up
+                THEN format('ALTER TABLE %I.%I SET (autovacuum_vacuum_scale_factor = 0.01, '
+                            'autovacuum_vacuum_cost_limit = 2000); VACUUM (ANALYZE) %I.%I;',
+                            j.schema_name, j.table_name, j.schema_name, j.table_name)
+            ELSE format('VACUUM (ANALYZE) %I.%I;', j.schema_name, j.table_name) END AS apply_sql,
+       round(j.table_bytes * j.n_dead_tup / nullif(j.n_live_tup + j.n_dead_tup, 0)::numeric) AS benefit,
+       'bytes reusable'::text AS benefit_unit,
+       'high'::text AS confidence
+FROM judged AS j
+ORDER BY j.n_dead_tup DESC;
+COMMENT ON VIEW perfmon.vacuum_health IS
+    'Vacuum health of each table: live and dead tuples, dead_pct (%), the dead-tuple count that '
+    'triggers autovacuum for it, last (auto)vacuum and seconds since (since_vacuum_s), whether '
+    'autovacuum is enabled for it, its runs over optimization.advice_window_days and whether it '
+    'cannot keep up (ran, yet dead tuples grew past the trigger across the samples). Findings: '
+    'dead_pct >= optimization.dead_tuple_max_pct and at least 1000 dead tuples.';

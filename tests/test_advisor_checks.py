@@ -1,0 +1,379 @@
+"""Every advisor check on a database prepared to trigger it, and silent on one that
+should not trigger it; the refresh keeps one list."""
+
+from __future__ import annotations
+
+import psycopg
+from advisor_helpers import findings, refresh, sampled, set_config, view
+
+from helpers import collect, flush
+
+
+def test_fresh_database_refresh_runs_every_rule(conn: psycopg.Connection) -> None:
+    collect(conn)
+    result = refresh(conn)
+    rules = [r[0] for r in conn.execute(
+        "SELECT name FROM perfmon.advisor_rules WHERE enabled ORDER BY ordinal")]
+    assert sorted(result["rules"]) == sorted(rules)
+    assert len(rules) >= 15
+    # Nothing in an empty database calls for an index, a vacuum, a drop, a fix.
+    for rule in ("index_advice", "unused_index", "duplicate_index", "invalid_index", "table_bloat",
+                 "index_bloat", "vacuum_health", "wraparound", "sequence", "connection_pool",
+                 "cache_hit", "replication", "storage_forecast", "slow_query_plan"):
+        assert findings(conn, rule) == [], rule
+    timings = conn.execute("SELECT count(*), count(error) FROM perfmon.advisor_timings").fetchone()
+    assert timings == (len(rules), 0)
+    # every view of a rule says what it shows, in psql
+    missing = conn.execute("""
+        SELECT r.view_name FROM perfmon.advisor_rules r
+        WHERE obj_description(r.view_name::regclass, 'pg_class') IS NULL""").fetchall()
+    assert missing == []
+
+
+def test_unused_index(probe: psycopg.Connection) -> None:
+    conn = probe
+    conn.execute("CREATE INDEX probe_v ON probe (v)")
+    conn.execute("CREATE INDEX probe_v_used ON probe (v, id)")
+    sampled(conn, lambda: conn.execute("SELECT * FROM probe WHERE v = 'x1' AND id > 0 "
+                                       "ORDER BY v, id").fetchall())
+    used = conn.execute("SELECT pg_stat_get_numscans('probe_v_used'::regclass)").fetchone()[0]
+    refresh(conn)
+    assert findings(conn, "unused_index") == []  # observed for less than 14 days
+    conn.execute("UPDATE perfmon.relations SET first_seen = now() - interval '20 days' "
+                 "WHERE rel_name IN ('probe_v', 'probe_v_used', 'probe_pkey')")
+    refresh(conn)
+    rows = findings(conn, "unused_index")
+    if used:  # the planner may pick either index for the probe query; the used one is kept
+        assert [r["target"] for r in rows] == ["public.probe_v"], rows
+    assert "public.probe_pkey" not in {r["target"] for r in rows}  # backs a constraint
+    row = next(r for r in rows if r["target"] == "public.probe_v")
+    assert row["apply_sql"] == "DROP INDEX CONCURRENTLY public.probe_v;"
+    assert row["benefit"] > 0 and row["benefit_unit"] == "bytes reclaimable"
+    assert row["evidence"]["scans_sampled"] == 0
+
+
+def test_duplicate_overlapping_and_invalid_indexes(probe: psycopg.Connection) -> None:
+    conn = probe
+    refresh(conn)
+    assert findings(conn, "duplicate_index") == [] and findings(conn, "invalid_index") == []
+    conn.execute("CREATE INDEX probe_id_again ON probe (id)")       # duplicate of the pkey
+    conn.execute("CREATE INDEX probe_v ON probe (v)")               # leads probe_v_id
+    conn.execute("CREATE INDEX probe_v_id ON probe (v, id)")
+    conn.execute("CREATE INDEX probe_lower_v ON probe (lower(v))")  # an expression: different
+    conn.execute("INSERT INTO probe VALUES (1000, 'dup'), (1001, 'dup')")
+    try:
+        conn.execute("CREATE UNIQUE INDEX CONCURRENTLY probe_v_unique ON probe (v)")
+    except psycopg.errors.UniqueViolation:
+        pass  # leaves an invalid index behind
+    refresh(conn)
+    dup = {r["target"]: r for r in findings(conn, "duplicate_index")}
+    assert set(dup) == {"public.probe_id_again", "public.probe_v"}, dup
+    assert dup["public.probe_id_again"]["severity"] == "warning"
+    assert dup["public.probe_id_again"]["evidence"]["covered_by"] == "probe_pkey"
+    assert dup["public.probe_v"]["evidence"]["covered_by"] == "probe_v_id"
+    invalid = findings(conn, "invalid_index")
+    assert [r["target"] for r in invalid] == ["public.probe_v_unique"]
+    assert invalid[0]["apply_sql"].startswith("REINDEX INDEX CONCURRENTLY public.probe_v_unique;")
+    conn.execute("DROP INDEX probe_id_again")
+    refresh(conn)
+    assert [r["target"] for r in findings(conn, "duplicate_index", "resolved")] == [
+        "public.probe_id_again"]
+
+
+def test_table_and_index_bloat(conn: psycopg.Connection) -> None:
+    set_config(conn, "optimization.bloat_min_bytes", 1_000_000)
+    conn.execute("CREATE TABLE lean (id int PRIMARY KEY, t text)")
+    conn.execute("CREATE TABLE bloated (id int PRIMARY KEY, t text)")
+    for table in ("lean", "bloated"):
+        conn.execute(f"INSERT INTO {table} SELECT g, repeat('x', 60) FROM generate_series(1, 100000) g")
+    conn.execute("DELETE FROM bloated WHERE id % 10 <> 0")
+    conn.execute("VACUUM ANALYZE lean")
+    conn.execute("VACUUM ANALYZE bloated")
+    refresh(conn)
+    tables = {r["target"]: r for r in findings(conn, "table_bloat")}
+    assert list(tables) == ["public.bloated"], tables
+    row = view(conn, "table_bloat", "table_name = 'bloated'")[0]
+    assert row["bloat_pct"] >= 80 and row["bloat_bytes"] > 5_000_000
+    lean = view(conn, "table_bloat", "table_name = 'lean'")[0]
+    assert lean["bloat_pct"] < 15 and lean["severity"] == "ok"
+    indexes = [r["target"] for r in findings(conn, "index_bloat")]
+    assert indexes == ["public.bloated_pkey"], indexes
+
+
+def test_vacuum_health(conn: psycopg.Connection) -> None:
+    for table in ("healthy", "neglected"):
+        conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, t text) "
+                     "WITH (autovacuum_enabled = false)")
+        conn.execute(f"INSERT INTO {table} SELECT g, 'x' FROM generate_series(1, 20000) g")
+    conn.execute("DELETE FROM neglected WHERE id % 2 = 0")
+    flush(conn)
+    refresh(conn)
+    rows = findings(conn, "vacuum_health")
+    assert [r["target"] for r in rows] == ["public.neglected"], rows
+    assert rows[0]["severity"] == "critical"  # autovacuum is disabled for it
+    assert "autovacuum is disabled" in rows[0]["finding"]
+    assert rows[0]["evidence"]["n_dead_tup"] == 10000
+    assert "RESET (autovacuum_enabled)" in rows[0]["apply_sql"]
+    conn.execute("VACUUM neglected")
+    flush(conn)
+    refresh(conn)
+    assert findings(conn, "vacuum_health") == []
+    assert findings(conn, "vacuum_health", "resolved")[0]["target"] == "public.neglected"
+
+
+def test_wraparound_risk(conn: psycopg.Connection) -> None:
+    refresh(conn)
+    assert findings(conn, "wraparound") == []
+    me = view(conn, "wraparound_risk", "database = current_database()")[0]
+    assert 0 < me["xid_age"] < me["freeze_max_age"]
+    # Warn from a tiny share of autovacuum_freeze_max_age: every database is past it.
+    set_config(conn, "optimization.wraparound_warning_pct", 0.00001)
+    refresh(conn)
+    rows = {r["target"]: r for r in findings(conn, "wraparound")}
+    mine = rows[f"database {conn.info.dbname}"]
+    assert mine["severity"] == "warning"
+    assert mine["evidence"]["oldest_tables"] and "VACUUM (FREEZE" in mine["apply_sql"]
+    # A sampled consumption of 667M XIDs a day leaves days, not years.
+    set_config(conn, "optimization.wraparound_warning_pct", 100)
+    collect(conn)
+    conn.execute("""
+        INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total,
+            sessions_active, sessions_idle, sessions_idle_in_xact, sessions_waiting,
+            blocked_sessions, max_xid_age)
+        SELECT 1, now() - g * interval '30 minutes', 100, 1, 1, 0, 0, 0, 0,
+               1000 + (3 - g) * 20833333
+        FROM generate_series(1, 3) g""")
+    # 41.7M XIDs over the 90 minutes since the first of these samples (the drop to the
+    # real age at the latest sample is a freeze, not consumption): 667M a day.
+    risk = view(conn, "wraparound_risk", "database = current_database()")[0]
+    assert 600_000_000 < risk["xids_per_day"] < 700_000_000
+    assert 2.5 < risk["xid_days_left"] < 4
+    refresh(conn)
+    rows = findings(conn, "wraparound")
+    assert rows and all(r["severity"] == "critical" for r in rows)
+    assert rows[0]["benefit_unit"] == "days of headroom"
+
+
+def test_sequence_exhaustion(conn: psycopg.Connection) -> None:
+    conn.execute("CREATE TABLE tickets (id serial PRIMARY KEY, big bigserial)")
+    conn.execute("INSERT INTO tickets DEFAULT VALUES")
+    refresh(conn)
+    assert findings(conn, "sequence") == []
+    # The sequence is bigint-capable, but its column is an integer.
+    conn.execute("SELECT setval('tickets_id_seq', 2000000000)")
+    refresh(conn)
+    rows = findings(conn, "sequence")
+    assert [r["target"] for r in rows] == ["public.tickets_id_seq"]
+    assert rows[0]["severity"] == "critical"
+    assert "ALTER TABLE public.tickets ALTER COLUMN id TYPE bigint" in rows[0]["apply_sql"]
+    assert rows[0]["benefit"] == 2147483647 - 2000000000
+
+
+def _server_rows(conn: psycopg.Connection, total: int, active: int, idle: int) -> None:
+    collect(conn)  # today's partition exists
+    conn.execute("""
+        INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total,
+            sessions_active, sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions)
+        SELECT 1, now() - g * interval '1 minute', current_setting('max_connections')::int,
+               %s, %s, %s, 0, 0, 0
+        FROM generate_series(1, 30) g""", (total, active, idle))
+
+
+def test_connection_pool_advice(conn: psycopg.Connection) -> None:
+    _server_rows(conn, total=5, active=2, idle=3)
+    refresh(conn)
+    assert findings(conn, "connection_pool") == []
+    max_connections = int(conn.execute("SHOW max_connections").fetchone()[0])
+    _server_rows(conn, total=int(max_connections * 0.9), active=6, idle=int(max_connections * 0.8))
+    refresh(conn)
+    rows = findings(conn, "connection_pool")
+    assert len(rows) == 1 and rows[0]["severity"] == "warning", rows
+    pool = view(conn, "connection_pool_advice")[0]
+    assert pool["peak_active_sessions"] >= 6
+    assert pool["suggested_pool_size"] == -(-pool["peak_active_sessions"] * 5 // 4)
+    assert f"default_pool_size = {pool['suggested_pool_size']}" in rows[0]["apply_sql"]
+
+
+def test_cache_hit_ratio(probe: psycopg.Connection) -> None:
+    conn = probe
+    collect(conn)
+    rel_id = conn.execute("SELECT rel_id FROM perfmon.relations WHERE rel_name = 'probe'").fetchone()[0]
+    insert = """INSERT INTO perfmon.table_history (server_id, ts, rel_id, heap_blks_hit, heap_blks_read)
+                VALUES (1, now(), %s, %s, %s)"""
+    conn.execute(insert, (rel_id, 100_000, 500))  # 99.5%: fine
+    refresh(conn)
+    assert findings(conn, "cache_hit") == []
+    conn.execute(insert, (rel_id, 10_000, 60_000))  # now 55%
+    refresh(conn)
+    rows = findings(conn, "cache_hit")
+    assert [r["target"] for r in rows] == ["table public.probe"]
+    assert rows[0]["evidence"]["blocks_read"] == 60_500
+
+
+def test_config_advice_work_mem_and_checkpoints(conn: psycopg.Connection) -> None:
+    def quiet() -> None:
+        conn.execute("SELECT count(*) FROM generate_series(1, 10) g")
+
+    sampled(conn, quiet)
+    refresh(conn)
+    targets = {r["target"] for r in findings(conn, "configuration")}
+    assert not targets & {"work_mem", "max_wal_size"}, targets
+
+    def spill_and_checkpoint() -> None:
+        conn.execute("SET work_mem = '64kB'")
+        for _ in range(2):
+            conn.execute("SELECT g FROM generate_series(1, 200000) g ORDER BY g DESC").fetchall()
+        conn.execute("RESET work_mem")
+        for _ in range(3):
+            conn.execute("CHECKPOINT")
+
+    sampled(conn, spill_and_checkpoint)
+    refresh(conn)
+    rows = {r["target"]: r for r in findings(conn, "configuration")}
+    assert rows["work_mem"]["evidence"]["max_temp_bytes_per_call"] > 1_000_000
+    assert "ALTER SYSTEM SET work_mem" in rows["work_mem"]["apply_sql"]
+    assert rows["max_wal_size"]["evidence"]["checkpoints_requested"] >= 3
+    advice = {r["setting_name"]: r for r in view(conn, "config_advice")}
+    wal = advice["max_wal_size"]
+    assert wal["suggested_value"].replace(" ", "") != wal["current_value"]
+
+
+def test_config_advice_shared_buffers_against_ram(conn: psycopg.Connection) -> None:
+    collect(conn)
+    refresh(conn)  # reads the real host: RAM, disk
+    ram = conn.execute("SELECT ram_bytes FROM perfmon.host_capacity").fetchone()[0]
+    assert ram and ram > 0
+    shared = conn.execute("SELECT setting::bigint * 8192 FROM pg_settings "
+                          "WHERE name = 'shared_buffers'").fetchone()[0]
+    # Pretend the host has 4x shared_buffers of RAM: 25%, nothing to say.
+    conn.execute("ALTER TABLE perfmon.advisor_rules DISABLE TRIGGER ALL")
+    conn.execute("UPDATE perfmon.advisor_rules SET refresh_function = NULL WHERE name = 'storage_forecast'")
+    conn.execute("UPDATE perfmon.host_capacity SET ram_bytes = %s", (shared * 4,))
+    refresh(conn)
+    assert "shared_buffers" not in {r["target"] for r in findings(conn, "configuration")}
+    conn.execute("UPDATE perfmon.host_capacity SET ram_bytes = %s", (shared * 40,))
+    refresh(conn)
+    row = next(r for r in findings(conn, "configuration") if r["target"] == "shared_buffers")
+    assert row["severity"] == "info" and "2.5%" in row["finding"]
+
+
+def test_inactive_replication_slot(conn: psycopg.Connection) -> None:
+    name = f"perfmon_test_{conn.info.dbname}"
+    refresh(conn)
+    assert findings(conn, "replication") == []
+    conn.execute("SELECT pg_create_physical_replication_slot(%s, true)", (name,))
+    try:
+        conn.execute("CREATE TABLE w AS SELECT g FROM generate_series(1, 10000) g")
+        conn.execute("SELECT pg_switch_wal()")
+        refresh(conn)
+        rows = findings(conn, "replication")
+        assert [r["target"] for r in rows] == [f"slot {name}"]
+        assert rows[0]["evidence"]["retained_wal_bytes"] > 0
+        assert rows[0]["apply_sql"] == f"SELECT pg_drop_replication_slot('{name}');"
+    finally:
+        conn.execute("SELECT pg_drop_replication_slot(%s)", (name,))
+    refresh(conn)
+    assert findings(conn, "replication") == []
+
+
+def test_storage_forecast(conn: psycopg.Connection) -> None:
+    conn.execute("SELECT perfmon.collect_sizes()")
+    datid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+    insert = """INSERT INTO perfmon.size_history (server_id, ts, kind, object_id, size_bytes)
+                SELECT 1, now() - g * interval '5 minutes', 'd', %s, %s::bigint - g * %s::bigint
+                FROM generate_series(1, 12) g"""
+    conn.execute(insert, (datid, 10_000_000, 0))  # flat
+    refresh(conn)
+    assert findings(conn, "storage_forecast") == []
+    forecast = view(conn, "storage_forecast")[0]
+    assert forecast["free_space_known"] and forecast["disk_free_bytes"] > 0
+    free = forecast["disk_free_bytes"]
+    conn.execute("DELETE FROM perfmon.size_history WHERE kind = 'd' AND object_id = %s", (datid,))
+    # Growing by 1% of the free space every 5 minutes: full in about 8 hours.
+    conn.execute(insert, (datid, 10 * free, free // 100))
+    refresh(conn)
+    rows = findings(conn, "storage_forecast")
+    assert len(rows) == 1 and rows[0]["severity"] == "critical", rows
+    assert 0.25 < rows[0]["benefit"] < 0.45 and rows[0]["benefit_unit"] == "days of headroom"
+
+
+def test_backup_status(conn: psycopg.Connection) -> None:
+    refresh(conn)
+    rows = {r["target"]: r for r in findings(conn, "backup")}
+    assert rows["base_backup"]["severity"] == "warning"
+    assert "no successful backup" in rows["base_backup"]["finding"]
+    conn.execute("SELECT perfmon.record_backup('pgbackrest', true, now() - interval '1 hour', now(), "
+                 "123456, 'full', true, false)")
+    refresh(conn)
+    assert "base_backup" not in {r["target"] for r in findings(conn, "backup")}
+    status = {r["component"]: r for r in view(conn, "backup_status")}
+    assert status["base_backup"]["state"] == "ok"
+    assert status["base_backup"]["details"]["tool"] == "pgbackrest"
+    assert status["wal_archiving"]["state"] == "off"
+    conn.execute("UPDATE perfmon.backup_log SET finished_at = now() - interval '3 days'")
+    refresh(conn)
+    stale = next(r for r in findings(conn, "backup") if r["target"] == "base_backup")
+    assert "more than 26 hours" in stale["finding"]
+
+
+def test_slow_query_insights(probe: psycopg.Connection) -> None:
+    conn = probe
+    conn.execute("CREATE TABLE big (id int, grp int, payload text)")
+    conn.execute("INSERT INTO big SELECT g, g % 1000, 'x' FROM generate_series(1, 150000) g")
+    conn.execute("ANALYZE big")
+    set_config(conn, "database.performance_thresholds.slow_query_ms", 1)
+
+    def work() -> None:
+        for i in range(3):
+            conn.execute("SELECT * FROM big WHERE grp = %s", (i,)).fetchall()
+        conn.execute("SELECT count(*) FROM probe WHERE id = %s", (1,))
+
+    sampled(conn, work)
+    refresh(conn)
+    insights = view(conn, "slow_query_insights")
+    seq = [i for i in insights if i["problem"] == "seq_scan_large_table"]
+    assert [i["relation"] for i in seq] == ["public.big"], insights
+    assert "grp" in seq[0]["advice"] and "index_recommendations" in seq[0]["advice"]
+    recs = findings(conn, "slow_query_plan")
+    assert any("sequential scan of public.big" in r["finding"] for r in recs)
+
+
+def test_scheduled_refresh_runs_as_perfmon_admin_and_readers_read(probe: psycopg.Connection) -> None:
+    conn = probe
+    conn.execute("CREATE TABLE private (id int, secret int)")
+    conn.execute("INSERT INTO private SELECT g, g FROM generate_series(1, 20000) g")
+    sampled(conn, lambda: [conn.execute("SELECT * FROM private WHERE secret = %s", (i,))
+                           for i in range(3)])
+    job = conn.execute("SELECT command FROM perfmon.job_plan "
+                       "WHERE name = 'refresh_recommendations'").fetchone()
+    assert job == ("SELECT perfmon.refresh_recommendations()",)
+    conn.execute("SET ROLE perfmon_admin")  # whom pg_cron runs the job as
+    try:
+        refresh(conn)
+        result = conn.execute("SELECT perfmon.advise_indexes()").fetchone()[0]
+    finally:
+        conn.execute("RESET ROLE")
+    # perfmon_admin may not read the table, so it cannot plan queries on it: skipped, said so.
+    assert result["skipped"].get("cannot be planned: InsufficientPrivilege", 0) >= 1, result
+    views = [v for (v,) in conn.execute("SELECT view_name FROM perfmon.advisor_rules")]
+    conn.execute("SET ROLE perfmon_reader")
+    try:
+        for name in views:
+            conn.execute(f"SELECT * FROM {name}").fetchall()
+        conn.execute("SELECT * FROM perfmon.recommendations").fetchall()
+    finally:
+        conn.execute("RESET ROLE")
+
+
+def test_every_sql_example_of_the_advisor_docs_runs(conn: psycopg.Connection) -> None:
+    import re
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "advisor.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, re.S)
+    assert len(blocks) >= 8
+    collect(conn)
+    for block in blocks:
+        conn.execute(block)
+    assert conn.execute("SELECT count(*) FROM perfmon.backup_log "
+                        "WHERE tool = 'pgbackrest' AND ok").fetchone() == (1,)
