@@ -1,0 +1,111 @@
+"""`pgperfmon anomalies`: backtest the in-database anomaly detector on labelled series.
+
+Each input file (``timestamp,value``) is loaded into the metric store as a series of
+its own through the ingest path (``pgperfmon ingest``'s ``ingest_file``), then scored
+walk-forward by ``perfmon.anomaly_backtest()`` - the detector and model schedule that
+run in production, inside the database; nothing here scores anything. The series is
+removed again afterwards unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import csv
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import click
+import psycopg
+
+from pgperfmon import db, ingest
+
+METRIC = "backtest.value"
+
+
+def load_series(conn: psycopg.Connection, file: Path, run: str) -> int:
+    """Load one file as a series labelled with its name and the run; return its series id."""
+    labels = {"file": file.name[:200], "run": run}
+    with file.open(encoding="utf-8", newline="") as stream:
+        stored, _dups, errors = ingest.ingest_file(conn, stream, METRIC, "none", labels,
+                                                   agent="pgperfmon anomalies backtest")
+    if errors:
+        line, reason = errors[0]
+        raise ingest.IngestError(f"{file}: {len(errors)} lines refused, e.g. line {line}: {reason}")
+    if not stored:
+        raise ingest.IngestError(f"{file}: no values")
+    key = ingest.series_key(METRIC, labels, "none")
+    row = conn.execute(
+        "SELECT s.series_id FROM perfmon.metric_series AS s JOIN perfmon.metrics AS m USING (metric_id) "
+        "WHERE m.name = %s AND s.labels = %s::jsonb", (METRIC, key[1])).fetchone()
+    conn.commit()
+    assert row is not None
+    return int(row[0])
+
+
+def drop_series(conn: psycopg.Connection, series_id: int) -> None:
+    conn.execute("DELETE FROM perfmon.metric_samples WHERE series_id = %s", (series_id,))
+    conn.execute("DELETE FROM perfmon.metric_series WHERE series_id = %s", (series_id,))
+    conn.commit()
+
+
+@click.group(name="anomalies")
+def group() -> None:
+    """Anomaly detection: backtests of the in-database detector."""
+
+
+@group.command("backtest")
+@click.option("--dsn", envvar="PGPERFMON_DSN", default=None,
+              help="libpq connection string or URI; default $PGPERFMON_DSN, else the PG* variables.")
+@click.option("--input", "inputs", required=True, multiple=True,
+              type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV of timestamp,value lines, oldest first (repeatable).")
+@click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
+              help="CSV written: file,timestamp,score,is_anomaly.")
+@click.option("--detector", default=None,
+              help="detector to run (perfmon.anomaly_detectors; default: the one in force).")
+@click.option("--sensitivity", type=click.Choice(["low", "medium", "high"]), default=None,
+              help="default: anomaly_detection.sensitivity of the database.")
+@click.option("--anomalies-only", is_flag=True,
+              help="write only the rows with is_anomaly = true (a flags file for nab_score.py).")
+@click.option("--keep", is_flag=True, help="keep the loaded series in the metric store.")
+def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: str | None,
+             sensitivity: str | None, anomalies_only: bool, keep: bool) -> None:
+    """Score each input walk-forward with the in-database detector; write the scores.
+
+    is_anomaly is true at the first sample of each anomaly episode (what
+    perfmon.anomalies lists); score is 1 at the detector's threshold.
+    """
+    run = uuid.uuid4().hex[:12]
+    flagged = 0
+    try:
+        with db.connection(db.resolve_dsn(dsn)) as conn, \
+                output.open("w", encoding="utf-8", newline="") as out:
+            writer = csv.writer(out)
+            writer.writerow(["file", "timestamp", "score", "is_anomaly"])
+            for file in inputs:
+                start = time.perf_counter()
+                series_id = load_series(conn, file, run)
+                try:
+                    conn.execute("SET TimeZone = 'UTC'")
+                    rows = conn.execute(
+                        "SELECT to_char(ts, 'YYYY-MM-DD HH24:MI:SS'), score, is_anomaly "
+                        "FROM perfmon.anomaly_backtest(%s, %s, %s)",
+                        (series_id, detector, sensitivity)).fetchall()
+                    conn.commit()
+                finally:
+                    if not keep:
+                        drop_series(conn, series_id)
+                n = 0
+                for ts, score, is_anomaly in rows:
+                    if is_anomaly:
+                        n += 1
+                    if is_anomaly or not anomalies_only:
+                        writer.writerow([file.name, ts, f"{score:.4f}", "true" if is_anomaly else "false"])
+                flagged += n
+                click.echo(f"{file.name}: {len(rows)} points, {n} anomalies "
+                           f"({time.perf_counter() - start:.1f} s)", err=True)
+    except (ingest.IngestError, psycopg.Error) as exc:
+        click.echo(f"error: {db.redact(str(exc)).strip()}", err=True)
+        sys.exit(1)
+    click.echo(f"wrote {output}: {len(inputs)} series, {flagged} anomalies")

@@ -1,0 +1,467 @@
+"""Anomaly detectors run inside PostgreSQL (PL/Python), importable outside it for tests.
+
+Three detectors, each a pair ``fit(history) -> model`` / ``score(model, recent) -> Score``
+so that a model is trained once (``perfmon.train_anomaly_models()``), stored, and every
+new sample is scored without retraining (``perfmon.score_anomalies()``):
+
+* ``envelope`` (the default, chosen by the NAB evaluation in docs/anomalies.md): a value
+  is anomalous when it leaves the range the metric covered in its training window by more
+  than a margin of its robust spread (the 5th-95th percentile distance), either itself or
+  as a moving mean over the last ``MEAN_WINDOW`` samples (a sustained shift too small for
+  one sample to show). The model is a few numbers (JSON); perfmon's SQL fallback fits and
+  scores the same model without PL/Python.
+* ``robust_zscore``: distance from the training median in robust standard deviations
+  (1.4826 MAD, floored by the IQR).
+* ``isolation_forest``: scikit-learn's IsolationForest over StandardScaler-scaled
+  vectors (several metrics at one sample, or one metric's value, moving mean and change);
+  the model is pickled.
+
+Every score is normalised so that 1 is the threshold: ``score >= 1`` is anomalous.
+``walk_forward`` is the backtest: each point is scored by the model fitted on points
+strictly before the last refit, refitting every ``refit_s`` seconds, exactly as the
+schedule does in production; consecutive anomalous points form one episode, and only an
+episode's first point is reported as an anomaly (``onset``).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import pickle
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+ALGORITHMS = ("envelope", "robust_zscore", "isolation_forest")
+# Samples of the moving mean the envelope also watches (3 hours at NAB's 5 minutes).
+MEAN_WINDOW = 36
+# An episode ends after this many consecutive normal samples.
+EPISODE_QUIET_SAMPLES = 72
+# Fewest training samples for a model.
+MIN_TRAIN = 288
+
+# Sensitivity -> thresholds. Envelope margins are in robust spreads beyond the
+# training range; zscore in robust standard deviations; contamination is the share
+# of training vectors Isolation Forest treats as outliers.
+SENSITIVITY: dict[str, dict[str, float]] = {
+    "low": {"margin": 0.5, "mean_margin": 1.0, "z": 9.0, "contamination": 0.002},
+    "medium": {"margin": 0.2, "mean_margin": 0.5, "z": 6.0, "contamination": 0.005},
+    "high": {"margin": 0.1, "mean_margin": 0.25, "z": 4.0, "contamination": 0.01},
+}
+
+
+@dataclass
+class Score:
+    score: float
+    anomalous: bool
+    observed: float | None
+    expected_low: float | None
+    expected_high: float | None
+    contributors: list[dict[str, Any]] = field(default_factory=list)
+
+
+def thresholds(sensitivity: str) -> dict[str, float]:
+    if sensitivity not in SENSITIVITY:
+        raise ValueError(f"sensitivity {sensitivity!r}: expected one of {', '.join(SENSITIVITY)}")
+    return SENSITIVITY[sensitivity]
+
+
+def _clean(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    x = np.asarray(values, dtype=float)
+    return x[np.isfinite(x)]
+
+
+def _moving_mean(x: np.ndarray, w: int = MEAN_WINDOW) -> np.ndarray:
+    """Mean of each point and up to w-1 points before it."""
+    c = np.concatenate(([0.0], np.cumsum(x)))
+    idx = np.arange(len(x))
+    lo = np.maximum(0, idx - w + 1)
+    return (c[idx + 1] - c[lo]) / (idx + 1 - lo)
+
+
+# ----------------------------------------------------------------- envelope
+
+def _band(x: np.ndarray) -> dict[str, float]:
+    p5, p95, med = np.quantile(x, [0.05, 0.95, 0.5])
+    # A flat metric still gets a spread: 1% of its level (or a tiny absolute floor).
+    spread = max(float(p95 - p5), abs(float(med)) * 0.01, 1e-9)
+    return {"min": float(x.min()), "max": float(x.max()), "spread": spread}
+
+
+def fit_envelope(values: Sequence[float] | np.ndarray, sensitivity: str = "medium") -> dict[str, Any]:
+    x = _clean(values)
+    if len(x) < 2:
+        raise ValueError("the envelope needs at least 2 training values")
+    t = thresholds(sensitivity)
+    return {"algorithm": "envelope", "n": len(x), "value": _band(x),
+            "mean": _band(_moving_mean(x)), "margin": t["margin"], "mean_margin": t["mean_margin"],
+            "mean_window": MEAN_WINDOW}
+
+
+def _excess(v: float, band: dict[str, float], margin: float) -> tuple[float, float, float]:
+    """(score, low, high): score 1 at min/max -/+ margin spreads, 0 inside the range."""
+    low = band["min"] - margin * band["spread"]
+    high = band["max"] + margin * band["spread"]
+    beyond = max(v - band["max"], band["min"] - v, 0.0) / band["spread"]
+    return beyond / margin if margin > 0 else float(beyond > 0), low, high
+
+
+def score_envelope(model: dict[str, Any], recent: Sequence[float]) -> Score:
+    """recent: the metric's last values, oldest first, ending with the one scored."""
+    x = _clean(recent)
+    if not len(x):
+        return Score(0.0, False, None, None, None)
+    v = float(x[-1])
+    s_value, low, high = _excess(v, model["value"], model["margin"])
+    mean = float(x[-model.get("mean_window", MEAN_WINDOW):].mean())
+    s_mean, _, _ = _excess(mean, model["mean"], model["mean_margin"])
+    channel = "value" if s_value >= s_mean else "moving mean"
+    score = max(s_value, s_mean)
+    return Score(score, score >= 1.0, v, low, high,
+                 [{"feature": channel, "score": round(score, 3)}])
+
+
+# ----------------------------------------------------------------- robust z-score
+
+def fit_zscore(values: Sequence[float] | np.ndarray, sensitivity: str = "medium") -> dict[str, Any]:
+    x = _clean(values)
+    if len(x) < 2:
+        raise ValueError("the z-score needs at least 2 training values")
+    med = float(np.median(x))
+    q1, q3 = np.quantile(x, [0.25, 0.75])
+    scale = max(1.4826 * float(np.median(np.abs(x - med))), float(q3 - q1) / 1.349,
+                abs(med) * 0.01, 1e-9)
+    return {"algorithm": "robust_zscore", "n": len(x), "median": med, "scale": scale,
+            "z": thresholds(sensitivity)["z"]}
+
+
+def score_zscore(model: dict[str, Any], recent: Sequence[float]) -> Score:
+    x = _clean(recent)
+    if not len(x):
+        return Score(0.0, False, None, None, None)
+    v = float(x[-1])
+    z = abs(v - model["median"]) / model["scale"]
+    width = model["z"] * model["scale"]
+    score = z / model["z"]
+    return Score(score, score >= 1.0, v, model["median"] - width, model["median"] + width,
+                 [{"feature": "value", "z": round(z, 2)}])
+
+
+# ----------------------------------------------------------------- isolation forest
+
+def series_vectors(x: np.ndarray) -> np.ndarray:
+    """One metric as vectors: value, moving mean, change since the previous sample."""
+    diff = np.diff(x, prepend=x[0]) if len(x) else x
+    return np.column_stack([x, _moving_mean(x), diff])
+
+
+def fit_iforest(matrix: np.ndarray, names: Sequence[str], sensitivity: str = "medium",
+                seed: int = 0) -> bytes:
+    """Pickled (scaler, forest, names, centre, scale) for vectors in the rows of matrix."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.preprocessing import StandardScaler
+
+    m = np.asarray(matrix, dtype=float)
+    m = m[np.all(np.isfinite(m), axis=1)]
+    if len(m) < 2:
+        raise ValueError("Isolation Forest needs at least 2 training vectors")
+    scaler = StandardScaler().fit(m)
+    # A feature with no variance would scale to NaN/inf: give it a unit scale.
+    scaler.scale_ = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    forest = IsolationForest(n_estimators=100, max_samples=min(256, len(m)),
+                             contamination=thresholds(sensitivity)["contamination"],
+                             random_state=seed).fit(scaler.transform(m))
+    centre = np.median(m, axis=0)
+    buf = io.BytesIO()
+    pickle.dump({"algorithm": "isolation_forest", "scaler": scaler, "forest": forest,
+                 "names": list(names), "centre": centre, "low": np.quantile(m, 0.005, axis=0),
+                 "high": np.quantile(m, 0.995, axis=0), "n": len(m)}, buf)
+    return buf.getvalue()
+
+
+def load_iforest(blob: bytes) -> dict[str, Any]:
+    # Only models this module pickled into perfmon.anomaly_models (superuser-owned
+    # code path, written by perfmon_admin's training job) are ever loaded here.
+    return pickle.loads(blob)
+
+
+def score_iforest(model: dict[str, Any], vectors: np.ndarray) -> list[Score]:
+    m = np.nan_to_num(np.atleast_2d(np.asarray(vectors, dtype=float)))
+    scaled = model["scaler"].transform(m)
+    raw = -model["forest"].score_samples(scaled)  # about 0.5 normal, towards 1 anomalous
+    threshold = -model["forest"].offset_
+    out = []
+    for row, z, s in zip(m, scaled, raw, strict=False):
+        order = np.argsort(-np.abs(z))[:3]
+        contributors = [{"feature": model["names"][j], "z": round(float(z[j]), 2),
+                         "observed": float(row[j])} for j in order]
+        score = float(s / threshold)
+        out.append(Score(score, score >= 1.0, float(row[0]), float(model["low"][0]),
+                         float(model["high"][0]), contributors))
+    return out
+
+
+# ----------------------------------------------------------------- one metric, any detector
+
+def fit(algorithm: str, values: Sequence[float] | np.ndarray, sensitivity: str = "medium") -> bytes:
+    """A serialised single-metric model (JSON bytes, or a pickle for Isolation Forest)."""
+    if algorithm == "envelope":
+        return json.dumps(fit_envelope(values, sensitivity)).encode()
+    if algorithm == "robust_zscore":
+        return json.dumps(fit_zscore(values, sensitivity)).encode()
+    if algorithm == "isolation_forest":
+        x = _clean(values)
+        return fit_iforest(series_vectors(x), ["value", "moving mean", "change"], sensitivity)
+    raise ValueError(f"algorithm {algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
+
+
+def load(blob: bytes) -> dict[str, Any]:
+    data = bytes(blob)
+    if data[:1] == b"{":
+        return json.loads(data)
+    return load_iforest(data)
+
+
+def score(model: dict[str, Any], recent: Sequence[float]) -> Score:
+    """Score the last of recent (oldest first) with a loaded single-metric model."""
+    algorithm = model["algorithm"]
+    if algorithm == "envelope":
+        return score_envelope(model, recent)
+    if algorithm == "robust_zscore":
+        return score_zscore(model, recent)
+    x = _clean(recent)
+    if not len(x):
+        return Score(0.0, False, None, None, None)
+    return score_iforest(model, series_vectors(x)[-1:])[0]
+
+
+def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = "envelope",
+                 sensitivity: str = "medium", window_s: float = 7 * 86400,
+                 refit_s: float = 6 * 3600, min_train: int = MIN_TRAIN,
+                 quiet: int = EPISODE_QUIET_SAMPLES) -> list[tuple[float, bool, bool]]:
+    """(score, anomalous, onset) for each point, scored only with points before it.
+
+    The model is refitted every refit_s seconds (the retraining schedule) on the points
+    of the training window before the refit; points before the first model score 0.
+    """
+    t = np.asarray(ts, dtype=float)
+    x = np.asarray(values, dtype=float)
+    n = len(x)
+    # The refits: the first point with min_train earlier points in its window, then
+    # the first point at least refit_s after the previous refit.
+    fits: list[tuple[int, dict[str, Any]]] = []
+    last_fit = -math.inf
+    for i in range(n):
+        if t[i] - last_fit >= refit_s:
+            lo = int(np.searchsorted(t, t[i] - window_s))
+            if i - lo >= min_train:
+                fits.append((i, load(fit(algorithm, x[lo:i], sensitivity))))
+                last_fit = t[i]
+    scores: list[Score | None] = [None] * n
+    # Vectors of a forest use only a point and those before it: scoring a segment
+    # between two refits in one call sees no later point.
+    vectors = series_vectors(x) if algorithm == "isolation_forest" else None
+    for k, (start, model) in enumerate(fits):
+        end = fits[k + 1][0] if k + 1 < len(fits) else n
+        if vectors is not None:
+            scores[start:end] = score_iforest(model, vectors[start:end])
+        else:
+            for i in range(start, end):
+                scores[i] = score(model, x[max(0, i - MEAN_WINDOW + 1):i + 1])
+    out: list[tuple[float, bool, bool]] = []
+    active = False
+    calm = 0
+    for s in scores:
+        if s is None:
+            out.append((0.0, False, False))
+            continue
+        onset = False
+        if s.anomalous:
+            onset = not active
+            active, calm = True, 0
+        else:
+            calm += 1
+            if calm >= quiet:
+                active = False
+        out.append((float(s.score), s.anomalous, onset))
+    return out
+
+
+# ----------------------------------------------------------------- in the database
+# The functions below take PL/Python's ``plpy`` (and ``GD``): the thin bodies of
+# perfmon.train_anomaly_models_py(), perfmon.score_anomalies_py() and
+# perfmon.anomaly_backtest_py() call them.
+
+_SERIES_SQL = """
+    SELECT v.feature, v.series, array_agg(extract(epoch FROM v.ts)::float8 ORDER BY v.ts) AS t,
+           array_agg(v.value ORDER BY v.ts) AS x, min(v.ts)::text AS t0, max(v.ts)::text AS t1
+      FROM perfmon.anomaly_feature_values($1, $2) AS v
+     GROUP BY v.feature, v.series"""
+
+
+def _multi_names(plpy: Any) -> list[str]:
+    return [r["name"] for r in plpy.execute(
+        "SELECT name FROM perfmon.anomaly_features WHERE enabled AND multi ORDER BY name")]
+
+
+def _bin_s(plpy: Any) -> float:
+    return float(plpy.execute(
+        "SELECT perfmon.setting('collection.interval_seconds')::float8 AS s")[0]["s"])
+
+
+def _pivot(groups: list[dict[str, Any]], names: list[str], bin_s: float) -> tuple[np.ndarray, np.ndarray]:
+    """(bins, matrix) of the multi features, aligned on sample intervals."""
+    cols: dict[str, dict[float, float]] = {}
+    # A feature with one series (one host, one device) joins the vector; several would
+    # need one column each and are left to the per-metric detector.
+    per_feature: dict[str, int] = {}
+    for g in groups:
+        per_feature[g["feature"]] = per_feature.get(g["feature"], 0) + 1
+    for g in groups:
+        if g["feature"] in names and per_feature[g["feature"]] == 1:
+            pairs = zip(g["t"], g["x"], strict=False)
+            cols[g["feature"]] = {math.floor(t / bin_s) * bin_s: v for t, v in pairs}
+    bins = np.array(sorted({b for c in cols.values() for b in c}))
+    m = np.full((len(bins), len(names)), np.nan)
+    for j, name in enumerate(names):
+        col = cols.get(name, {})
+        for i, b in enumerate(bins):
+            if b in col:
+                m[i, j] = col[b]
+    return bins, m
+
+
+def _fill(m: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """A feature missing at a sample (no statements ran, no host sample) counts as typical."""
+    return np.where(np.isfinite(m), m, centre)
+
+
+def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: str) -> dict[str, Any]:
+    groups = list(plpy.execute(plpy.prepare(_SERIES_SQL, ["timestamptz", "timestamptz"]), [since, until]))
+    insert = plpy.prepare(
+        "INSERT INTO perfmon.anomaly_models (detector, feature, series, features, trained_from, "
+        "trained_to, samples, params, model, train_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        ["text", "text", "text", "text[]", "timestamptz", "timestamptz", "int4", "jsonb", "bytea",
+         "float4"])
+    retire = plpy.prepare(
+        "UPDATE perfmon.anomaly_models SET current = false "
+        "WHERE current AND detector = $1 AND feature = $2 AND series = $3", ["text", "text", "text"])
+    import time
+
+    params = json.dumps({"sensitivity": sensitivity, **thresholds(sensitivity),
+                         "mean_window": MEAN_WINDOW, "min_train": MIN_TRAIN})
+    stored = 0
+    per_metric = "envelope" if detector == "isolation_forest_multi" else detector
+    per_metric = "isolation_forest" if detector == "isolation_forest" else per_metric
+    for g in groups:
+        if len(g["x"]) < MIN_TRAIN:
+            continue
+        start = time.perf_counter()
+        blob = fit(per_metric, g["x"], sensitivity)
+        plpy.execute(retire, [per_metric, g["feature"], g["series"]])
+        plpy.execute(insert, [per_metric, g["feature"], g["series"], None, g["t0"], g["t1"],
+                              len(g["x"]), params, blob, (time.perf_counter() - start) * 1000])
+        stored += 1
+    if detector in ("isolation_forest", "isolation_forest_multi"):
+        names = _multi_names(plpy)
+        bins, m = _pivot(groups, names, _bin_s(plpy))
+        have = np.isfinite(m).any(axis=0)
+        if len(bins) >= MIN_TRAIN and have.any():
+            names = [n for n, h in zip(names, have, strict=False) if h]
+            m = m[:, have]
+            m = _fill(m, np.nanmedian(m, axis=0))
+            start = time.perf_counter()
+            blob = fit_iforest(m, names, sensitivity)
+            plpy.execute(retire, ["isolation_forest_multi", "multi", ""])
+            plpy.execute(insert, ["isolation_forest_multi", "multi", "", names,
+                                  _iso(bins[0]), _iso(bins[-1]), len(bins), params, blob,
+                                  (time.perf_counter() - start) * 1000])
+            stored += 1
+    return {"models": stored}
+
+
+def _iso(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(float(epoch), timezone.utc).isoformat()
+
+
+def _cached_models(plpy: Any, GD: dict, detectors: list[str]) -> dict[tuple[str, str, str], tuple[int, Any]]:
+    """Current models by (detector, feature, series); blobs are loaded once per session."""
+    cache = GD.setdefault("perfmon_anomaly_models", {})
+    current = plpy.execute(plpy.prepare(
+        "SELECT model_id, detector, feature, series FROM perfmon.anomaly_models "
+        "WHERE current AND detector = ANY ($1)", ["text[]"]), [detectors])
+    missing = [r["model_id"] for r in current if r["model_id"] not in cache]
+    if missing:
+        for r in plpy.execute(plpy.prepare(
+                "SELECT model_id, model FROM perfmon.anomaly_models WHERE model_id = ANY ($1)",
+                ["int8[]"]), [missing]):
+            cache[r["model_id"]] = load(r["model"])
+    live = {r["model_id"] for r in current}
+    for stale in [k for k in cache if k not in live]:
+        del cache[stale]
+    return {(r["detector"], r["feature"], r["series"]): (r["model_id"], cache[r["model_id"]])
+            for r in current}
+
+
+def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dict[str, Any]]:
+    """Scores of every feature sample not scored yet (the newest only, the first time)."""
+    per_metric = "envelope" if detector == "isolation_forest_multi" else detector
+    detectors = [per_metric] + (["isolation_forest_multi"] if detector.startswith("isolation_forest") else [])
+    models = _cached_models(plpy, GD, detectors)
+    if not models:
+        return []
+    groups = list(plpy.execute(plpy.prepare(
+        _SERIES_SQL.replace("$1, $2", "now() - make_interval(secs => $1), 'infinity'"), ["float8"]),
+        [lookback_s]))
+    state = {(r["detector"], r["feature"], r["series"]): r["last"] for r in plpy.execute(
+        "SELECT detector, feature, series, extract(epoch FROM last_ts)::float8 AS last "
+        "FROM perfmon.state_anomaly_scoring")}
+    out: list[dict[str, Any]] = []
+    for g in groups:
+        key = (per_metric, g["feature"], g["series"])
+        if key not in models:
+            continue
+        model_id, model = models[key]
+        t, x = g["t"], g["x"]
+        last = state.get(key)
+        todo = [len(t) - 1] if last is None else [i for i, ti in enumerate(t) if ti > last]
+        for i in todo:
+            s = score(model, x[max(0, i - MEAN_WINDOW + 1):i + 1])
+            out.append(_row(per_metric, g["feature"], g["series"], t[i], s, model_id))
+    multi = models.get(("isolation_forest_multi", "multi", ""))
+    if multi is not None:
+        model_id, model = multi
+        bins, m = _pivot(groups, model["names"], _bin_s(plpy))
+        last = state.get(("isolation_forest_multi", "multi", ""))
+        todo = [len(bins) - 1] if last is None else [i for i, b in enumerate(bins) if b > last]
+        todo = [i for i in todo if i >= 0]
+        if todo:
+            for i, s in zip(todo, score_iforest(model, _fill(m[todo], model["centre"])), strict=False):
+                out.append(_row("isolation_forest_multi", "multi", "", bins[i], s, model_id))
+    return out
+
+
+def _row(detector: str, feature: str, series: str, ts: float, s: Score, model_id: int) -> dict[str, Any]:
+    return {"detector": detector, "feature": feature, "series": series, "ts": _iso(ts),
+            "score": s.score, "observed_value": s.observed, "expected_low": s.expected_low,
+            "expected_high": s.expected_high, "contributors": json.dumps(s.contributors),
+            "model_id": model_id}
+
+
+def backtest(plpy: Any, series_id: int, detector: str, sensitivity: str, window_s: float,
+             refit_s: float, quiet: int) -> list[dict[str, Any]]:
+    """Walk-forward scores of one stored series (perfmon.metric_samples), oldest first."""
+    algorithm = "envelope" if detector == "isolation_forest_multi" else detector
+    rows = plpy.execute(plpy.prepare(
+        "SELECT array_agg(extract(epoch FROM ts)::float8 ORDER BY ts) AS t, "
+        "array_agg(value ORDER BY ts) AS x, array_agg(ts::text ORDER BY ts) AS ts "
+        "FROM perfmon.metric_samples WHERE series_id = $1", ["int4"]), [series_id])
+    t, x, stamps = rows[0]["t"] or [], rows[0]["x"] or [], rows[0]["ts"] or []
+    result = walk_forward(t, x, algorithm, sensitivity, window_s, refit_s, MIN_TRAIN, quiet)
+    return [{"ts": ts, "value": v, "score": s, "anomalous": a, "is_anomaly": o}
+            for ts, v, (s, a, o) in zip(stamps, x, result, strict=False)]

@@ -1,0 +1,41 @@
+CREATE OR REPLACE FUNCTION perfmon.anomaly_backtest(series_id integer, detector text DEFAULT NULL,
+                                                    sensitivity text DEFAULT NULL)
+RETURNS TABLE (ts timestamptz, value double precision, score double precision, anomalous boolean,
+               is_anomaly boolean)
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Walk-forward backtest of a detector (default: the one in force) on one series of
+-- perfmon.metric_samples: each point is scored only with the model refitted, every
+-- anomaly_detection.retrain_interval_hours, on the training window before it - the
+-- models' schedule in production. is_anomaly marks the first sample of an episode,
+-- i.e. what perfmon.anomalies lists; anomalous marks every sample at or over score 1.
+DECLARE
+    det text := coalesce(detector, perfmon.anomaly_detector());
+    sens text := coalesce(sensitivity, perfmon.setting('anomaly_detection.sensitivity') #>> '{}');
+    window_s float8 := perfmon.setting('anomaly_detection.training_window_days')::float8 * 86400;
+    refit_s float8 := perfmon.setting('anomaly_detection.retrain_interval_hours')::float8 * 3600;
+    quiet int := perfmon.setting('anomaly_detection.episode_quiet_samples')::int;
+BEGIN
+    IF det = 'auto' THEN
+        det := CASE WHEN perfmon.anomaly_detector() = 'envelope_sql' THEN 'envelope_sql' ELSE 'envelope' END;
+    END IF;
+    IF NOT EXISTS (SELECT FROM perfmon.anomaly_detectors AS d WHERE d.name = det AND d.scope = 'metric') THEN
+        RAISE EXCEPTION 'pgperfmon: detector % cannot be backtested on one series', quote_literal(det)
+            USING HINT = 'expected one of ' || (SELECT string_agg(d.name, ', ' ORDER BY d.name)
+                                                  FROM perfmon.anomaly_detectors AS d WHERE d.scope = 'metric');
+    END IF;
+    IF det = 'envelope_sql' THEN
+        RETURN QUERY SELECT * FROM perfmon.anomaly_backtest_sql(series_id, sens, window_s, refit_s, quiet);
+    ELSIF to_regprocedure('perfmon.anomaly_backtest_py(integer,text,text,double precision,double precision,integer)') IS NULL THEN
+        RAISE EXCEPTION 'pgperfmon: detector % needs PL/Python, which is not available here', det
+            USING HINT = 'backtest envelope_sql instead';
+    ELSE
+        RETURN QUERY EXECUTE 'SELECT * FROM perfmon.anomaly_backtest_py($1, $2, $3, $4, $5, $6)'
+            USING series_id, det, sens, window_s, refit_s, quiet;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION perfmon.anomaly_backtest(integer, text, text) IS
+    'Walk-forward backtest of an anomaly detector on one stored metric series: per sample the score '
+    '(1 = threshold), anomalous (score >= 1) and is_anomaly (first sample of an episode).';

@@ -1,0 +1,52 @@
+CREATE OR REPLACE FUNCTION perfmon.anomaly_backtest_sql(series_id integer, sensitivity text,
+                                                        window_s double precision, refit_s double precision,
+                                                        quiet integer)
+RETURNS TABLE (ts timestamptz, value double precision, score double precision, anomalous boolean,
+               is_anomaly boolean)
+LANGUAGE sql STABLE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Walk-forward backtest of the SQL envelope on one stored series: refits every
+    -- refit_s seconds from the first point with 288 earlier points, each on the
+    -- window_s seconds before it; a point is scored by the latest fit before it.
+    WITH s AS (
+        SELECT m.ts, m.value, row_number() OVER (ORDER BY m.ts) AS rn,
+               avg(m.value) OVER (ORDER BY m.ts ROWS BETWEEN 35 PRECEDING AND CURRENT ROW) AS mean,
+               count(*) OVER (ORDER BY m.ts RANGE BETWEEN make_interval(secs => window_s) PRECEDING
+                                                  AND CURRENT ROW) - 1 AS earlier
+          FROM perfmon.metric_samples AS m WHERE m.series_id = anomaly_backtest_sql.series_id
+    ), k AS (
+        SELECT CASE sensitivity WHEN 'low' THEN 0.5 WHEN 'high' THEN 0.1 ELSE 0.2 END::float8 AS margin,
+               CASE sensitivity WHEN 'low' THEN 1.0 WHEN 'high' THEN 0.25 ELSE 0.5 END::float8 AS mean_margin
+    ), first_fit AS (
+        SELECT min(s.ts) AS t0 FROM s WHERE s.earlier >= 288
+    ), fits AS (
+        SELECT first_fit.t0 + make_interval(secs => g * refit_s) AS fit_ts
+          FROM first_fit, generate_series(0, floor(extract(epoch FROM (SELECT max(ts) FROM s) - first_fit.t0) / refit_s)::int) AS g
+    ), stats AS MATERIALIZED (
+        SELECT f.fit_ts, min(s.value) AS vmin, max(s.value) AS vmax,
+               percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY s.value) AS vq,
+               min(s.mean) AS mmin, max(s.mean) AS mmax,
+               percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY s.mean) AS mq
+          FROM fits AS f JOIN s ON s.ts < f.fit_ts AND s.ts >= f.fit_ts - make_interval(secs => window_s)
+         GROUP BY f.fit_ts HAVING count(*) >= 288
+    ), scored AS (
+        SELECT s.ts, s.value, s.rn,
+               coalesce(greatest(
+                   greatest(s.value - st.vmax, st.vmin - s.value, 0)
+                     / greatest(st.vq[3] - st.vq[1], abs(st.vq[2]) * 0.01, 1e-9) / k.margin,
+                   greatest(s.mean - st.mmax, st.mmin - s.mean, 0)
+                     / greatest(st.mq[3] - st.mq[1], abs(st.mq[2]) * 0.01, 1e-9) / k.mean_margin), 0) AS score
+          FROM s CROSS JOIN k
+          LEFT JOIN LATERAL (SELECT * FROM stats WHERE stats.fit_ts <= s.ts ORDER BY stats.fit_ts DESC LIMIT 1) AS st ON true
+    ), flagged AS (
+        SELECT sc.*, sc.score >= 1 AS anomalous,
+               lag(sc.rn) OVER (PARTITION BY sc.score >= 1 ORDER BY sc.ts) AS prev_rn
+          FROM scored AS sc
+    )
+    SELECT f.ts, f.value, f.score, f.anomalous,
+           f.anomalous AND (f.prev_rn IS NULL OR f.rn - f.prev_rn > quiet)
+      FROM flagged AS f ORDER BY f.ts
+$$;
+COMMENT ON FUNCTION perfmon.anomaly_backtest_sql(integer, text, double precision, double precision, integer) IS
+    'Walk-forward backtest of the SQL envelope (envelope_sql) on one stored series.';

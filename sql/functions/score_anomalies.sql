@@ -1,0 +1,82 @@
+CREATE OR REPLACE FUNCTION perfmon.score_anomalies()
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Every interval (perfmon.analyze()): scores the feature samples taken since the
+-- last call with the stored models of the detector in force - no training here -
+-- and keeps anomalies as episodes: an anomalous sample extends the open episode of
+-- its feature or opens one; anomaly_detection.episode_quiet_samples normal samples
+-- in a row close it.
+DECLARE
+    det text := perfmon.anomaly_detector();
+    quiet int := perfmon.setting('anomaly_detection.episode_quiet_samples')::int;
+    lookback int := greatest(3600, 40 * perfmon.setting('collection.interval_seconds')::int);
+    r perfmon.anomaly_score;
+    ep bigint;
+    scored int := 0;
+    anomalous int := 0;
+    opened int := 0;
+    started timestamptz := clock_timestamp();
+BEGIN
+    IF NOT perfmon.setting('anomaly_detection.enabled')::boolean THEN
+        RETURN jsonb_build_object('detector', det, 'skipped', 'anomaly_detection.enabled is false');
+    END IF;
+    CREATE TEMP TABLE IF NOT EXISTS perfmon_scores OF perfmon.anomaly_score ON COMMIT DROP;
+    TRUNCATE perfmon_scores;
+    IF det = 'envelope_sql' THEN
+        INSERT INTO perfmon_scores SELECT * FROM perfmon.score_anomalies_sql(lookback);
+    ELSE
+        EXECUTE 'INSERT INTO perfmon_scores SELECT * FROM perfmon.score_anomalies_py($1, $2, $3)'
+            USING det, perfmon.setting('anomaly_detection.sensitivity') #>> '{}', lookback;
+    END IF;
+    FOR r IN SELECT * FROM perfmon_scores ORDER BY ts, feature, series LOOP
+        scored := scored + 1;
+        SELECT e.episode_id INTO ep FROM perfmon.anomaly_episodes AS e
+         WHERE e.server_id = 1 AND e.detector = r.detector AND e.feature = r.feature
+           AND e.series = r.series AND e.ended_at IS NULL;
+        IF r.score >= 1 THEN
+            anomalous := anomalous + 1;
+            IF ep IS NULL THEN
+                INSERT INTO perfmon.anomaly_episodes (server_id, detector, feature, series, started_at,
+                    last_seen_at, peak_score, peak_at, observed_value, expected_low, expected_high,
+                    contributors, model_id)
+                VALUES (1, r.detector, r.feature, r.series, r.ts, r.ts, r.score, r.ts, r.observed_value,
+                        r.expected_low, r.expected_high, coalesce(r.contributors, '[]'), r.model_id)
+                RETURNING episode_id INTO ep;
+                opened := opened + 1;
+            ELSE
+                UPDATE perfmon.anomaly_episodes AS e
+                   SET last_seen_at = r.ts, samples = e.samples + 1, calm_samples = 0,
+                       peak_score = greatest(e.peak_score, r.score),
+                       peak_at = CASE WHEN r.score > e.peak_score THEN r.ts ELSE e.peak_at END,
+                       observed_value = CASE WHEN r.score > e.peak_score THEN r.observed_value ELSE e.observed_value END,
+                       expected_low = CASE WHEN r.score > e.peak_score THEN r.expected_low ELSE e.expected_low END,
+                       expected_high = CASE WHEN r.score > e.peak_score THEN r.expected_high ELSE e.expected_high END,
+                       contributors = CASE WHEN r.score > e.peak_score THEN coalesce(r.contributors, '[]') ELSE e.contributors END
+                 WHERE e.episode_id = ep;
+            END IF;
+            INSERT INTO perfmon.anomaly_samples (server_id, ts, episode_id, score, observed_value,
+                                                 expected_low, expected_high)
+            VALUES (1, r.ts, ep, r.score, r.observed_value, r.expected_low, r.expected_high);
+        ELSIF ep IS NOT NULL THEN
+            UPDATE perfmon.anomaly_episodes AS e
+               SET calm_samples = e.calm_samples + 1,
+                   ended_at = CASE WHEN e.calm_samples + 1 >= quiet THEN e.last_seen_at END
+             WHERE e.episode_id = ep;
+        END IF;
+    END LOOP;
+    INSERT INTO perfmon.state_anomaly_scoring AS s (detector, feature, series, last_ts)
+    SELECT p.detector, p.feature, p.series, max(p.ts) FROM perfmon_scores AS p
+     GROUP BY p.detector, p.feature, p.series
+    ON CONFLICT (detector, feature, series) DO UPDATE SET last_ts = greatest(s.last_ts, EXCLUDED.last_ts);
+    DROP TABLE perfmon_scores;
+    RETURN jsonb_build_object('detector', det, 'scored', scored, 'anomalous', anomalous,
+        'episodes_opened', opened,
+        'ms', round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1));
+END
+$$;
+COMMENT ON FUNCTION perfmon.score_anomalies() IS
+    'Scores the anomaly features'' new samples with the stored models (no training) and records '
+    'anomalous samples as episodes (perfmon.anomalies); returns {detector, scored, anomalous, '
+    'episodes_opened, ms}. Called every interval by perfmon.analyze().';

@@ -1,0 +1,49 @@
+CREATE OR REPLACE FUNCTION perfmon.train_anomaly_models(force boolean DEFAULT false)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Fits the detector in force (perfmon.anomaly_detector()) on the last
+-- anomaly_detection.training_window_days of every feature and stores the models.
+-- Runs hourly from pg_cron; does nothing until the current models are older than
+-- anomaly_detection.retrain_interval_hours (or force).
+DECLARE
+    det text := perfmon.anomaly_detector();
+    sens text := perfmon.setting('anomaly_detection.sensitivity') #>> '{}';
+    until timestamptz := now();
+    since timestamptz := now() - make_interval(days => perfmon.setting('anomaly_detection.training_window_days')::int);
+    newest timestamptz;
+    started timestamptz := clock_timestamp();
+    result jsonb;
+BEGIN
+    IF NOT perfmon.setting('anomaly_detection.enabled')::boolean THEN
+        RETURN jsonb_build_object('detector', det, 'skipped', 'anomaly_detection.enabled is false');
+    END IF;
+    SELECT max(m.trained_at) INTO newest FROM perfmon.anomaly_models AS m WHERE m.current AND m.detector = det;
+    IF NOT force AND newest > now() - make_interval(hours => perfmon.setting('anomaly_detection.retrain_interval_hours')::int) THEN
+        RETURN jsonb_build_object('detector', det, 'skipped', format('models trained at %s are not due', newest));
+    END IF;
+    IF det = 'envelope_sql' THEN
+        result := perfmon.train_anomaly_models_sql(since, until, sens);
+    ELSE
+        EXECUTE 'SELECT perfmon.train_anomaly_models_py($1, $2, $3, $4)' INTO result
+            USING det, since, until, sens;
+    END IF;
+    -- Retention of anomalous samples and closed episodes.
+    DELETE FROM perfmon.anomaly_samples AS a
+     WHERE a.ts < now() - make_interval(days => perfmon.setting('collection.retention_days')::int);
+    DELETE FROM perfmon.anomaly_episodes AS e
+     WHERE e.ended_at < now() - make_interval(days => perfmon.setting('collection.retention_days')::int);
+    -- Keep the current model and the one before it.
+    DELETE FROM perfmon.anomaly_models AS m
+     WHERE NOT m.current AND EXISTS (
+        SELECT FROM perfmon.anomaly_models AS n
+         WHERE n.detector = m.detector AND n.feature = m.feature AND n.series = m.series
+           AND NOT n.current AND n.model_id > m.model_id);
+    RETURN result || jsonb_build_object('detector', det, 'ms',
+        round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1));
+END
+$$;
+COMMENT ON FUNCTION perfmon.train_anomaly_models(boolean) IS
+    'Retrains the anomaly models of the detector in force on the training window when they are '
+    'older than anomaly_detection.retrain_interval_hours (or force); returns {detector, models, ms}.';

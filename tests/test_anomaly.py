@@ -1,0 +1,252 @@
+"""Anomaly detection in the database: models, scoring, episodes, fallback, backtest, forecasts.
+
+The workload is synthetic history written into perfmon's own tables (server_history,
+statement_history, the metric store) at one-minute samples: two quiet days to train on,
+then a quiet hour, then four incidents - what perfmon.collect() and the host sampler
+would have stored during them.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import random
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from pgperfmon import config, deploy
+from pgperfmon.cli import main
+
+STEP = timedelta(minutes=1)
+NORMAL = {"sessions_total": 20, "sessions_active": 3, "sessions_waiting": 0, "blocked": 0,
+          "tps": 100.0, "mean_ms": 2.0, "cpu": 20.0}
+
+
+class Workload:
+    """Writes samples into the history tables, one per minute, ending now."""
+
+    def __init__(self, conn: psycopg.Connection, start: datetime):
+        self.conn = conn
+        self.ts = start
+        self.rng = random.Random(7)
+        conn.execute("SELECT perfmon.ensure_day_partitions(t, %s, now() + interval '1 day') "
+                     "FROM unnest(ARRAY['server_history', 'statement_history', 'metric_samples']) AS t",
+                     (start,))
+        self.cpu_series = conn.execute(
+            "SELECT series_id FROM perfmon.ingest_series(ARRAY['host.cpu.total_pct'], "
+            "ARRAY['{\"host\": \"db1\"}'::jsonb], ARRAY[NULL::text])").fetchone()[0]
+
+    def rows(self, n: int, **override: float) -> list[tuple]:
+        out = []
+        for _ in range(n):
+            v = {**NORMAL, **override}
+            r = self.rng
+            sessions = max(1, round(v["sessions_total"] + r.gauss(0, 2)))
+            active = max(0, round(v["sessions_active"] + r.gauss(0, 1)))
+            tps = max(0.0, v["tps"] + r.gauss(0, 8))
+            out.append((self.ts, sessions, active, int(v["sessions_waiting"] + (r.random() < 0.1)),
+                        int(v["blocked"]), tps, v["mean_ms"] * (1 + r.gauss(0, 0.1)),
+                        min(100.0, max(0.0, v["cpu"] + r.gauss(0, 3)))))
+            self.ts += STEP
+        return out
+
+    def write(self, rows: list[tuple]) -> None:
+        with self.conn.cursor() as cur:
+            cur.executemany(
+                "INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total, "
+                "sessions_active, sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions, "
+                "interval_s, xact_commit, blks_hit, blks_read, max_xid_age) "
+                "VALUES (1, %s, 100, %s, %s, 0, 0, %s, %s, 60, %s, 100000, 1000, 1000)",
+                [(ts, s, a, w, b, round(tps * 60)) for ts, s, a, w, b, tps, _ms, _cpu in rows])
+            cur.executemany(
+                "INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms) "
+                "VALUES (1, %s, 0, 6000, %s)", [(ts, 6000 * ms) for ts, *_rest, ms, _cpu in rows])
+            cur.executemany(
+                "INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value) VALUES (1, %s, %s, %s)",
+                [(self.cpu_series, ts, cpu) for ts, *_rest, cpu in rows])
+
+    def sample_and_score(self, **override: float) -> dict:
+        self.write(self.rows(1, **override))
+        return self.conn.execute("SELECT perfmon.score_anomalies()").fetchone()[0]
+
+
+def _workload(conn: psycopg.Connection, detector: str, quiet_samples: int = 60) -> Workload:
+    conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s::text) "
+                 "WHERE key = 'anomaly_detection.algorithm'", (detector,))
+    conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s) "
+                 "WHERE key = 'anomaly_detection.episode_quiet_samples'", (quiet_samples,))
+    days = 2
+    # Training history ends now; the samples scored after it are a few hours ahead.
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=days)
+    w = Workload(conn, start)
+    w.write(w.rows(days * 1440))
+    trained = conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]
+    assert trained["models"] >= 8, trained
+    return w
+
+
+def _episodes(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute("SELECT metrics[1], started_at, severity, business_impact, recommended_actions, "
+                        "observed_value, expected_low, expected_high, score FROM perfmon.anomalies "
+                        "ORDER BY started_at").fetchall()
+
+
+INCIDENTS = {
+    "lock storm": ({"blocked": 12, "sessions_waiting": 14, "sessions_active": 15}, "db.sessions.blocked"),
+    "connection spike": ({"sessions_total": 90}, "db.connections.total"),
+    "slow queries": ({"mean_ms": 40.0}, "db.query.mean_ms"),
+    "CPU hog": ({"cpu": 97.0}, "host.cpu.total_pct"),
+}
+
+
+@pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
+def test_incidents_are_flagged_within_two_samples_and_a_quiet_hour_is_not(
+        conn: psycopg.Connection, detector: str) -> None:
+    w = _workload(conn, detector)
+    assert conn.execute("SELECT perfmon.anomaly_detector()").fetchone()[0] == detector
+    for _ in range(60):
+        result = w.sample_and_score()
+        assert result["detector"] == detector
+    assert result["scored"] >= 8
+    assert _episodes(conn) == [], "a quiet hour produced anomalies"
+    for name, (override, feature) in INCIDENTS.items():
+        onset = w.ts
+        for _ in range(2):
+            w.sample_and_score(**override)
+        flagged = {row[0]: row for row in _episodes(conn) if row[1] >= onset}
+        assert feature in flagged, f"{name}: nothing on {feature} within two samples ({flagged})"
+        row = flagged[feature]
+        assert row[1] <= onset + STEP
+        assert row[3] and row[4], f"{name}: no impact or actions"
+        assert not row[6] <= row[5] <= row[7], f"{name}: observed value inside the expected range"
+        for _ in range(100):  # back to normal: the moving mean settles, then the quiet samples end it
+            w.sample_and_score()
+    still_open = conn.execute("SELECT metrics FROM perfmon.anomalies WHERE ongoing").fetchall()
+    assert still_open == []
+    # Consecutive anomalous samples are one episode, not one row each.
+    per_feature = conn.execute("SELECT metrics[1], count(*), sum(anomalous_samples) FROM perfmon.anomalies "
+                               "GROUP BY 1").fetchall()
+    assert all(n == 1 and samples >= 2 for feature, n, samples in per_feature
+               if feature in {f for _o, f in INCIDENTS.values()}), per_feature
+
+
+def test_models_survive_a_server_restart(server, conn: psycopg.Connection, installed: str) -> None:
+    w = _workload(conn, "envelope")
+    before = conn.execute("SELECT model_id, trained_at, md5(model) FROM perfmon.anomaly_models "
+                          "WHERE current ORDER BY model_id").fetchall()
+    conn.close()
+    server.cluster.restart()
+    with psycopg.connect(installed, autocommit=True) as again:
+        after = again.execute("SELECT model_id, trained_at, md5(model) FROM perfmon.anomaly_models "
+                              "WHERE current ORDER BY model_id").fetchall()
+        assert after == before
+        # Not due: the stored models score, nothing is retrained.
+        assert "skipped" in again.execute("SELECT perfmon.train_anomaly_models()").fetchone()[0]
+        w.conn = again
+        result = w.sample_and_score(cpu=99.0)
+        assert result["scored"] >= 8 and result["anomalous"] >= 1
+        assert again.execute("SELECT count(*) FROM perfmon.anomaly_models WHERE current").fetchone()[0] \
+            == len(before)
+
+
+def test_isolation_forest_stores_and_uses_a_multi_metric_model(conn: psycopg.Connection) -> None:
+    w = _workload(conn, "isolation_forest")
+    names = conn.execute("SELECT features FROM perfmon.anomaly_models WHERE current "
+                         "AND detector = 'isolation_forest_multi'").fetchone()[0]
+    assert {"db.connections.total", "db.query.mean_ms", "host.cpu.total_pct"} <= set(names)
+    w.sample_and_score(sessions_total=90, mean_ms=40.0, blocked=12, sessions_waiting=14)
+    multi = conn.execute("SELECT contributing_features FROM perfmon.anomalies "
+                         "WHERE detector = 'isolation_forest_multi'").fetchall()
+    assert multi, "the multi-metric forest did not flag four metrics moving at once"
+    assert {c["feature"] for c in multi[0][0]} & {"db.connections.total", "db.query.mean_ms",
+                                                   "db.sessions.blocked"}
+
+
+def test_sql_fallback_without_plpython(dsn: str) -> None:
+    deploy.install(dsn, config.load(None, env={}), skip_extensions=("plpython3u",))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        has = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'plpython3u'").fetchone()
+        assert has[0] == 0
+        assert conn.execute("SELECT to_regprocedure('perfmon.score_anomalies_py(text,text,integer)')"
+                            ).fetchone()[0] is None
+        cap = dict((r[0], r[2]) for r in conn.execute("SELECT * FROM perfmon.capabilities()"))
+        assert cap["anomaly_detector"].startswith("envelope_sql")
+        conn.execute("UPDATE perfmon.config SET value = '\"isolation_forest\"' "
+                     "WHERE key = 'anomaly_detection.algorithm'")
+        # Whatever is configured, without PL/Python the SQL envelope runs.
+        assert conn.execute("SELECT perfmon.anomaly_detector()").fetchone()[0] == "envelope_sql"
+        start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=1)
+        w = Workload(conn, start)
+        w.write(w.rows(1440))
+        assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 8
+        for _ in range(20):
+            assert w.sample_and_score()["anomalous"] == 0
+        w.sample_and_score(cpu=98.0)
+        assert "host.cpu.total_pct" in [r[0] for r in _episodes(conn)]
+
+
+def _series(path: Path, n: int, spike_at: int | None) -> None:
+    rng = random.Random(5)
+    t0 = datetime(2020, 1, 1)
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["timestamp", "value"])
+        for i in range(n):
+            v = 10 + 3 * math.sin(i / 288 * 2 * math.pi) + rng.gauss(0, 0.5)
+            if spike_at is not None and spike_at <= i < spike_at + 5:
+                v += 30
+            out.writerow([(t0 + timedelta(minutes=5 * i)).isoformat(sep=" "), f"{v:.3f}"])
+
+
+def test_backtest_runs_the_database_detector_walk_forward(installed: str, tmp_path: Path) -> None:
+    _series(tmp_path / "spiky.csv", 1500, 1200)
+    _series(tmp_path / "quiet.csv", 1500, None)
+    out = tmp_path / "flags.csv"
+    runner = CliRunner()
+    result = runner.invoke(main, ["anomalies", "backtest", "--dsn", installed, "--input",
+                                  str(tmp_path / "spiky.csv"), "--input", str(tmp_path / "quiet.csv"),
+                                  "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["file", "timestamp", "score", "is_anomaly"]
+    assert len(rows) == 3000
+    flagged = [(r["file"], r["timestamp"]) for r in rows if r["is_anomaly"] == "true"]
+    assert ("spiky.csv", "2020-01-05 04:00:00") in flagged
+    assert not [f for f in flagged if f[0] == "quiet.csv"], flagged
+    # Walk-forward: the same series cut before the spike scores its points identically.
+    _series(tmp_path / "cut.csv", 1150, None)
+    cut_out = tmp_path / "cut_flags.csv"
+    result = runner.invoke(main, ["anomalies", "backtest", "--dsn", installed, "--input",
+                                  str(tmp_path / "cut.csv"), "--output", str(cut_out)])
+    assert result.exit_code == 0, result.output
+    cut = [r["score"] for r in csv.DictReader(cut_out.open())]
+    assert cut == [r["score"] for r in rows if r["file"] == "spiky.csv"][:1150]
+    with psycopg.connect(installed) as conn:  # the loaded series were removed again
+        assert conn.execute("SELECT count(*) FROM perfmon.metric_series AS s JOIN perfmon.metrics "
+                            "USING (metric_id) WHERE name = 'backtest.value'").fetchone()[0] == 0
+
+
+def test_forecasts_give_an_eta_with_an_interval(conn: psycopg.Connection) -> None:
+    start = datetime.now(timezone.utc) - timedelta(hours=6)
+    conn.execute("SELECT perfmon.ensure_day_partitions('server_history', %s, now())", (start,))
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total, "
+            "sessions_active, sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions, "
+            "max_xid_age) VALUES (1, %s, 100, %s, 1, 0, 0, 0, 0, %s)",
+            [(start + timedelta(minutes=i), 10 + i // 6 + (i % 3), 1_000_000 + 5_000_000 * i + (i % 7) * 1000)
+             for i in range(360)])
+    rows = {r[0]: r for r in conn.execute(
+        "SELECT forecast, days_left, eta, eta_earliest, eta_latest, severity, growth_per_day "
+        "FROM perfmon.forecasts")}
+    xid = rows["xid_wraparound"]
+    # 5M XIDs a minute from ~1.8G: about 70 minutes left.
+    assert 0.03 < float(xid[1]) < 0.07
+    assert xid[3] <= xid[2] <= xid[4]
+    assert xid[5] == "critical"
+    connections = rows["connection_exhaustion"]
+    assert connections[2] is not None and float(connections[6]) > 0
