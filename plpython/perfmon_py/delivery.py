@@ -1,0 +1,321 @@
+"""Alert delivery: one message of perfmon.alert_outbox to Slack, a webhook, email or SMS.
+
+Used inside the server (perfmon.deliver_next, run by the procedure
+perfmon.deliver_alerts under pg_cron) and beside it (``pgperfmon deliver``).
+Both go through a *store* with three calls (channel settings, claim one message,
+record its outcome) and commit after each message, so a message is claimed with
+FOR UPDATE SKIP LOCKED by one worker only and its outcome is on record as soon
+as the receiver has it.
+
+Secrets are read from the environment variables the configuration names
+(``secret_env``, ``signing_secret_env``); they never reach a table, a log or an
+error message: every error text passes through :func:`scrub`.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import smtplib
+import ssl
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+USER_AGENT = "pgperfmon-alerts/1"
+LEVEL_COLOURS = {"info": "#439FE0", "warning": "#E8A317", "critical": "#D00000", "emergency": "#7B0000"}
+
+
+class Store(Protocol):
+    """Where messages come from and outcomes go: perfmon's SQL functions."""
+
+    def channels(self) -> list[dict[str, Any]]: ...
+
+    def claim(self, channels: list[str]) -> dict[str, Any] | None: ...
+
+    def result(self, message_id: int, ok: bool, status_code: int | None, error: str | None,
+               duration_ms: float, worker: str) -> str: ...
+
+
+@dataclass
+class Sent:
+    ok: bool
+    status_code: int | None = None
+    error: str | None = None
+
+
+class DeliveryError(Exception):
+    """A send failed; the message (already scrubbed) says why."""
+
+    def __init__(self, message: str, status_code: int | None = None):
+        super().__init__(message)
+        self.status_code = status_code
+
+
+# --------------------------------------------------------------------------- redaction
+
+_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^/\s:@]*(?::[^@\s/]*)?@)?([^/\s?#]+)[^\s'\"<>]*", re.I)
+
+
+def scrub(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
+    """Remove secret values and everything after the host of any URL (tokens live there)."""
+    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return _URL.sub(lambda m: f"{m.group(1)}{'***@' if m.group(2) else ''}{m.group(3)}/***", text)
+
+
+def _secret(settings: Mapping[str, Any], key: str, env: Mapping[str, str]) -> str | None:
+    name = settings.get(key)
+    return env.get(name) if name else None
+
+
+def needed_secrets(settings: Mapping[str, Any]) -> list[str]:
+    """Names of the environment variables a channel cannot send without."""
+    names = [settings.get("secret_env")]
+    if "signing_secret_env" in settings:
+        names.append(settings.get("signing_secret_env"))
+    return [n for n in names if n]
+
+
+def missing_secrets(settings: Mapping[str, Any], env: Mapping[str, str]) -> list[str]:
+    return [n for n in needed_secrets(settings) if not env.get(n)]
+
+
+# --------------------------------------------------------------------------- formatting
+
+def text_of(message: Mapping[str, Any]) -> str:
+    """One line: what happened, where, how bad."""
+    p = message["payload"]
+    event = p.get("event", message.get("event"))
+    prefix = {"resolved": "RESOLVED", "escalated": f"ESCALATED (level {p.get('escalation_level')})",
+              "level_raised": "LEVEL RAISED"}.get(event, "")
+    return f"{prefix + ': ' if prefix else ''}{p.get('summary')} [{p.get('database')}]"
+
+
+def details_of(message: Mapping[str, Any]) -> list[tuple[str, str]]:
+    p = message["payload"]
+    fields = [
+        ("Level", str(p.get("level"))),
+        ("State", str(p.get("state"))),
+        ("Metric", str(p.get("metric"))),
+        ("Target", str(p.get("target"))),
+        ("Current value", f"{p.get('current_value')} {p.get('unit') or ''}".strip()),
+        ("Threshold", f"{p.get('comparison') or ''} {p.get('threshold')}".strip()
+         if p.get("threshold") is not None else "-"),
+        ("Since", str(p.get("ts"))),
+        ("Business impact", str(p.get("business_impact"))),
+        ("Affected systems", ", ".join(p.get("affected_systems") or [])),
+        ("Recommended actions", str(p.get("recommended_actions"))),
+        ("Escalation required", "yes" if p.get("escalation_required") else "no"),
+        ("Alert", f"#{p.get('alert_id')} ({p.get('fingerprint')})"),
+    ]
+    return fields
+
+
+def slack_body(message: Mapping[str, Any]) -> dict[str, Any]:
+    """Slack's incoming-webhook format: text (the notification) and blocks."""
+    p = message["payload"]
+    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in details_of(message)]
+    return {
+        "text": text_of(message),
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": text_of(message)[:150]}},
+            # Slack allows at most 10 fields per section.
+            {"type": "section", "fields": fields[:10]},
+            {"type": "section", "fields": fields[10:]},
+        ],
+        "attachments": [{"color": LEVEL_COLOURS.get(str(p.get("level")), "#808080"),
+                         "fallback": text_of(message)}],
+    }
+
+
+def webhook_body(message: Mapping[str, Any]) -> bytes:
+    body = {"message_id": message["message_id"], "event": message["event"],
+            "attempt": message["attempt"], "alert": message["payload"]}
+    return json.dumps(body, sort_keys=True, default=str).encode()
+
+
+def signature(key: str, timestamp: str, body: bytes) -> str:
+    """HMAC-SHA256 over "<timestamp>.<body>", hex: the X-Pgperfmon-Signature header (sha256=...)."""
+    mac = hmac.new(key.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + mac.hexdigest()
+
+
+# --------------------------------------------------------------------------- senders
+
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secrets: list[str]) -> int:
+    request = urllib.request.Request(url, data=body, method="POST",
+                                     headers={"User-Agent": USER_AGENT, **headers})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            response.read()
+            return response.status
+    except urllib.error.HTTPError as exc:
+        raise DeliveryError(scrub(f"HTTP {exc.code} {exc.reason}", secrets), exc.code) from None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DeliveryError(scrub(f"{type(exc).__name__}: {reason}", secrets)) from None
+
+
+def _common_headers(message: Mapping[str, Any]) -> dict[str, str]:
+    # The idempotency key: a receiver that sees a message id twice may drop the second.
+    return {"X-Pgperfmon-Message-Id": str(message["message_id"]),
+            "X-Pgperfmon-Event": str(message["event"])}
+
+
+def send_slack(message: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, str]) -> int:
+    url = _secret(settings, "secret_env", env) or ""
+    body = json.dumps(slack_body(message), default=str).encode()
+    return _post(url, body, {"Content-Type": "application/json", **_common_headers(message)},
+                 float(settings.get("timeout_seconds", 10)), [url])
+
+
+def send_webhook(message: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, str]) -> int:
+    url = _secret(settings, "secret_env", env) or ""
+    key = _secret(settings, "signing_secret_env", env) or ""
+    body = webhook_body(message)
+    stamp = str(int(time.time()))
+    headers = {"Content-Type": "application/json", "X-Pgperfmon-Timestamp": stamp,
+               "X-Pgperfmon-Signature": signature(key, stamp, body), **_common_headers(message)}
+    return _post(url, body, headers, float(settings.get("timeout_seconds", 10)), [url, key])
+
+
+def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, str]) -> int:
+    """Twilio-style: one form post of To, From, Body per recipient, basic auth sid:token."""
+    token = _secret(settings, "secret_env", env) or ""
+    url = settings.get("gateway_url")
+    recipients = settings.get("recipients") or []
+    if not url or not recipients:
+        raise DeliveryError("sms channel needs alerting.channels.sms.gateway_url and recipients")
+    auth = base64.b64encode(f"{settings.get('account_sid') or ''}:{token}".encode()).decode()
+    status = 0
+    for to in recipients:
+        form = urllib.parse.urlencode({"To": to, "From": settings.get("sender") or "",
+                                       "Body": text_of(message)[:1600]}).encode()
+        status = _post(url, form, {"Content-Type": "application/x-www-form-urlencoded",
+                                   "Authorization": f"Basic {auth}", **_common_headers(message)},
+                       float(settings.get("timeout_seconds", 10)), [token, auth])
+    return status
+
+
+def send_email(message: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, str]) -> int:
+    password = _secret(settings, "secret_env", env)
+    recipients = settings.get("recipients") or []
+    if not recipients:
+        raise DeliveryError("email channel needs alerting.channels.email.recipients")
+    mail = EmailMessage()
+    mail["Subject"] = text_of(message)[:200]
+    mail["From"] = settings.get("sender") or "pgperfmon@localhost"
+    mail["To"] = ", ".join(recipients)
+    mail["Message-ID"] = f"<pgperfmon-{message['message_id']}@{settings.get('smtp_host')}>"
+    mail.set_content("\n".join(f"{k}: {v}" for k, v in details_of(message)) + "\n")
+    secrets = [password] if password else []
+    try:
+        with smtplib.SMTP(settings.get("smtp_host") or "localhost", int(settings.get("smtp_port") or 25),
+                          timeout=float(settings.get("timeout_seconds", 10))) as smtp:
+            smtp.ehlo()
+            if settings.get("starttls", True):
+                context = ssl.create_default_context(cafile=settings.get("ca_file") or None)
+                smtp.starttls(context=context)
+                smtp.ehlo()
+            if settings.get("username"):
+                smtp.login(settings["username"], password or "")
+            refused = smtp.send_message(mail)
+            if refused:
+                raise DeliveryError(f"recipients refused: {sorted(refused)}", 550)
+            return 250
+    except smtplib.SMTPResponseException as exc:
+        raise DeliveryError(scrub(f"SMTP {exc.smtp_code} {exc.smtp_error!r}", secrets),
+                            exc.smtp_code) from None
+    except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        raise DeliveryError(scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
+
+
+SENDERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, str]], int]] = {
+    "perfmon_py.delivery.send_slack": send_slack,
+    "perfmon_py.delivery.send_webhook": send_webhook,
+    "perfmon_py.delivery.send_email": send_email,
+    "perfmon_py.delivery.send_sms": send_sms,
+}
+
+
+def resolve_sender(dotted: str) -> Callable[..., int]:
+    """The channel registry names its sender as module.function."""
+    if dotted in SENDERS:
+        return SENDERS[dotted]
+    module_name, _, func = dotted.rpartition(".")
+    import importlib
+
+    return getattr(importlib.import_module(module_name), func)
+
+
+# --------------------------------------------------------------------------- the worker
+
+def deliver_one(store: Store, worker: str, env: Mapping[str, str] | None = None,
+                only: list[str] | None = None) -> dict[str, Any] | None:
+    """Claim, send and record one due message; None when nothing is due.
+
+    Only channels that are enabled and whose secrets this worker's environment
+    holds are claimed: a message another worker can send is left for it.
+    """
+    env = os.environ if env is None else env
+    channels = {c["channel"]: c for c in store.channels()
+                if c["settings"].get("enabled") and not missing_secrets(c["settings"], env)
+                and (only is None or c["channel"] in only)}
+    if not channels:
+        return None
+    message = store.claim(sorted(channels))
+    if message is None:
+        return None
+    channel = channels[message["channel"]]
+    settings = channel["settings"]
+    secrets = [env.get(n, "") for n in needed_secrets(settings)]
+    start = time.perf_counter()
+    try:
+        code = resolve_sender(channel["sender"])(message, settings, env)
+        sent = Sent(True, code)
+    except DeliveryError as exc:
+        sent = Sent(False, exc.status_code, scrub(str(exc), secrets))
+    except Exception as exc:  # a bug in a sender must not stop the queue
+        sent = Sent(False, None, scrub(f"{type(exc).__name__}: {exc}", secrets))
+    ms = (time.perf_counter() - start) * 1000
+    status = store.result(message["message_id"], sent.ok, sent.status_code, sent.error, ms, worker)
+    return {"message_id": message["message_id"], "channel": message["channel"], "ok": sent.ok,
+            "status": status, "status_code": sent.status_code, "error": sent.error,
+            "ms": round(ms, 1)}
+
+
+class PlpyStore:
+    """The store inside the server, through PL/Python's plpy."""
+
+    def __init__(self, plpy: Any):
+        self.plpy = plpy
+
+    def channels(self) -> list[dict[str, Any]]:
+        rows = self.plpy.execute("select channel, sender, settings from perfmon.channel_settings()")
+        return [{"channel": r["channel"], "sender": r["sender"], "settings": json.loads(r["settings"])}
+                for r in rows]
+
+    def claim(self, channels: list[str]) -> dict[str, Any] | None:
+        plan = self.plpy.prepare("select * from perfmon.outbox_claim($1)", ["text[]"])
+        rows = self.plpy.execute(plan, [channels])
+        if not rows:
+            return None
+        row = dict(rows[0])
+        row["payload"] = json.loads(row["payload"])
+        return row
+
+    def result(self, message_id: int, ok: bool, status_code: int | None, error: str | None,
+               duration_ms: float, worker: str) -> str:
+        plan = self.plpy.prepare("select perfmon.outbox_result($1, $2, $3, $4, $5, $6) as s",
+                                 ["bigint", "boolean", "integer", "text", "real", "text"])
+        return self.plpy.execute(plan, [message_id, ok, status_code, error, duration_ms, worker])[0]["s"]

@@ -1,0 +1,43 @@
+CREATE OR REPLACE FUNCTION perfmon.alert_notify(alert_id bigint, event text)
+RETURNS integer
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Queue one notification per channel that wants it, in the caller's transaction: the
+-- alert and its messages commit (or roll back) together.
+DECLARE
+    a record;
+    payload jsonb;
+    queued integer := 0;
+    esc jsonb := perfmon.setting('alerting.escalation_channels');
+BEGIN
+    SELECT * INTO a FROM perfmon.alerts AS v WHERE v.alert_id = alert_notify.alert_id;
+    IF a.silenced THEN
+        INSERT INTO perfmon.alert_events (alert_id, event, level, value, details)
+        VALUES (a.alert_id, 'suppressed', a.level, a.current_value,
+                jsonb_build_object('notification', event, 'silence_id', a.silence_id));
+        RETURN 0;
+    END IF;
+    payload := jsonb_build_object('event', event, 'database', current_database(),
+                                  'sent_for', clock_timestamp())
+               || (SELECT to_jsonb(v) - 'silenced' - 'silence_id' FROM perfmon.alerts AS v
+                   WHERE v.alert_id = alert_notify.alert_id);
+    INSERT INTO perfmon.alert_outbox (alert_id, event, channel, level, payload)
+    SELECT a.alert_id, event, c.name, a.level, payload
+    FROM perfmon.alert_channels AS c
+    CROSS JOIN LATERAL (SELECT perfmon.settings_under(c.config_key) AS s) AS cfg
+    WHERE (cfg.s ->> 'enabled')::boolean
+      AND (perfmon.alert_level_rank(cfg.s ->> 'min_level') <= perfmon.alert_level_rank(a.level)
+           OR (event = 'escalated' AND esc ? c.name));
+    GET DIAGNOSTICS queued = ROW_COUNT;
+    UPDATE perfmon.alert_log AS l SET notified_at = now() WHERE l.alert_id = a.alert_id;
+    IF queued > 0 THEN
+        PERFORM pg_notify('perfmon_alerts', queued::text);
+    END IF;
+    RETURN queued;
+END
+$$;
+COMMENT ON FUNCTION perfmon.alert_notify(bigint, text) IS
+    'Queues an alert event (firing, level_raised, escalated, resolved) in perfmon.alert_outbox for '
+    'every enabled channel whose min_level it reaches (escalations also to alerting.escalation_channels), '
+    'unless a silence covers it; NOTIFY perfmon_alerts wakes listening workers. Returns messages queued.';

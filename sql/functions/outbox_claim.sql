@@ -1,0 +1,21 @@
+CREATE OR REPLACE FUNCTION perfmon.outbox_claim(channels text[])
+RETURNS TABLE (message_id bigint, alert_id bigint, channel text, event text, attempt integer, payload jsonb)
+LANGUAGE sql
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- SKIP LOCKED: a message another worker is sending is not seen; the lock lasts until the
+    -- caller commits the outcome (perfmon.outbox_result), so no two workers send one message.
+    WITH m AS (
+        SELECT o.message_id FROM perfmon.alert_outbox AS o
+        WHERE o.status = 'pending' AND o.next_attempt_at <= clock_timestamp()
+          AND o.channel = ANY (channels)
+        ORDER BY o.next_attempt_at, o.message_id
+        LIMIT 1
+        FOR UPDATE SKIP LOCKED
+    )
+    SELECT o.message_id, o.alert_id, o.channel, o.event, o.attempts + 1, o.payload
+    FROM m JOIN perfmon.alert_outbox AS o USING (message_id)
+$$;
+COMMENT ON FUNCTION perfmon.outbox_claim(text[]) IS
+    'Locks and returns the next due pending message of the given channels (none: no row), skipping '
+    'messages other workers hold. Send it, record perfmon.outbox_result(), then commit.';

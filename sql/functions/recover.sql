@@ -1,0 +1,125 @@
+CREATE OR REPLACE FUNCTION perfmon.recover(trigger text DEFAULT 'manual', dry_run boolean DEFAULT NULL,
+                                           fast_only boolean DEFAULT false,
+                                           in_database_only boolean DEFAULT false,
+                                           actions text[] DEFAULT NULL)
+RETURNS jsonb
+LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
+AS $$
+-- Automatic runs (dry_run NULL) do nothing unless optimization.auto_recovery.enabled and
+-- run only the enabled actions. An explicit dry run plans every action and changes
+-- nothing. Table and index actions are 'deferred': pgperfmon recover/watch executes them
+-- outside any transaction and records the outcome with perfmon.recovery_step_result().
+DECLARE
+    g jsonb := perfmon.settings_under('optimization.auto_recovery');
+    enabled boolean := (g ->> 'enabled')::boolean;
+    dry boolean;
+    p record;
+    c record;
+    params jsonb;
+    act_enabled boolean;
+    verdict text;
+    reason text;
+    run bigint;
+    step bigint;
+    steps jsonb := '[]';
+    res text;
+    acted timestamptz;
+    v record;
+    ver boolean;
+BEGIN
+    IF dry_run IS NULL AND NOT enabled THEN
+        RETURN jsonb_build_object('enabled', false);
+    END IF;
+    dry := coalesce(dry_run, (g ->> 'dry_run')::boolean) OR NOT enabled;
+    IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.recover')) THEN
+        RETURN jsonb_build_object('skipped', 'another recovery run is in progress');
+    END IF;
+    PERFORM pg_stat_clear_snapshot();
+    FOR p IN SELECT * FROM perfmon.recovery_playbook AS b
+             WHERE (NOT fast_only OR b.fast) AND (NOT in_database_only OR b.in_database)
+               AND (actions IS NULL OR b.name = ANY (actions))
+             ORDER BY b.ordinal
+    LOOP
+        params := perfmon.settings_under('optimization.auto_recovery.' || p.name)
+                  || jsonb_build_object('include_superusers', g -> 'include_superusers',
+                                        'include_replication', g -> 'include_replication',
+                                        'include_pgperfmon', g -> 'include_pgperfmon',
+                                        'verify_timeout_ms', g -> 'verify_timeout_ms');
+        act_enabled := coalesce((params ->> 'enabled')::boolean, false);
+        CONTINUE WHEN NOT act_enabled AND dry_run IS NULL;
+        FOR c IN EXECUTE format('SELECT * FROM %s($1)', p.plan_function::regproc) USING params LOOP
+            verdict := CASE
+                WHEN c.refusal IS NOT NULL THEN 'refused'
+                WHEN NOT act_enabled THEN 'disabled'
+                WHEN dry THEN 'dry_run'
+                WHEN (SELECT count(*) FROM perfmon.recovery_steps AS s
+                      WHERE s.action = p.name AND s.decision IN ('done', 'failed', 'deferred')
+                        AND s.detected_at > clock_timestamp() - interval '1 hour')
+                     >= (g ->> 'max_actions_per_hour')::int THEN 'rate_limited'
+                WHEN NOT p.in_database THEN 'deferred'
+                ELSE 'done' END;
+            reason := CASE verdict
+                WHEN 'refused' THEN c.refusal
+                WHEN 'disabled' THEN format('optimization.auto_recovery.%s.enabled is off', p.name)
+                WHEN 'dry_run' THEN 'dry run: nothing was changed'
+                WHEN 'rate_limited' THEN format('%s actions in the last hour (max_actions_per_hour)',
+                                                g ->> 'max_actions_per_hour')
+                WHEN 'deferred' THEN 'runs outside a transaction: left to pgperfmon recover/watch' END;
+            -- Unattended runs repeat every second or minute: record a candidate that is not
+            -- acted on once per 5 minutes, not every time.
+            CONTINUE WHEN verdict IN ('refused', 'disabled', 'dry_run', 'rate_limited')
+                AND trigger IN ('watch', 'analyze')
+                AND EXISTS (SELECT FROM perfmon.recovery_steps AS s
+                            WHERE s.action = p.name AND s.target ->> 'key' = c.target ->> 'key'
+                              AND s.decision = verdict AND s.detected_at > clock_timestamp() - interval '5 minutes');
+            IF run IS NULL THEN
+                INSERT INTO perfmon.recovery_runs (trigger, dry_run) VALUES (trigger, dry) RETURNING run_id INTO run;
+            END IF;
+            INSERT INTO perfmon.recovery_steps (run_id, action, target, statement, decision, reason, condition_since)
+            VALUES (run, p.name, c.target, c.statement, verdict, reason, c.condition_since)
+            RETURNING step_id INTO step;
+            ver := NULL;
+            IF verdict = 'done' THEN
+                acted := clock_timestamp();
+                BEGIN
+                    EXECUTE c.statement INTO res;
+                    IF res IS NULL THEN
+                        verdict := 'failed';
+                        res := 'the target changed before the action: nothing was done';
+                    ELSIF NOT res::boolean THEN
+                        verdict := 'failed';
+                        res := 'the signal was not delivered in time';
+                    ELSE
+                        res := 'signal delivered';
+                    END IF;
+                EXCEPTION WHEN OTHERS THEN
+                    verdict := 'failed';
+                    res := SQLERRM;
+                END;
+                SELECT * INTO v FROM perfmon.recovery_verify(p.name, c.target, acted,
+                                                             (g ->> 'verify_timeout_ms')::int);
+                ver := v.verified;
+                UPDATE perfmon.recovery_steps AS s
+                SET decision = verdict, result = res, acted_at = acted, verified = v.verified,
+                    verify_detail = v.detail, verified_at = CASE WHEN v.verified THEN v.at END
+                WHERE s.step_id = step;
+            END IF;
+            steps := steps || jsonb_build_object('step_id', step, 'action', p.name, 'decision', verdict,
+                                                 'reason', reason, 'target', c.target, 'statement', c.statement,
+                                                 'result', res, 'verified', ver);
+            res := NULL;
+        END LOOP;
+    END LOOP;
+    IF run IS NOT NULL THEN
+        UPDATE perfmon.recovery_runs AS r SET finished_at = clock_timestamp(), plan = steps WHERE r.run_id = run;
+    END IF;
+    RETURN jsonb_build_object('run_id', run, 'dry_run', dry, 'steps', steps);
+END
+$$;
+COMMENT ON FUNCTION perfmon.recover(text, boolean, boolean, boolean, text[]) IS
+    'Runs the recovery playbook once: plans each action, applies the safety rails (allowlists, no '
+    'superuser/replication/pgperfmon sessions unless told, rate limit), acts on session actions and '
+    're-checks the condition, defers table/index actions to pgperfmon recover. dry_run true = plan '
+    'only; NULL = configuration (and nothing at all while auto_recovery is off). Audited in '
+    'perfmon.recovery_actions; returns the run and its steps.';

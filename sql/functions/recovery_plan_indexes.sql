@@ -1,0 +1,34 @@
+CREATE OR REPLACE FUNCTION perfmon.recovery_plan_indexes(params jsonb)
+RETURNS TABLE (target jsonb, statement text, refusal text, condition_since timestamptz)
+LANGUAGE sql VOLATILE
+SET search_path = pg_catalog, pg_temp
+AS $$
+    WITH a AS (
+        SELECT ap.*, to_regclass(format('%I.%I', ap.schema_name, ap.table_name)) AS rel,
+               left(format('perfmon_%s_%s', ap.table_name, array_to_string(ap.columns, '_')), 59) || '_idx'
+                   AS index_name
+        FROM perfmon.index_approvals AS ap
+    )
+    SELECT jsonb_build_object('key', format('index:%s.%s(%s)', a.schema_name, a.table_name,
+                                            array_to_string(a.columns, ',')),
+                              'approval_id', a.approval_id, 'schema', a.schema_name, 'table', a.table_name,
+                              'columns', to_jsonb(a.columns), 'index_name', a.index_name,
+                              'approved_by', a.approved_by),
+           format('CREATE INDEX CONCURRENTLY %I ON %I.%I (%s)', a.index_name, a.schema_name, a.table_name,
+                  (SELECT string_agg(format('%I', col), ', ' ORDER BY o) FROM unnest(a.columns)
+                   WITH ORDINALITY AS u(col, o))),
+           CASE WHEN a.rel IS NULL THEN format('table %s.%s does not exist', a.schema_name, a.table_name) END,
+           a.approved_at
+    FROM a
+    WHERE NOT EXISTS (
+        -- Already there: a valid index whose leading columns are the approved ones.
+        SELECT FROM pg_index AS i
+        WHERE i.indrelid = a.rel AND i.indisvalid
+          AND (SELECT array_agg(att.attname::text ORDER BY k.o)
+               FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, o)
+               JOIN pg_attribute AS att ON att.attrelid = i.indrelid AND att.attnum = k.attnum
+               WHERE k.o <= cardinality(a.columns)) = a.columns)
+$$;
+COMMENT ON FUNCTION perfmon.recovery_plan_indexes(jsonb) IS
+    'Indexes approved with perfmon.approve_index() that do not exist yet (valid), with the '
+    'CREATE INDEX CONCURRENTLY that builds each.';

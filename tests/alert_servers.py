@@ -1,0 +1,125 @@
+"""Real local servers that stand in for Slack, webhooks, SMS gateways and SMTP."""
+
+from __future__ import annotations
+
+import http.server
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass
+class Receiver:
+    """An HTTP receiver on 127.0.0.1: records what it accepts; fails on demand."""
+
+    port: int = 0
+    received: list[Received] = field(default_factory=list)
+    refused: int = 0
+    fail_status: int | None = None      # answer every request with this status
+    fail_every_other: bool = False      # fail every second request (1st, 3rd, ...)
+    _count: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/hook"
+
+    def message_ids(self) -> list[int]:
+        return [int(r.headers["X-Pgperfmon-Message-Id"]) for r in self.received]
+
+
+@contextmanager
+def http_receiver() -> Iterator[Receiver]:
+    state = Receiver()
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            with state.lock:
+                state._count += 1
+                fail = state.fail_status or (
+                    500 if state.fail_every_other and state._count % 2 == 1 else None)
+                if fail:
+                    state.refused += 1
+                else:
+                    state.received.append(Received(self.path, dict(self.headers.items()), body))
+            self.send_response(fail or 200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    state.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield state
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def self_signed_cert(folder: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 (the SMTP server's) and its key."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True)
+    return cert, key
+
+
+def set_config(conn: psycopg.Connection, **values: Any) -> None:
+    """Change stored configuration keys (double underscores stand for dots)."""
+    for key, value in values.items():
+        dotted = key.replace("__", ".")
+        cur = conn.execute("UPDATE perfmon.config SET value = %s WHERE key = %s", (Jsonb(value), dotted))
+        assert cur.rowcount == 1, f"no configuration key {dotted}"
+
+
+def add_gauge_rule(conn: psycopg.Connection, name: str = "test_gauge", hold_seconds: int = 0,
+                   escalation_minutes: int | None = None, value: float = 0.0) -> None:
+    """A rule measuring a table the test controls: adding a rule is adding a row."""
+    conn.execute(f"CREATE TABLE IF NOT EXISTS public.{name} (target text PRIMARY KEY, v float8)")
+    conn.execute(f"INSERT INTO public.{name} VALUES ('app1', %s)", (value,))
+    conn.execute(
+        """INSERT INTO perfmon.alert_rules (name, metric, unit, query, comparison, warning_threshold,
+               critical_threshold, emergency_threshold, hold_seconds, escalation_minutes,
+               business_impact, affected_systems, recommended_actions, description)
+           VALUES (%s, 'test.load_pct', 'pct', %s, '>', 70, 90, 98, %s, %s,
+                   'checkout is slow for customers', ARRAY['app1', 'database'],
+                   'add capacity', 'a gauge the test sets')""",
+        (name, f"SELECT target, v, NULL::text, NULL::jsonb FROM public.{name}", hold_seconds,
+         escalation_minutes))
+
+
+def wait_for(predicate: Any, timeout: float = 10.0, interval: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return bool(predicate())

@@ -1,0 +1,459 @@
+"""Alert rules, lifecycle and loss-free delivery, against real local receivers."""
+
+from __future__ import annotations
+
+import base64
+import email
+import email.policy
+import hashlib
+import hmac
+import threading
+import urllib.parse
+from pathlib import Path
+
+import psycopg
+import pytest
+from alert_servers import add_gauge_rule, http_receiver, self_signed_cert, set_config, wait_for
+from click.testing import CliRunner
+
+from pgperfmon import alerting, cli
+
+SIGNING_KEY = "s1gn-me-please"
+TOKEN = "tok-SECRET-123456"
+
+
+def analyze(conn: psycopg.Connection) -> dict:
+    return conn.execute("SELECT perfmon.analyze()").fetchone()[0]
+
+
+def outbox(conn: psycopg.Connection) -> list[tuple]:
+    return conn.execute(
+        "SELECT message_id, event, channel, level, status FROM perfmon.alert_outbox ORDER BY message_id"
+    ).fetchall()
+
+
+def webhook_env(url: str) -> dict[str, str]:
+    return {"PGPERFMON_WEBHOOK_URL": url, "PGPERFMON_WEBHOOK_SIGNING_KEY": SIGNING_KEY}
+
+
+def deliver(dsn: str, env: dict[str, str]) -> int:
+    with psycopg.connect(dsn) as conn:
+        return alerting.deliver_due(conn, "test", env=env)
+
+
+def backdate(conn: psycopg.Connection, minutes: int) -> None:
+    """Time passes: move every open alert's clock back."""
+    conn.execute(
+        "UPDATE perfmon.alert_log SET first_seen = first_seen - make_interval(mins => %s), "
+        "fired_at = fired_at - make_interval(mins => %s), "
+        "escalated_at = escalated_at - make_interval(mins => %s) WHERE state <> 'resolved'",
+        (minutes, minutes, minutes))
+
+
+def test_seeded_rules_take_the_configured_thresholds(conn: psycopg.Connection) -> None:
+    rows = {r[0]: r[1:] for r in conn.execute(
+        "SELECT rule, comparison, warning_threshold, critical_threshold, emergency_threshold "
+        "FROM perfmon.alert_rule_thresholds")}
+    assert rows["cpu"] == (">", 80, 95, 98)
+    assert rows["memory"] == (">", 85, 95, 98)
+    assert rows["disk"] == (">", 80, 90, 98)
+    assert rows["connection_usage"] == (">", 80, 90, 98)
+    assert rows["cache_hit_ratio"][:2] == ("<", 95)
+    assert rows["slow_query"][1] == 1000
+    # A configuration change is picked up without touching the rules.
+    set_config(conn, system__thresholds__cpu_pct__warning=60)
+    assert conn.execute("SELECT warning_threshold FROM perfmon.alert_rule_thresholds "
+                        "WHERE rule = 'cpu'").fetchone()[0] == 60
+
+
+def test_breach_fires_once_escalates_and_resolves(conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, escalation_minutes=5, value=75)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    with http_receiver() as rx:
+        env = webhook_env(rx.url)
+        for _ in range(3):
+            analyze(conn)
+        alerts = conn.execute("SELECT alert_id, state, level, current_value, threshold, business_impact, "
+                              "affected_systems, recommended_actions, escalation_required "
+                              "FROM perfmon.alerts WHERE rule = 'test_gauge'").fetchall()
+        assert len(alerts) == 1, "one alert per fingerprint, however often it is seen"
+        alert_id, state, level, value, threshold, impact, systems, actions, esc = alerts[0]
+        assert (state, level, float(value), threshold) == ("firing", "warning", 75.0, 70)
+        assert impact == "checkout is slow for customers" and systems == ["app1", "database"]
+        assert actions == "add capacity" and esc is False
+        assert [(e, lv) for _, e, _, lv, _ in outbox(conn)] == [("firing", "warning")]
+
+        # Unacknowledged past its escalation time: one level up, notified again.
+        backdate(conn, 6)
+        assert analyze(conn)["alerts"]["outcomes"].get("escalated") == 1
+        level, esc_level, required = conn.execute(
+            "SELECT level, escalation_level, escalation_required FROM perfmon.alerts "
+            "WHERE alert_id = %s", (alert_id,)).fetchone()
+        assert (level, esc_level, required) == ("critical", 1, True)
+
+        # Acknowledged: no further escalation.
+        conn.execute("SELECT perfmon.ack_alert(%s, 'looking at it')", (alert_id,))
+        backdate(conn, 30)
+        assert "escalated" not in analyze(conn)["alerts"]["outcomes"]
+
+        # The condition clears: resolved, and the resolution is notified.
+        conn.execute("UPDATE public.test_gauge SET v = 10")
+        assert analyze(conn)["alerts"]["outcomes"] == {"resolved": 1}
+        state, resolved_at = conn.execute("SELECT state, resolved_at FROM perfmon.alerts "
+                                          "WHERE alert_id = %s", (alert_id,)).fetchone()
+        assert state == "resolved" and resolved_at is not None
+        assert [e for _, e, *_ in outbox(conn)] == ["firing", "escalated", "resolved"]
+
+        assert deliver(installed, env) == 3
+        events = [r.json()["event"] for r in rx.received]
+        assert events == ["firing", "escalated", "resolved"]
+        for r in rx.received:
+            expected = "sha256=" + hmac.new(
+                SIGNING_KEY.encode(), r.headers["X-Pgperfmon-Timestamp"].encode() + b"." + r.body,
+                hashlib.sha256).hexdigest()
+            assert r.headers["X-Pgperfmon-Signature"] == expected
+        first = rx.received[0].json()["alert"]
+        for field in ("ts", "metric", "current_value", "threshold", "level", "business_impact",
+                      "affected_systems", "recommended_actions", "escalation_required"):
+            assert field in first
+        history = [e for (e,) in conn.execute(
+            "SELECT event FROM perfmon.alert_events WHERE alert_id = %s ORDER BY event_id", (alert_id,))]
+        assert history == ["firing", "escalated", "acknowledged", "resolved"]
+
+
+def test_breach_must_hold_before_it_fires(conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, hold_seconds=1, value=95)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    analyze(conn)
+    assert conn.execute("SELECT state, level FROM perfmon.alerts").fetchall() == [("pending", "critical")]
+    assert outbox(conn) == []
+    conn.execute("SELECT pg_sleep(1.1)")
+    analyze(conn)
+    assert conn.execute("SELECT state FROM perfmon.alerts").fetchall() == [("firing",)]
+    assert [e for _, e, *_ in outbox(conn)] == ["firing"]
+    # Worse while firing: the raised level is notified.
+    conn.execute("UPDATE public.test_gauge SET v = 99")
+    analyze(conn)
+    assert [e for _, e, *_ in outbox(conn)] == ["firing", "level_raised"]
+
+
+def test_pending_breach_that_clears_notifies_nobody(conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, hold_seconds=60, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    analyze(conn)
+    conn.execute("UPDATE public.test_gauge SET v = 1")
+    analyze(conn)
+    assert conn.execute("SELECT state FROM perfmon.alerts").fetchall() == [("resolved",)]
+    assert outbox(conn) == []
+
+
+def test_silence_suppresses_notifications_until_it_expires(conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True, alerting__cooldown_minutes=0)
+    silence = conn.execute("SELECT perfmon.silence_alerts('test_gauge', 'app%', '1 hour', 'deploy')"
+                           ).fetchone()[0]
+    analyze(conn)
+    assert conn.execute("SELECT state, silenced FROM perfmon.alerts").fetchall() == [("firing", True)]
+    assert outbox(conn) == []
+    assert conn.execute("SELECT count(*) FROM perfmon.alert_events WHERE event = 'suppressed'"
+                        ).fetchone()[0] == 1
+    assert conn.execute("SELECT perfmon.expire_silence(%s)", (silence,)).fetchone()[0] is True
+    conn.execute("UPDATE public.test_gauge SET v = 1")
+    analyze(conn)
+    conn.execute("UPDATE public.test_gauge SET v = 80")
+    analyze(conn)
+    assert [e for _, e, *_ in outbox(conn)] == ["firing"]
+    with pytest.raises(psycopg.errors.RaiseException, match="no alert rule"):
+        conn.execute("SELECT perfmon.silence_alerts('no_such_rule')")
+
+
+def test_flapping_within_the_cooldown_reopens_the_same_alert(conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    for v in (80, 1, 80, 1, 80):
+        conn.execute("UPDATE public.test_gauge SET v = %s", (v,))
+        analyze(conn)
+    assert conn.execute("SELECT count(*) FROM perfmon.alert_log").fetchone()[0] == 1
+    assert [e for _, e, *_ in outbox(conn)] == ["firing", "resolved"]
+
+
+def test_a_channel_down_for_minutes_loses_nothing(conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True, alerting__retry_base_seconds=60,
+               alerting__retry_max_seconds=600, alerting__max_delivery_attempts=8)
+    for i in range(20):
+        conn.execute("INSERT INTO public.test_gauge VALUES (%s, 85)", (f"svc{i}",))
+    analyze(conn)
+    assert len(outbox(conn)) == 21
+    with http_receiver() as rx:
+        env = webhook_env(rx.url + "?token=" + TOKEN)
+        rx.fail_status = 503
+        for attempt in range(1, 6):  # five attempts over what would be 60+120+240+480 s
+            assert deliver(installed, env) == 21
+            waits = conn.execute(
+                "SELECT DISTINCT round(extract(epoch FROM next_attempt_at - l.ts)) "
+                "FROM perfmon.alert_outbox o JOIN LATERAL (SELECT max(ts) AS ts FROM perfmon.delivery_log d "
+                "WHERE d.message_id = o.message_id) l ON true").fetchall()
+            assert waits == [(min(600, 60 * 2 ** (attempt - 1)),)], "exponential backoff"
+            assert deliver(installed, env) == 0, "nothing is due before its backoff"
+            conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")  # time passes
+        assert rx.received == [] and rx.refused == 21 * 5
+        rx.fail_status = None
+        assert deliver(installed, env) == 21
+        assert sorted(rx.message_ids()) == [m for m, *_ in outbox(conn)], "each delivered exactly once"
+        assert {s for *_, s in outbox(conn)} == {"delivered"}
+        assert rx.received[0].path == "/hook?token=" + TOKEN
+    log = conn.execute("SELECT count(*), count(*) FILTER (WHERE ok), max(attempt), "
+                       "string_agg(DISTINCT error, ' | ') FROM perfmon.delivery_log").fetchone()
+    assert log[:3] == (21 * 6, 21, 6)
+    assert log[3] == "HTTP 503 Service Unavailable"
+    assert_no_secret(conn, TOKEN)
+
+
+def test_dead_letter_after_the_last_attempt_and_retry(conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True, alerting__max_delivery_attempts=3,
+               alerting__retry_base_seconds=0.01)
+    analyze(conn)
+    with http_receiver() as rx:
+        env = webhook_env(rx.url)
+        rx.fail_status = 500
+        for _ in range(3):
+            deliver(installed, env)
+            conn.execute("SELECT pg_sleep(0.05)")
+        assert [s for *_, s in outbox(conn)] == ["dead"]
+        assert deliver(installed, env) == 0
+        rx.fail_status = None
+        assert conn.execute("SELECT perfmon.retry_dead_letters()").fetchone()[0] == 1
+        assert deliver(installed, env) == 1
+        assert len(rx.received) == 1 and [s for *_, s in outbox(conn)] == ["delivered"]
+
+
+def test_two_workers_never_send_the_same_message(conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True, alerting__channels__slack__enabled=True)
+    conn.execute("INSERT INTO public.test_gauge SELECT 'svc' || g, 85 FROM generate_series(1, 99) g")
+    analyze(conn)
+    assert len(outbox(conn)) == 200
+    with http_receiver() as rx:
+        env = webhook_env(rx.url) | {"PGPERFMON_SLACK_WEBHOOK_URL": rx.url}
+        threads = [threading.Thread(target=deliver, args=(installed, env)) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        ids = rx.message_ids()
+        assert len(ids) == 200 and len(set(ids)) == 200
+    workers = conn.execute("SELECT count(*) FROM perfmon.delivery_log").fetchone()[0]
+    assert workers == 200
+
+
+def test_in_database_worker_sends_slack_messages(conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=99)
+    set_config(conn, alerting__channels__slack__enabled=True)
+    analyze(conn)
+    with http_receiver() as rx, psycopg.connect(installed, autocommit=True) as backend:
+        # The PL/Python worker reads the server's environment: give this backend the URL.
+        backend.execute("DO $$ import os; os.environ['PGPERFMON_SLACK_WEBHOOK_URL'] = "
+                        f"'{rx.url}' $$ LANGUAGE plpython3u")
+        backend.execute("CALL perfmon.deliver_alerts()")
+        assert len(rx.received) == 1
+        body = rx.received[0].json()
+        assert body["text"].startswith("EMERGENCY test.load_pct on app1: 99.00 pct")
+        assert body["blocks"][0]["type"] == "header"
+        assert {"type": "mrkdwn", "text": "*Business impact*\ncheckout is slow for customers"} in \
+            body["blocks"][1]["fields"]
+        worker = conn.execute("SELECT worker, ok FROM perfmon.delivery_log").fetchall()
+        assert worker == [("database", True)]
+
+
+def test_messages_wait_for_a_worker_that_has_the_secret(conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    analyze(conn)
+    assert deliver(installed, {}) == 0, "no secret here: the message is left for another worker"
+    assert [(s, a) for s, a in conn.execute("SELECT status, attempts FROM perfmon.alert_outbox")] == \
+        [("pending", 0)]
+
+
+def test_sms_is_a_twilio_style_form_post(conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=95)
+    with http_receiver() as rx:
+        set_config(conn, alerting__channels__sms__enabled=True, alerting__channels__sms__gateway_url=rx.url,
+                   alerting__channels__sms__account_sid="AC123", alerting__channels__sms__sender="+15550000",
+                   alerting__channels__sms__recipients=["+15551111", "+15552222"])
+        analyze(conn)
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1
+        forms = [urllib.parse.parse_qs(r.body.decode()) for r in rx.received]
+        assert [f["To"] for f in forms] == [["+15551111"], ["+15552222"]]
+        assert forms[0]["From"] == ["+15550000"] and "CRITICAL test.load_pct" in forms[0]["Body"][0]
+        auth = rx.received[0].headers["Authorization"]
+        assert base64.b64decode(auth.split()[1]).decode() == f"AC123:{TOKEN}"
+    assert_no_secret(conn, TOKEN)
+
+
+def test_warning_does_not_page_by_sms(conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, value=75)
+    set_config(conn, alerting__channels__sms__enabled=True, alerting__channels__webhook__enabled=True)
+    analyze(conn)
+    assert [c for _, _, c, *_ in outbox(conn)] == ["webhook"]
+
+
+def test_email_over_smtp_with_starttls_and_login(conn: psycopg.Connection, installed: str,
+                                                 tmp_path: Path) -> None:
+    import socket
+    import ssl
+
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import AuthResult
+
+    cert, key = self_signed_cert(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert, key)
+    mails: list = []
+    logins: list = []
+
+    class Handler:
+        async def handle_DATA(self, server, session, envelope):
+            mails.append(envelope)
+            return "250 OK"
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        ok = auth_data.login == b"alerts" and auth_data.password == TOKEN.encode()
+        logins.append((mechanism, ok, session.ssl is not None))
+        return AuthResult(success=ok, handled=False)
+
+    with socket.socket() as probe:  # aiosmtpd's start() connects to its port: it cannot be 0
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=port, tls_context=context,
+                            require_starttls=True, authenticator=authenticator, auth_require_tls=True)
+    controller.start()
+    try:
+        add_gauge_rule(conn, value=80)
+        set_config(conn, alerting__channels__email__enabled=True,
+                   alerting__channels__email__smtp_host="127.0.0.1",
+                   alerting__channels__email__smtp_port=port,
+                   alerting__channels__email__username="alerts",
+                   alerting__channels__email__ca_file=str(cert),
+                   alerting__channels__email__recipients=["dba@example.test"])
+        analyze(conn)
+        assert deliver(installed, {"PGPERFMON_SMTP_PASSWORD": "wrong-password"}) == 1
+        assert mails == [] and logins[-1][1] is False
+        status, error = conn.execute("SELECT status, last_error FROM perfmon.alert_outbox").fetchone()
+        assert status == "pending" and error.startswith("SMTP 535")
+        conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")
+        assert deliver(installed, {"PGPERFMON_SMTP_PASSWORD": TOKEN}) == 1
+        assert wait_for(lambda: len(mails) == 1)
+        assert logins[-1] == ("LOGIN", True, True) or logins[-1][1:] == (True, True)
+        mail = email.message_from_bytes(mails[0].content, policy=email.policy.default)
+        assert mail["Subject"].strip().startswith("WARNING test.load_pct on app1: 80.00 pct")
+        assert "Business impact: checkout is slow for customers" in mail.get_content()
+        assert mails[0].rcpt_tos == ["dba@example.test"]
+    finally:
+        controller.stop()
+    assert_no_secret(conn, TOKEN)
+
+
+def test_idle_in_transaction_rule_fires_on_a_real_session(conn: psycopg.Connection, installed: str) -> None:
+    set_config(conn, database__performance_thresholds__idle_in_transaction_seconds=0.2)
+    with psycopg.connect(installed) as idle:
+        idle.execute("SELECT 1")  # opens a transaction, then sits in it
+        conn.execute("SELECT pg_sleep(0.4)")
+        analyze(conn)
+        row = conn.execute("SELECT state, level, current_value > 0.2, recovery_action FROM perfmon.alerts "
+                           "WHERE rule = 'idle_in_transaction'").fetchone()
+        assert row == ("firing", "warning", True, "terminate_idle_in_transaction")
+    analyze(conn)
+    assert conn.execute("SELECT state FROM perfmon.alerts WHERE rule = 'idle_in_transaction'"
+                        ).fetchone() == ("resolved",)
+
+
+def test_recommendations_above_the_level_raise_alerts(conn: psycopg.Connection) -> None:
+    set_config(conn, alerting__recommendation_min_level="warning")
+    conn.execute("""INSERT INTO perfmon.recommendation_log (fingerprint, rule, kind, severity, target,
+                        finding, confidence, first_seen, last_seen, status_changed)
+                    VALUES ('r1', 'vacuum_health', 'vacuum', 'critical', 'public.t', 'dead tuples pile up',
+                            'high', now(), now(), now()),
+                           ('r2', 'vacuum_health', 'vacuum', 'info', 'public.u', 'minor', 'high',
+                            now(), now(), now())""")
+    analyze(conn)
+    rows = conn.execute("SELECT target, level, business_impact FROM perfmon.alerts "
+                        "WHERE rule = 'recommendation'").fetchall()
+    assert rows == [("vacuum_health: public.t", "critical", "dead tuples pile up")]
+
+
+def test_a_broken_rule_does_not_stop_the_others(conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, value=80)
+    conn.execute("""INSERT INTO perfmon.alert_rules (name, metric, unit, query, warning_threshold,
+                        business_impact, affected_systems, recommended_actions, description)
+                    VALUES ('broken', 'x', 'none', 'SELECT 1/0, 1, NULL, NULL', 0, 'x', '{}', 'x', 'x')""")
+    result = analyze(conn)["alerts"]
+    assert "division by zero" in result["rules"]["broken"]["error"]
+    assert result["outcomes"] == {"firing": 1}
+
+
+def test_deliver_command_sends_and_exits_with_once(conn: psycopg.Connection, installed: str,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    analyze(conn)
+    with http_receiver() as rx:
+        for name, value in webhook_env(rx.url).items():
+            monkeypatch.setenv(name, value)
+        result = CliRunner().invoke(cli.main, ["deliver", "--dsn", installed, "--once"])
+        assert result.exit_code == 0, result.output
+        assert "webhook: delivered" in result.output and len(rx.received) == 1
+
+
+def test_deliver_command_is_woken_by_notify(conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=1)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    with http_receiver() as rx:
+        env = webhook_env(rx.url)
+        stop = threading.Event()
+
+        def run() -> None:
+            alerting.run_deliverer(installed, once=False, poll_seconds=2, worker="listener",
+                                   echo=lambda _line: None, env=env, stop=stop)
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        conn.execute("SELECT pg_sleep(0.5)")
+        conn.execute("UPDATE public.test_gauge SET v = 80")
+        analyze(conn)
+        assert wait_for(lambda: len(rx.received) == 1, timeout=5)
+        stop.set()
+        thread.join(timeout=5)
+        assert conn.execute("SELECT worker FROM perfmon.delivery_log").fetchall() == [("listener",)]
+
+
+def assert_no_secret(conn: psycopg.Connection, secret: str) -> None:
+    """No table of perfmon holds the secret, whatever the column."""
+    tables = [t for (t,) in conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = 'perfmon'::regnamespace "
+        "AND c.relkind IN ('r', 'p') AND c.relname <> 'python_modules'")]
+    for table in tables:
+        found = conn.execute(f"SELECT count(*) FROM {table} AS t WHERE t::text LIKE %s",
+                             (f"%{secret}%",)).fetchone()[0]
+        assert found == 0, f"{table} holds the secret"
+
+
+def test_an_ongoing_anomaly_raises_an_alert_and_its_end_resolves_it(conn: psycopg.Connection) -> None:
+    """An episode of perfmon.anomalies at or above alerting.anomaly_min_level is an alert."""
+    episode = conn.execute(
+        """INSERT INTO perfmon.anomaly_episodes (server_id, detector, feature, started_at,
+               last_seen_at, samples, peak_score, peak_at, observed_value, expected_low,
+               expected_high)
+           VALUES (1, 'envelope', 'db.connections.total', now() - interval '1 minute', now(),
+                   12, 2.5, now(), 95, 10, 40)
+           RETURNING episode_id""").fetchone()[0]
+    analyze(conn)
+    fired = conn.execute(
+        "SELECT state, level, current_value FROM perfmon.alerts WHERE rule = 'anomaly'").fetchall()
+    assert fired == [("firing", "warning", 2.5)]
+    conn.execute("UPDATE perfmon.anomaly_episodes SET ended_at = now() WHERE episode_id = %s",
+                 (episode,))
+    analyze(conn)
+    assert conn.execute(
+        "SELECT state FROM perfmon.alerts WHERE rule = 'anomaly'").fetchall() == [("resolved",)]

@@ -1,0 +1,326 @@
+"""Guarded automated recovery: each action on a prepared situation, audited, and refusing
+what it must not touch."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import closing
+
+import psycopg
+import pytest
+from alert_servers import set_config, wait_for
+from click.testing import CliRunner
+from psycopg.conninfo import make_conninfo
+
+from helpers import flush
+from pgperfmon import alerting, cli
+
+APP_ROLE = "perfmon_test_app"
+
+
+@pytest.fixture()
+def app_dsn(conn: psycopg.Connection, installed: str) -> str:
+    """A DSN for an ordinary application role (recovery never touches superusers)."""
+    exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (APP_ROLE,)).fetchone()
+    if not exists:
+        conn.execute(f"CREATE ROLE {APP_ROLE} LOGIN PASSWORD 'app-pw'")
+    conn.execute(f"GRANT ALL ON SCHEMA public TO {APP_ROLE}")
+    return make_conninfo(installed, user=APP_ROLE, password="app-pw")
+
+
+@pytest.fixture()
+def enabled(conn: psycopg.Connection) -> psycopg.Connection:
+    set_config(conn, optimization__auto_recovery__enabled=True, optimization__auto_recovery__dry_run=False)
+    return conn
+
+
+def alive(conn: psycopg.Connection, pid: int) -> bool:
+    return conn.execute("SELECT count(*) FROM pg_stat_activity WHERE pid = %s", (pid,)).fetchone()[0] == 1
+
+
+def steps(conn: psycopg.Connection, action: str) -> list[tuple]:
+    return conn.execute(
+        "SELECT decision, reason, verified, (target ->> 'pid')::int FROM perfmon.recovery_actions "
+        "WHERE action = %s ORDER BY step_id", (action,)).fetchall()
+
+
+@pytest.fixture()
+def idle_session(app_dsn: str) -> Iterator[tuple[psycopg.Connection, int]]:
+    # closing(), not the connection's own exit: a terminated session cannot roll back.
+    with closing(psycopg.connect(app_dsn)) as session:
+        pid = session.execute("SELECT pg_backend_pid()").fetchone()[0]  # now idle in transaction
+        yield session, pid
+
+
+def lock_chain(blocker_dsn: str, waiter_dsn: str, waiters: int) -> tuple[psycopg.Connection, int,
+                                                                         list[threading.Thread], list]:
+    """A session idle in a transaction holding a row lock that `waiters` sessions queue behind."""
+    blocker = psycopg.connect(blocker_dsn)
+    blocker.execute("UPDATE public.chain SET v = v + 1 WHERE id = 1")
+    pid = blocker.execute("SELECT pg_backend_pid()").fetchone()[0]
+    outcomes: list = []
+
+    def wait_on_it() -> None:
+        with psycopg.connect(waiter_dsn, autocommit=True) as w:
+            try:
+                w.execute("UPDATE public.chain SET v = v + 1 WHERE id = 1")
+                outcomes.append("updated")
+            except psycopg.Error as exc:
+                outcomes.append(type(exc).__name__)
+
+    threads = [threading.Thread(target=wait_on_it, daemon=True) for _ in range(waiters)]
+    for t in threads:
+        t.start()
+    return blocker, pid, threads, outcomes
+
+
+def prepare_chain(conn: psycopg.Connection) -> None:
+    conn.execute("CREATE TABLE public.chain (id int PRIMARY KEY, v int)")
+    conn.execute("INSERT INTO public.chain VALUES (1, 0)")
+    conn.execute(f"GRANT ALL ON public.chain TO {APP_ROLE}")
+
+
+def waiting(conn: psycopg.Connection) -> int:
+    return conn.execute("SELECT count(*) FROM pg_locks WHERE NOT granted").fetchone()[0]
+
+
+def test_off_by_default_and_a_dry_run_changes_nothing(conn: psycopg.Connection, idle_session) -> None:
+    _session, pid = idle_session
+    conn.execute("SELECT pg_sleep(0.3)")
+    assert conn.execute("SELECT perfmon.watch()").fetchone()[0] == {"enabled": False}
+    set_config(conn, optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=["*"])
+    plan = conn.execute("SELECT perfmon.recover('manual', dry_run => true)").fetchone()[0]
+    mine = [s for s in plan["steps"] if s["target"].get("pid") == pid]
+    assert [(s["action"], s["decision"]) for s in mine] == [("terminate_idle_in_transaction", "disabled")]
+    # Enabled, with dry_run on in the configuration: planned and audited, not done.
+    set_config(conn, optimization__auto_recovery__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__enabled=True)
+    conn.execute("SELECT perfmon.watch()")
+    assert steps(conn, "terminate_idle_in_transaction")[-1][:1] == ("dry_run",)
+    assert alive(conn, pid)
+    assert conn.execute("SELECT dry_run FROM perfmon.recovery_runs ORDER BY run_id DESC LIMIT 1"
+                        ).fetchone() == (True,)
+
+
+def test_terminates_the_root_blocker_of_a_lock_chain(enabled: psycopg.Connection, app_dsn: str) -> None:
+    conn = enabled
+    prepare_chain(conn)
+    set_config(conn, optimization__auto_recovery__terminate_lock_blockers__enabled=True,
+               optimization__auto_recovery__terminate_lock_blockers__after_seconds=0.3,
+               optimization__auto_recovery__terminate_lock_blockers__allow_roles=["perfmon_test_*"])
+    blocker, pid, threads, outcomes = lock_chain(app_dsn, app_dsn, 5)
+    try:
+        assert wait_for(lambda: waiting(conn) >= 5)
+        conn.execute("SELECT pg_sleep(0.4)")
+        result = conn.execute("SELECT perfmon.watch()").fetchone()[0]
+        done = [s for s in result["steps"] if s["action"] == "terminate_lock_blockers"]
+        assert [(s["decision"], s["target"]["pid"], s["target"]["waiters"], s["verified"]) for s in done] \
+            == [("done", pid, 5, True)]
+        for t in threads:
+            t.join(timeout=10)
+        assert outcomes == ["updated"] * 5
+        assert not alive(conn, pid)
+        row = conn.execute("SELECT trigger, verified, verify_detail, recovery_ms > 300, action_ms >= 0, "
+                           "statement LIKE 'SELECT pg_terminate_backend(%%' FROM perfmon.recovery_actions "
+                           "WHERE action = 'terminate_lock_blockers'").fetchone()
+        assert row[:2] == ("watch", True) and row[3:] == (True, True, True)
+        assert "none of the 5 waiting sessions still waits" in row[2]
+    finally:
+        blocker.close()
+
+
+def test_refuses_superusers_and_roles_outside_the_allowlist(enabled: psycopg.Connection, installed: str,
+                                                            app_dsn: str) -> None:
+    conn = enabled
+    prepare_chain(conn)
+    set_config(conn, optimization__auto_recovery__terminate_lock_blockers__enabled=True,
+               optimization__auto_recovery__terminate_lock_blockers__after_seconds=0.2,
+               optimization__auto_recovery__terminate_lock_blockers__allow_roles=["*"])
+    blocker, pid, threads, _outcomes = lock_chain(installed, app_dsn, 2)  # the blocker is a superuser
+    try:
+        assert wait_for(lambda: waiting(conn) >= 2)
+        conn.execute("SELECT pg_sleep(0.3)")
+        conn.execute("SELECT perfmon.watch()")
+        assert steps(conn, "terminate_lock_blockers") == [
+            ("refused", "role postgres is a superuser (include_superusers is off)", None, pid)]
+        assert alive(conn, pid)
+        conn.execute("SELECT perfmon.watch()")
+        assert len(steps(conn, "terminate_lock_blockers")) == 1, "a refusal is recorded once, not every tick"
+    finally:
+        blocker.close()
+        for t in threads:
+            t.join(timeout=10)
+    set_config(conn, optimization__auto_recovery__terminate_lock_blockers__allow_roles=["reporting_*"])
+    blocker, pid, threads, _outcomes = lock_chain(app_dsn, app_dsn, 1)
+    try:
+        assert wait_for(lambda: waiting(conn) >= 1)
+        conn.execute("SELECT pg_sleep(0.3)")
+        conn.execute("SELECT perfmon.watch()")
+        assert steps(conn, "terminate_lock_blockers")[-1] == (
+            "refused", f"role {APP_ROLE} is not in allow_roles", None, pid)
+        assert alive(conn, pid)
+    finally:
+        blocker.close()
+        for t in threads:
+            t.join(timeout=10)
+
+
+def test_never_touches_pgperfmon_sessions(enabled: psycopg.Connection, app_dsn: str) -> None:
+    conn = enabled
+    set_config(conn, optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=["*"])
+    with psycopg.connect(app_dsn, application_name="pgperfmon agent") as ours:
+        pid = ours.execute("SELECT pg_backend_pid()").fetchone()[0]
+        conn.execute("SELECT pg_sleep(0.2)")
+        conn.execute("SELECT perfmon.watch()")
+        assert steps(conn, "terminate_idle_in_transaction") == [
+            ("refused", "a session of pgperfmon itself (include_pgperfmon is off)", None, pid)]
+        assert alive(conn, pid)
+
+
+def test_terminates_sessions_idle_in_transaction(enabled: psycopg.Connection, idle_session) -> None:
+    conn = enabled
+    _session, pid = idle_session
+    set_config(conn, optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.2,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=[APP_ROLE])
+    conn.execute("SELECT perfmon.watch()")
+    assert steps(conn, "terminate_idle_in_transaction") == [], "not idle long enough yet"
+    conn.execute("SELECT pg_sleep(0.3)")
+    # As pg_cron runs it: as perfmon_admin, who needs pg_signal_backend.
+    conn.execute("SET ROLE perfmon_admin")
+    conn.execute("SELECT perfmon.watch()")
+    conn.execute("RESET ROLE")
+    assert steps(conn, "terminate_idle_in_transaction") == [("done", None, True, pid)]
+    assert not alive(conn, pid)
+
+
+def test_cancels_long_queries(enabled: psycopg.Connection, app_dsn: str) -> None:
+    conn = enabled
+    set_config(conn, optimization__auto_recovery__cancel_long_queries__enabled=True,
+               optimization__auto_recovery__cancel_long_queries__after_seconds=0.3,
+               optimization__auto_recovery__cancel_long_queries__allow_roles=[APP_ROLE])
+    outcome: list = []
+    with psycopg.connect(app_dsn, autocommit=True) as runner:
+        pid = runner.execute("SELECT pg_backend_pid()").fetchone()[0]
+
+        def run() -> None:
+            try:
+                runner.execute("SELECT pg_sleep(30)")
+                outcome.append("finished")
+            except psycopg.errors.QueryCanceled:
+                outcome.append("cancelled")
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        conn.execute("SELECT pg_sleep(0.5)")
+        conn.execute("SELECT perfmon.analyze()")  # the in-database, per-interval path
+        thread.join(timeout=10)
+        assert outcome == ["cancelled"]
+        assert steps(conn, "cancel_long_queries") == [("done", None, True, pid)]
+        assert alive(conn, pid), "cancelled, not terminated"
+
+
+def test_sheds_idle_connections_when_they_run_out(enabled: psycopg.Connection, app_dsn: str) -> None:
+    conn = enabled
+    sessions = [psycopg.connect(app_dsn, autocommit=True) for _ in range(3)]
+    try:
+        pids = [s.execute("SELECT pg_backend_pid()").fetchone()[0] for s in sessions]
+        total = conn.execute("SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'client backend'"
+                             ).fetchone()[0]
+        max_conn = int(conn.execute("SHOW max_connections").fetchone()[0])
+        # The threshold sits one connection under the current count: shed down to it.
+        usage_pct = 100.0 * (total - 1) / max_conn
+        set_config(conn, optimization__auto_recovery__shed_idle_connections__enabled=True,
+                   optimization__auto_recovery__shed_idle_connections__after_seconds=0.1,
+                   optimization__auto_recovery__shed_idle_connections__usage_pct=usage_pct,
+                   optimization__auto_recovery__shed_idle_connections__allow_roles=[APP_ROLE])
+        conn.execute("SELECT pg_sleep(0.2)")
+        conn.execute("SELECT perfmon.watch()")
+        done = [s for s in steps(conn, "shed_idle_connections") if s[0] == "done"]
+        assert len(done) == 2 and all(s[2] for s in done)
+        assert {s[3] for s in done} <= set(pids)
+        assert sum(alive(conn, p) for p in pids) == 1
+    finally:
+        for s in sessions:
+            s.close()
+
+
+def test_rate_limit(enabled: psycopg.Connection, app_dsn: str) -> None:
+    conn = enabled
+    set_config(conn, optimization__auto_recovery__max_actions_per_hour=1,
+               optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=["*"])
+    with closing(psycopg.connect(app_dsn)) as a, closing(psycopg.connect(app_dsn)) as b:
+        pids = [s.execute("SELECT pg_backend_pid()").fetchone()[0] for s in (a, b)]
+        conn.execute("SELECT pg_sleep(0.2)")
+        conn.execute("SELECT perfmon.watch()")
+        decisions = [s[0] for s in steps(conn, "terminate_idle_in_transaction")]
+        assert decisions == ["done", "rate_limited"]
+        assert sum(alive(conn, p) for p in pids) == 1
+
+
+def test_vacuum_and_analyze_run_outside_a_transaction(enabled: psycopg.Connection, installed: str) -> None:
+    conn = enabled
+    conn.execute("CREATE TABLE public.churn (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = off)")
+    conn.execute("CREATE TABLE public.other (id int) WITH (autovacuum_enabled = off)")
+    conn.execute("INSERT INTO public.churn SELECT g, 'x' FROM generate_series(1, 5000) g")
+    conn.execute("INSERT INTO public.other SELECT generate_series(1, 5000)")
+    conn.execute("ANALYZE public.churn")
+    conn.execute("DELETE FROM public.churn WHERE id <= 3000")
+    conn.execute("DELETE FROM public.other WHERE id <= 3000")
+    flush(conn)
+    set_config(conn, optimization__auto_recovery__vacuum_tables__enabled=True,
+               optimization__auto_recovery__vacuum_tables__allow_tables=["public.churn"],
+               optimization__auto_recovery__analyze_stale_tables__enabled=True,
+               optimization__auto_recovery__analyze_stale_tables__allow_tables=["public.*"])
+    # Inside the database (pg_cron's path) table actions are not even planned.
+    conn.execute("SELECT perfmon.analyze()")
+    assert steps(conn, "vacuum_tables") == []
+    result = alerting.recover_once(installed, "test", dry_run=None)
+    by_table = {(s["action"], s["target"]["table"]): (s["decision"], s.get("verified"))
+                for s in result["steps"]}
+    assert by_table[("vacuum_tables", "churn")] == ("done", True)
+    assert by_table[("analyze_stale_tables", "other")] == ("done", True)
+    assert by_table[("vacuum_tables", "other")][0] == "refused"
+    dead = conn.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'churn'").fetchone()[0]
+    assert dead == 0
+    row = conn.execute("SELECT statement, result, verify_detail FROM perfmon.recovery_actions "
+                       "WHERE action = 'vacuum_tables' AND decision = 'done'").fetchone()
+    assert row[0] == "VACUUM (ANALYZE) public.churn" and row[1] == 'VACUUM (ANALYZE) "public"."churn"'
+    assert row[2].startswith("last vacuum")
+
+
+def test_builds_only_approved_indexes_concurrently(enabled: psycopg.Connection, installed: str) -> None:
+    conn = enabled
+    conn.execute("CREATE TABLE public.orders (id int, customer_id int, note text)")
+    conn.execute("INSERT INTO public.orders SELECT g, g % 100, 'n' FROM generate_series(1, 2000) g")
+    set_config(conn, optimization__auto_recovery__create_approved_indexes__enabled=True)
+    assert alerting.recover_once(installed, "test", None, actions=["create_approved_indexes"])["steps"] == []
+    with pytest.raises(psycopg.errors.RaiseException, match="no column"):
+        conn.execute("SELECT perfmon.approve_index('public', 'orders', ARRAY['nope'])")
+    conn.execute("SELECT perfmon.approve_index('public', 'orders', ARRAY['customer_id'])")
+    result = alerting.recover_once(installed, "test", None, actions=["create_approved_indexes"])
+    assert [(s["decision"], s["verified"]) for s in result["steps"]] == [("done", True)]
+    assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
+                        "'public.perfmon_orders_customer_id_idx'::regclass").fetchone() == (True,)
+    again = alerting.recover_once(installed, "test", None, actions=["create_approved_indexes"])
+    assert again["steps"] == [], "an index that exists is not built again"
+
+
+def test_recover_command_dry_run(conn: psycopg.Connection, installed: str, idle_session) -> None:
+    _session, pid = idle_session
+    set_config(conn, optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1)
+    conn.execute("SELECT pg_sleep(0.2)")
+    result = CliRunner().invoke(cli.main, ["recover", "--dsn", installed, "--dry-run"])
+    assert result.exit_code == 0, result.output
+    assert "(dry run: nothing changed)" in result.output
+    assert f"terminate_idle_in_transaction {pid}: refused - role {APP_ROLE} is not in allow_roles" \
+        in result.output
+    assert alive(conn, pid)
+    off = CliRunner().invoke(cli.main, ["recover", "--dsn", installed])
+    assert "automated recovery is off" in off.output
