@@ -257,3 +257,20 @@ def test_install_refuses_a_wrong_dsn() -> None:
     malformed = CliRunner().invoke(cli.main, ["install", "--dsn", "host=x port=5432 = nonsense"])
     assert malformed.exit_code == 1
     assert "the DSN is malformed" in malformed.output
+
+
+def test_advisor_reads_all_tables_is_granted_and_revoked(installed: str, tmp_path: Path) -> None:
+    def member() -> bool:
+        with psycopg.connect(installed) as conn:
+            return conn.execute(
+                "SELECT pg_has_role('perfmon_admin', 'pg_read_all_data', 'MEMBER')").fetchone()[0]
+
+    assert member() is False  # off by default: least privilege
+    wide = tmp_path / "wide.yml"
+    wide.write_text("optimization:\n  advisor_reads_all_tables: true\n")
+    report = deploy.install(installed, config.load(wide, env={}))
+    assert any("granted pg_read_all_data" in c for c in report.changes)
+    assert member() is True
+    report = deploy.install(installed, DEFAULTS)
+    assert any("revoked pg_read_all_data" in c for c in report.changes)
+    assert member() is False

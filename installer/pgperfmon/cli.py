@@ -12,7 +12,20 @@ from typing import Any, TypeVar
 
 import click
 
-from pgperfmon import __version__, config, db, deploy, embedded, status
+from pgperfmon import (
+    __version__,
+    agent,
+    alerting,
+    anomalies,
+    backup,
+    config,
+    db,
+    deploy,
+    embedded,
+    ingest,
+    spool,
+    status,
+)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -22,6 +35,8 @@ USER_ERRORS = (
     deploy.DeployError,
     config.ConfigError,
     embedded.EmbeddedError,
+    ingest.IngestError,
+    spool.SpoolError,
 )
 
 
@@ -209,6 +224,17 @@ def config_show(dsn: str | None, file: Path | None) -> None:
     ordered = {k: rows[k] for k in sorted(rows, key=lambda k: (k not in order, order.index(k)
                                                                  if k in order else 0, k))}
     click.echo(config.to_yaml(config.unflatten(ordered)), nl=False)
+
+
+# ------------------------------------------------------------------ other modules' commands
+# agent, ingest (issue 4), backup (5), anomalies (6), deliver, recover, watch (7).
+# Their user-facing errors print like the others'; backup reports its own verdict.
+for _command in (agent.command, ingest.command, anomalies.backtest,
+                 alerting.deliver, alerting.recover, alerting.watch):
+    _command.callback = _user_errors(_command.callback)
+for _command in (agent.command, ingest.command, backup.command, anomalies.group,
+                 alerting.deliver, alerting.recover, alerting.watch):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

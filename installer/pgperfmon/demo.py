@@ -80,6 +80,8 @@ def run(data_dir: Path | None, seconds: int) -> None:
 
     cfg = config.load(None, env={"PERFORMANCE_COLLECTION_INTERVAL": "10",
                                  "SLOW_QUERY_THRESHOLD": "500"})
+    # A demo cluster of its own: let the scheduled advisor plan on every table.
+    cfg.optimization.advisor_reads_all_tables = True
     report = deploy.install(dsn, cfg)
     click.echo(f"pgperfmon installed in database {DEMO_DB} ({len(report.changes)} changes); "
                "pg_cron samples it every 10 s from now on")
