@@ -93,6 +93,9 @@ def server() -> Iterator[Server]:
     try:
         yield Server(cluster.dsn(), cluster)
     finally:
+        # The server's log outlives the throwaway cluster, for whoever reads a failure.
+        ARTIFACTS.mkdir(exist_ok=True)
+        shutil.copyfile(cluster.logfile, ARTIFACTS / "server.log")
         cluster.destroy()
 
 

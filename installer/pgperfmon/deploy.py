@@ -125,6 +125,7 @@ def install(dsn: str, config: Config, skip_extensions: tuple[str, ...] = ()) -> 
             _deploy_python(conn, available, report)
             _store_config(conn, config, report)
             _grant_read_all_data(conn, config.optimization.advisor_reads_all_tables, report)
+            _create_partitions(conn, report)
             _record_version(conn, report)
             _apply_privileges(conn)
             conn.commit()
@@ -402,6 +403,19 @@ def _store_config(conn: psycopg.Connection, config: Config, report: Report) -> N
     for gone in sorted(set(stored) - set(wanted)):
         conn.execute("DELETE FROM perfmon.config WHERE key = %s", (gone,))
         report.change(f"removed obsolete configuration key {gone}")
+
+
+def _create_partitions(conn: psycopg.Connection, report: Report) -> None:
+    """History partitions for today and the days ahead, made now rather than by the
+    first sample, whose DDL would have to wait for the locks of the other jobs that
+    pg_cron starts on the same tick."""
+    conn.execute("SET LOCAL ROLE perfmon_admin")
+    created = conn.execute(
+        "SELECT count(*) FROM perfmon.maintain_partitions() WHERE action = 'created'"
+    ).fetchone()
+    conn.execute("RESET ROLE")
+    if created and created[0]:
+        report.change(f"created {created[0]} history partitions")
 
 
 def _grant_read_all_data(conn: psycopg.Connection, wanted: bool, report: Report) -> None:

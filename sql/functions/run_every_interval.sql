@@ -23,7 +23,14 @@ BEGIN
         -- A run that overran its slot skips the slots it missed instead of bunching up.
         CONTINUE WHEN pg_catalog.clock_timestamp() >= slot + pg_catalog.make_interval(secs => interval_s);
         COMMIT;  -- end the transaction that slept: the run gets a fresh one
-        EXECUTE command;
+        -- One slot's failure (a lock timeout, say) costs that slot, not the rest of the
+        -- minute; it is logged, and a lasting failure shows in pgperfmon status as
+        -- samples that stopped coming.
+        BEGIN
+            EXECUTE command;
+        EXCEPTION WHEN OTHERS THEN
+            RAISE WARNING 'pgperfmon: % failed in its % s slot: %', command, interval_s, SQLERRM;
+        END;
         COMMIT;
     END LOOP;
 END
