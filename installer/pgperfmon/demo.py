@@ -37,6 +37,13 @@ SHOW = {
     "connections now (perfmon.connection_usage)":
         "SELECT total, active, idle, idle_in_transaction, waiting, max_connections, total_pct "
         "FROM perfmon.connection_usage WHERE live",
+    "the advisor's open recommendations (perfmon.recommendations)":
+        "SELECT severity, kind, left(target, 40) AS target, left(finding, 70) AS finding "
+        "FROM perfmon.recommendations "
+        "WHERE status = 'open' LIMIT 8",
+    "alerts (perfmon.alerts)":
+        "SELECT state, level, metric, current_value, left(summary, 60) AS summary "
+        "FROM perfmon.alerts ORDER BY ts DESC LIMIT 5",
     "what each collection stage cost, last sample (perfmon.collect_timings)":
         "SELECT stage, ms, rows_stored, gaps FROM perfmon.collect_timings "
         "WHERE ts = (SELECT max(ts) FROM perfmon.samples WHERE kind = 'sample') ORDER BY ms DESC",
@@ -113,6 +120,9 @@ def run(data_dir: Path | None, seconds: int) -> None:
         stop.set()
         slow.join()
         conn.execute("SELECT perfmon.collect()")
+        # What pg_cron would run on its own schedules (hourly for the advisor).
+        conn.execute("SELECT perfmon.refresh_recommendations()")
+        conn.execute("SELECT perfmon.analyze()")
         for title, query in SHOW.items():
             _print_table(conn, title, query)
 
