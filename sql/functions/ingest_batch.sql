@@ -55,32 +55,31 @@ BEGIN
                                   'stored', 0, 'refused', refused_rows, 'errors', problems);
     END IF;
 
-    BEGIN
-        INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value)
-        SELECT 1, r.series_id, r.ts, r.value
-          FROM ONLY pg_temp.perfmon_ingest AS r
-          JOIN perfmon.metric_series AS s ON s.series_id = r.series_id
-          JOIN perfmon.metrics AS m ON m.metric_id = s.metric_id
-          JOIN perfmon.metric_units AS u ON u.unit = m.unit
-         WHERE r.value IS NOT NULL AND r.value <> 'NaN' AND r.value <> 'Infinity' AND r.value <> '-Infinity'
-           AND (r.value >= 0 OR NOT (m.kind = 'counter' OR u.non_negative))
-           AND r.ts >= '2000-01-01 00:00:00+00' AND r.ts <= now() + interval '1 day';
-    EXCEPTION WHEN check_violation THEN
-        -- "no partition of relation found for row": older (or not yet made) days.
-        SELECT min(r.ts), max(r.ts) INTO lo, hi FROM ONLY pg_temp.perfmon_ingest AS r
-         WHERE r.ts >= '2000-01-01 00:00:00+00' AND r.ts <= now() + interval '1 day';
-        PERFORM perfmon.ensure_day_partitions('metric_samples', lo, hi);
-        INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value)
-        SELECT 1, r.series_id, r.ts, r.value
-          FROM ONLY pg_temp.perfmon_ingest AS r
-          JOIN perfmon.metric_series AS s ON s.series_id = r.series_id
-          JOIN perfmon.metrics AS m ON m.metric_id = s.metric_id
-          JOIN perfmon.metric_units AS u ON u.unit = m.unit
-         WHERE r.value IS NOT NULL AND r.value <> 'NaN' AND r.value <> 'Infinity' AND r.value <> '-Infinity'
-           AND (r.value >= 0 OR NOT (m.kind = 'counter' OR u.non_negative))
-           AND r.ts >= '2000-01-01 00:00:00+00' AND r.ts <= now() + interval '1 day';
-    END;
-    GET DIAGNOSTICS stored_rows = ROW_COUNT;
+    -- Twice at most: a row for a day with no partition yet (older data, a day not made
+    -- ahead) fails the whole insert; then the missing days are made and it runs again.
+    FOR attempt IN 1 .. 2 LOOP
+        BEGIN
+            INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value)
+            SELECT 1, r.series_id, r.ts, r.value
+              FROM ONLY pg_temp.perfmon_ingest AS r
+              JOIN perfmon.metric_series AS s ON s.series_id = r.series_id
+              JOIN perfmon.metrics AS m ON m.metric_id = s.metric_id
+              JOIN perfmon.metric_units AS u ON u.unit = m.unit
+             WHERE r.value IS NOT NULL AND r.value <> 'NaN' AND r.value <> 'Infinity' AND r.value <> '-Infinity'
+               AND (r.value >= 0 OR NOT (m.kind = 'counter' OR u.non_negative))
+               AND r.ts >= '2000-01-01 00:00:00+00' AND r.ts <= now() + interval '1 day';
+            GET DIAGNOSTICS stored_rows = ROW_COUNT;
+            EXIT;
+        EXCEPTION WHEN check_violation THEN
+            -- "no partition of relation found for row"
+            IF attempt = 2 THEN
+                RAISE;
+            END IF;
+            SELECT min(r.ts), max(r.ts) INTO lo, hi FROM ONLY pg_temp.perfmon_ingest AS r
+             WHERE r.ts >= '2000-01-01 00:00:00+00' AND r.ts <= now() + interval '1 day';
+            PERFORM perfmon.ensure_day_partitions('metric_samples', lo, hi);
+        END;
+    END LOOP;
     -- Usually every row is good: then a count is all it takes to know.
     IF stored_rows = (SELECT count(*) FROM ONLY pg_temp.perfmon_ingest) THEN
         UPDATE perfmon.ingest_batches AS b SET stored = stored_rows
