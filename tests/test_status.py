@@ -12,7 +12,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pgperfmon import cli, config, deploy, embedded
+from pgperfmon import __version__, cli, config, deploy, embedded
 
 
 def run_status(dsn: str, *extra: str):
@@ -22,7 +22,7 @@ def run_status(dsn: str, *extra: str):
 def test_healthy_right_after_install(installed: str) -> None:
     result = run_status(installed)
     assert result.exit_code == 0, result.output
-    assert "pgperfmon 0.1.0" in result.output
+    assert f"pgperfmon {__version__}" in result.output
     for capability in ("pg_cron", "pg_stat_statements", "plpython3u", "hypopg"):
         assert f"  {capability}" in result.output
     assert "healthy" in result.output.splitlines()[-1]
