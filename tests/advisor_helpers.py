@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import sql
 from psycopg.rows import dict_row
 
 from helpers import collect, flush
+from pgperfmon import config, deploy, embedded
+
+DEDICATED_DATABASE = "advisor"
 
 
 def refresh(conn: psycopg.Connection) -> dict[str, Any]:
@@ -42,3 +52,39 @@ def sampled(conn: psycopg.Connection, work: Any) -> None:
     work()
     flush(conn)
     collect(conn)
+
+
+@contextmanager
+def dedicated_cluster(settings: dict[str, str]) -> Iterator[embedded.Cluster]:
+    """A server of the test's own, for settings the shared one must not change (archive_mode,
+    a replica, autovacuum_naptime); stopped and removed at the end."""
+    home = Path(tempfile.mkdtemp(prefix="pgpm-adv-"))
+    cluster = embedded.Cluster(home, settings=settings)
+    try:
+        cluster.up()
+        yield cluster
+    finally:
+        cluster.destroy()
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def installed_on(cluster: embedded.Cluster) -> psycopg.Connection:
+    """pgperfmon in a new database of `cluster`, its pg_cron jobs paused (the test refreshes);
+    an autocommit connection to it."""
+    with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEDICATED_DATABASE)))
+        deploy.install(cluster.dsn(DEDICATED_DATABASE), config.load(None, env={}))
+        admin.execute("UPDATE cron.job SET active = false WHERE starts_with(jobname, %s)",
+                      (deploy.cron_job_prefix(DEDICATED_DATABASE),))
+    return psycopg.connect(cluster.dsn(DEDICATED_DATABASE), autocommit=True)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
+    """Poll until check() is truthy and return it; fail naming what did not happen."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
+        time.sleep(0.2)

@@ -3,10 +3,23 @@ should not trigger it; the refresh keeps one list."""
 
 from __future__ import annotations
 
+import json
+
 import psycopg
-from advisor_helpers import findings, refresh, sampled, set_config, view
+from advisor_helpers import (
+    dedicated_cluster,
+    findings,
+    installed_on,
+    refresh,
+    sampled,
+    set_config,
+    view,
+    wait_for,
+)
+from click.testing import CliRunner
 
 from helpers import collect, flush
+from pgperfmon import cli, config, deploy
 
 
 def test_fresh_database_refresh_runs_every_rule(conn: psycopg.Connection) -> None:
@@ -28,6 +41,45 @@ def test_fresh_database_refresh_runs_every_rule(conn: psycopg.Connection) -> Non
         SELECT r.view_name FROM perfmon.advisor_rules r
         WHERE obj_description(r.view_name::regclass, 'pg_class') IS NULL""").fetchall()
     assert missing == []
+
+
+def test_without_plpython_the_python_rules_are_unavailable_not_errors(
+        server, dbname: str, dsn: str) -> None:
+    deploy.install(dsn, config.load(None, env={}), skip_extensions=("plpython3u",))
+    python_rules = ["index_advice", "slow_query_plan", "storage_forecast"]
+    status = CliRunner().invoke(cli.main, ["status", "--dsn", dsn, "--json"])
+    assert status.exit_code == 0, status.output  # degraded, not broken
+    plpython = next(c for c in json.loads(status.output)["capabilities"]
+                    if c["capability"] == "plpython3u")
+    assert plpython["in_force"] is False
+    assert f"advisor rules {', '.join(python_rules)} are unavailable" in plpython["detail"]
+    server.execute("UPDATE cron.job SET active = false WHERE starts_with(jobname, %s)",
+                   (deploy.cron_job_prefix(dbname),))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'plpython3u'"
+                            ).fetchone() == (0,)
+        result = refresh(conn)  # fails on any rule's error
+        stages = result["rules"]
+        assert sorted(r for r, s in stages.items() if "unavailable" in s) == python_rules, stages
+        for rule in python_rules:
+            assert stages[rule]["unavailable"] == "plpython3u not installed"
+            assert "findings" not in stages[rule] and "error" not in stages[rule]
+        timings = {r[0]: r[1:] for r in conn.execute(
+            "SELECT rule, error, unavailable, findings FROM perfmon.advisor_timings")}
+        assert len(timings) == len(stages) >= 15
+        for rule, (error, unavailable, found) in timings.items():
+            assert error is None, (rule, error)
+            if rule in python_rules:
+                assert (unavailable, found) == ("plpython3u not installed", None)
+            else:
+                assert unavailable is None and found is not None, rule
+        # The SQL rules still run: archiving is off and no backup is recorded here.
+        assert {r["target"] for r in findings(conn, "backup")} == {"wal_archiving", "base_backup"}
+        # plpython3u arrives later: the same rules run again, no longer unavailable.
+        deploy.install(dsn, config.load(None, env={}))
+        again = refresh(conn)["rules"]
+        assert not [r for r, s in again.items() if "unavailable" in s], again
+        assert again["index_advice"]["findings"] == 0
 
 
 def test_unused_index(probe: psycopg.Connection) -> None:
@@ -121,6 +173,73 @@ def test_vacuum_health(conn: psycopg.Connection) -> None:
     assert findings(conn, "vacuum_health", "resolved")[0]["target"] == "public.neglected"
 
 
+def _sample(conn: psycopg.Connection) -> None:
+    flush(conn)
+    collect(conn)
+
+
+def test_vacuum_that_cannot_keep_up_names_the_snapshot_holding_it_back() -> None:
+    # Autovacuum must really run, again and again: a server of its own that looks every second.
+    with dedicated_cluster({"autovacuum_naptime": "1"}) as cluster, installed_on(cluster) as conn, \
+            psycopg.connect(cluster.dsn(conn.info.dbname)) as holder:
+        conn.execute("CREATE TABLE queue (id int PRIMARY KEY, v text)")
+        conn.execute("INSERT INTO queue SELECT g, 'x' FROM generate_series(1, 20000) g")
+        conn.execute("ANALYZE queue")
+        _sample(conn)
+        holder.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        holder.execute("SELECT count(*) FROM queue")  # its snapshot: rows deleted later stay
+        stats = ("SELECT pg_stat_get_dead_tuples('queue'::regclass), "
+                 "pg_stat_get_autovacuum_count('queue'::regclass)")
+        refresh(conn)
+        assert findings(conn, "vacuum_health") == []
+        conn.execute("DELETE FROM queue WHERE id <= 6000")
+        _sample(conn)
+        runs = conn.execute(stats).fetchone()[1]  # it may have run after the INSERT already
+        wait_for("autovacuum ran on queue after the snapshot",
+                 lambda: conn.execute(stats).fetchone()[1] > runs)
+        for last in (8000, 10000):  # more deletes; autovacuum runs and cannot remove them
+            conn.execute("DELETE FROM queue WHERE id <= %s", (last,))
+            _sample(conn)
+        refresh(conn)
+        row = one_finding(conn, "vacuum_health", "public.queue")
+        pid = holder.info.backend_pid
+        assert row["severity"] == "critical", row
+        assert "dead tuples grew from 6000 to 10000" in row["finding"]
+        assert f"cannot remove them while session {pid}" in row["finding"]
+        assert row["evidence"]["xmin_held_by"].startswith(f"session {pid} ")
+        assert f"pg_terminate_backend({pid})" in row["apply_sql"]
+        health = view(conn, "vacuum_health", "table_name = 'queue'")[0]
+        assert health["cannot_keep_up"] and health["autovacuum_runs_in_window"] >= 1
+        # The snapshot goes: autovacuum removes the dead rows, the finding resolves.
+        holder.rollback()
+        wait_for("autovacuum removed the dead rows", lambda: conn.execute(stats).fetchone()[0] == 0)
+        _sample(conn)
+        refresh(conn)
+        assert findings(conn, "vacuum_health") == []
+        assert [r["id"] for r in findings(conn, "vacuum_health", "resolved")] == [row["id"]]
+
+        # Autovacuum off for the whole server (only here: the server is this test's own).
+        assert "autovacuum" not in {r["target"] for r in findings(conn, "configuration")}
+        for value in ("off", "on"):
+            conn.execute(f"ALTER SYSTEM SET autovacuum = {value}")
+            conn.execute("SELECT pg_reload_conf()")
+            wait_for(f"autovacuum = {value}",
+                     lambda v=value: conn.execute("SHOW autovacuum").fetchone()[0] == v)
+            refresh(conn)
+            off = [r for r in findings(conn, "configuration") if r["target"] == "autovacuum"]
+            if value == "off":
+                assert [(r["severity"], r["apply_sql"]) for r in off] == [
+                    ("critical", "ALTER SYSTEM SET autovacuum = 'on'; SELECT pg_reload_conf();")], off
+            else:
+                assert off == []
+
+
+def one_finding(conn: psycopg.Connection, rule: str, target: str) -> dict:
+    rows = [r for r in findings(conn, rule) if r["target"] == target]
+    assert len(rows) == 1, (target, findings(conn, rule))
+    return rows[0]
+
+
 def test_wraparound_risk(conn: psycopg.Connection) -> None:
     refresh(conn)
     assert findings(conn, "wraparound") == []
@@ -192,6 +311,13 @@ def test_connection_pool_advice(conn: psycopg.Connection) -> None:
     assert pool["peak_active_sessions"] >= 6
     assert pool["suggested_pool_size"] == -(-pool["peak_active_sessions"] * 5 // 4)
     assert f"default_pool_size = {pool['suggested_pool_size']}" in rows[0]["apply_sql"]
+    # Half of max_connections open, two active: not near the limit, but mostly idle -> info.
+    conn.execute("DELETE FROM perfmon.server_history")
+    _server_rows(conn, total=max_connections // 2, active=2, idle=max_connections // 2 - 2)
+    refresh(conn)
+    idle = findings(conn, "connection_pool")
+    assert [(r["id"], r["severity"]) for r in idle] == [(rows[0]["id"], "info")], idle
+    assert "a pooler" in idle[0]["finding"]
 
 
 def test_cache_hit_ratio(probe: psycopg.Connection) -> None:
@@ -208,6 +334,15 @@ def test_cache_hit_ratio(probe: psycopg.Connection) -> None:
     rows = findings(conn, "cache_hit")
     assert [r["target"] for r in rows] == ["table public.probe"]
     assert rows[0]["evidence"]["blocks_read"] == 60_500
+    # Its index, read from disk for 80% of its blocks, too.
+    index_id = conn.execute("SELECT rel_id FROM perfmon.relations "
+                            "WHERE rel_name = 'probe_pkey'").fetchone()[0]
+    conn.execute("INSERT INTO perfmon.index_history (server_id, ts, rel_id, idx_blks_hit, idx_blks_read) "
+                 "VALUES (1, now(), %s, 2000, 8000)", (index_id,))
+    refresh(conn)
+    rows = {r["target"]: r for r in findings(conn, "cache_hit")}
+    assert set(rows) == {"table public.probe", "index public.probe_pkey"}
+    assert rows["index public.probe_pkey"]["evidence"]["hit_pct"] == 20
 
 
 def test_config_advice_work_mem_and_checkpoints(conn: psycopg.Connection) -> None:
@@ -255,6 +390,31 @@ def test_config_advice_shared_buffers_against_ram(conn: psycopg.Connection) -> N
     refresh(conn)
     row = next(r for r in findings(conn, "configuration") if r["target"] == "shared_buffers")
     assert row["severity"] == "info" and "2.5%" in row["finding"]
+
+
+def test_config_advice_autovacuum_scale_factor_for_hot_tables(conn: psycopg.Connection) -> None:
+    for table in ("hot", "cool"):
+        conn.execute(f"CREATE TABLE {table} (id int PRIMARY KEY, n int)")
+        conn.execute(f"INSERT INTO {table} SELECT g, 0 FROM generate_series(1, 120000) g")
+    conn.execute("ANALYZE hot, cool")
+
+    def churn() -> None:
+        conn.execute("UPDATE hot SET n = n + 1 WHERE id <= 30000")  # 25%: past the default 20%
+        conn.execute("UPDATE cool SET n = n + 1 WHERE id <= 1000")
+
+    sampled(conn, churn)
+    refresh(conn)
+    hot = "autovacuum_vacuum_scale_factor on public.hot"
+    rows = {r["target"]: r for r in findings(conn, "configuration")
+            if r["target"].startswith("autovacuum_vacuum_scale_factor")}
+    assert list(rows) == [hot], rows
+    assert rows[hot]["evidence"] == {"rows": 120000, "churn_rows": 30000}
+    assert rows[hot]["apply_sql"] == ("ALTER TABLE public.hot SET (autovacuum_vacuum_scale_factor = "
+                                      "0.02, autovacuum_vacuum_threshold = 1000);")
+    conn.execute(rows[hot]["apply_sql"])  # the DBA applies it: the next refresh resolves it
+    refresh(conn)
+    assert hot not in {r["target"] for r in findings(conn, "configuration")}
+    assert hot in {r["target"] for r in findings(conn, "configuration", "resolved")}
 
 
 def test_inactive_replication_slot(conn: psycopg.Connection) -> None:
@@ -318,24 +478,49 @@ def test_backup_status(conn: psycopg.Connection) -> None:
 
 def test_slow_query_insights(probe: psycopg.Connection) -> None:
     conn = probe
-    conn.execute("CREATE TABLE big (id int, grp int, payload text)")
-    conn.execute("INSERT INTO big SELECT g, g % 1000, 'x' FROM generate_series(1, 150000) g")
+    # grp_again always equals grp: the planner, taking them as independent, expects 1 row of
+    # "grp = $1 AND grp_again = $2" where 150 come back.
+    conn.execute("CREATE TABLE big (id int, grp int, grp_again int, payload text)")
+    conn.execute("INSERT INTO big SELECT g, g % 1000, g % 1000, 'x' || g FROM generate_series(1, 150000) g")
     conn.execute("ANALYZE big")
     set_config(conn, "database.performance_thresholds.slow_query_ms", 1)
 
     def work() -> None:
         for i in range(3):
             conn.execute("SELECT * FROM big WHERE grp = %s", (i,)).fetchall()
+            conn.execute("SELECT * FROM big WHERE grp = %s AND grp_again = %s", (i, i)).fetchall()
+        conn.execute("SET work_mem = '64kB'")
+        conn.execute("SELECT id, payload FROM big ORDER BY payload DESC").fetchall()  # sorts on disk
+        conn.execute("RESET work_mem")
         conn.execute("SELECT count(*) FROM probe WHERE id = %s", (1,))
 
     sampled(conn, work)
     refresh(conn)
     insights = view(conn, "slow_query_insights")
+    problems: dict[str, set[str]] = {}
+    for i in insights:
+        problems.setdefault(i["query"], set()).add(i["problem"])
+    assert problems == {
+        "SELECT * FROM big WHERE grp = $1": {"seq_scan_large_table"},
+        "SELECT * FROM big WHERE grp = $1 AND grp_again = $2": {"seq_scan_large_table",
+                                                                 "row_misestimate"},
+        "SELECT id, payload FROM big ORDER BY payload DESC": {"seq_scan_large_table",
+                                                               "spill_to_disk"},
+    }, insights
     seq = [i for i in insights if i["problem"] == "seq_scan_large_table"]
-    assert [i["relation"] for i in seq] == ["public.big"], insights
-    assert "grp" in seq[0]["advice"] and "index_recommendations" in seq[0]["advice"]
+    assert {i["relation"] for i in seq} == {"public.big"}
+    assert all("grp" in i["advice"] and "index_recommendations" in i["advice"]
+               for i in seq if "WHERE" in i["query"])
+    wrong = next(i for i in insights if i["problem"] == "row_misestimate")
+    assert wrong["evidence"]["plan_rows"] <= 1 and wrong["evidence"]["rows_per_call"] == 150
+    assert "CREATE STATISTICS" in wrong["advice"]
+    spill = next(i for i in insights if i["problem"] == "spill_to_disk")
+    assert spill["evidence"]["temp_bytes_per_call"] > 1_000_000
+    assert "SET LOCAL work_mem" in spill["advice"]
     recs = findings(conn, "slow_query_plan")
     assert any("sequential scan of public.big" in r["finding"] for r in recs)
+    assert {r["severity"] for r in recs if "row_misestimate" in r["target"]
+            or "spill_to_disk" in r["target"]} == {"info"}
 
 
 def test_scheduled_refresh_runs_as_perfmon_admin_and_readers_read(probe: psycopg.Connection) -> None:

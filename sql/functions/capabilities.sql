@@ -49,8 +49,11 @@ BEGIN
             END);
     ELSE
         in_force := false;
-        detail := 'plpython3u is not available: anomaly scoring uses the SQL robust detector '
-                  '(on Debian: apt-get install postgresql-plpython3-'
+        detail := 'plpython3u is not available: anomaly scoring uses the SQL robust detector'
+                  || coalesce('; advisor rules ' || (SELECT string_agg(u.rule, ', ' ORDER BY u.rule)
+                                                     FROM perfmon.advisor_unavailable_rules() AS u)
+                              || ' are unavailable', '')
+                  || ' (on Debian: apt-get install postgresql-plpython3-'
                   || current_setting('server_version_num')::int / 10000 || ', then pgperfmon install)';
     END IF;
     RETURN NEXT;

@@ -7,7 +7,8 @@ arch AS (
            a.archived_count, a.last_archived_wal, a.last_archived_time,
            a.failed_count, a.last_failed_wal, a.last_failed_time,
            r.ready_files, r.oldest_ready,
-           a.last_failed_time IS NOT NULL
+           -- The archiver's counters outlive archive_mode = off: failures count only while on.
+           current_setting('archive_mode') <> 'off' AND a.last_failed_time IS NOT NULL
              AND a.last_failed_time > coalesce(a.last_archived_time, '-infinity') AS failing
     FROM pg_stat_archiver AS a, perfmon.archive_ready_files() AS r
 ),
@@ -25,7 +26,8 @@ last_any AS (
 )
 SELECT 'wal_archiving'::text AS component,
        CASE WHEN arch.archive_mode = 'off' THEN 'off'
-            WHEN arch.failing THEN 'failing' ELSE 'ok' END AS state,
+            WHEN arch.failing THEN 'failing'
+            WHEN arch.ready_files >= 16 THEN 'lagging' ELSE 'ok' END AS state,
        arch.last_archived_time AS last_success_at,
        arch.last_failed_time AS last_failure_at,
        round(extract(epoch FROM now() - arch.oldest_ready)::numeric) AS lag_s,
@@ -39,16 +41,20 @@ SELECT 'wal_archiving'::text AS component,
             WHEN arch.ready_files >= 16 THEN 'warning'
             ELSE 'ok' END AS severity,
        CASE WHEN arch.failing
-            THEN format('WAL archiving is failing: the last attempt (%s, at %s) failed and %s '
-                        'segment(s) wait; until it works, point-in-time recovery stops at %s and '
-                        'pg_wal grows', arch.last_failed_wal, arch.last_failed_time,
-                        arch.ready_files, coalesce(arch.last_archived_wal, 'no archived segment'))
+            THEN format('WAL archiving is failing: the last attempt (%s, at %s) failed, %s failures '
+                        'in all, and %s segment(s) wait; until it works pg_wal grows, and %s',
+                        arch.last_failed_wal, date_trunc('second', arch.last_failed_time),
+                        arch.failed_count, arch.ready_files,
+                        CASE WHEN arch.last_archived_wal IS NULL
+                             THEN 'no WAL has been archived yet: there is no point-in-time recovery'
+                             ELSE format('point-in-time recovery stops at %s', arch.last_archived_wal)
+                        END)
             WHEN arch.archive_mode = 'off'
             THEN 'WAL archiving is off (archive_mode = off): a base backup can be restored only to '
                  'the moment it was taken, with no point-in-time recovery after it'
             WHEN arch.ready_files >= 16
             THEN format('WAL archiving lags: %s segments wait, the oldest for %s',
-                        arch.ready_files, justify_interval(now() - arch.oldest_ready))
+                        arch.ready_files, justify_interval(date_trunc('second', now() - arch.oldest_ready)))
             ELSE 'WAL archiving works' END AS finding,
        jsonb_build_object('archive_mode', arch.archive_mode, 'failed_count', arch.failed_count,
                           'last_failed_wal', arch.last_failed_wal, 'last_failed_time', arch.last_failed_time,
@@ -100,4 +106,4 @@ COMMENT ON VIEW perfmon.backup_status IS
     'One row per component: wal_archiving (archive_mode, archiver failures, segments waiting, '
     'lag_s = seconds the oldest has waited) and base_backup (the last successful backup recorded '
     'in perfmon.backup_log by `pgperfmon backup verify` or perfmon.record_backup(), lag_s = its age '
-    'in seconds). state: ok, off, failing, none recorded, too old.';
+    'in seconds). state: ok, off, failing, lagging (16 or more segments wait), none recorded, too old.';

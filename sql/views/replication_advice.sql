@@ -13,6 +13,15 @@ SELECT s.kind, s.name, s.state, s.active, s.replay_lag_bytes, s.replay_lag_s, s.
        CASE WHEN s.kind = 'replica'
             THEN format('replica %s replays %s s (%s) behind, above the %s s threshold',
                         s.name, s.replay_lag_s, pg_size_pretty(s.replay_lag_bytes), cfg.max_lag_s)
+            -- A lost slot holds nothing any more (restart_lsn is gone): say what it means.
+            WHEN s.wal_status = 'lost'
+            THEN format('replication slot %s is inactive and lost (wal_status lost): the WAL its '
+                        'consumer needs was removed, so that consumer cannot resume; rebuild it (a new '
+                        'base backup, or a new logical slot) and drop the slot', s.name)
+            WHEN s.wal_status = 'unreserved'
+            THEN format('replication slot %s is inactive and holds %s of WAL, more than '
+                        'max_slot_wal_keep_size (wal_status unreserved): the next checkpoint removes '
+                        'WAL its consumer still needs', s.name, pg_size_pretty(s.retained_wal_bytes))
             ELSE format('replication slot %s is inactive and holds %s of WAL (wal_status %s): pg_wal '
                         'grows until its consumer returns or the slot is dropped',
                         s.name, pg_size_pretty(s.retained_wal_bytes), s.wal_status) END AS finding,
@@ -27,5 +36,5 @@ SELECT s.kind, s.name, s.state, s.active, s.replay_lag_bytes, s.replay_lag_s, s.
 FROM perfmon.replication_status AS s, cfg;
 COMMENT ON VIEW perfmon.replication_advice IS
     'Replicas replaying more than database.performance_thresholds.replication_lag_seconds behind '
-    '(seconds and bytes) and inactive replication slots that hold WAL (retained_wal_bytes), from '
-    'perfmon.replication_status.';
+    '(seconds and bytes) and inactive replication slots that hold WAL (retained_wal_bytes; '
+    'critical when wal_status is unreserved or lost), from perfmon.replication_status.';

@@ -41,6 +41,24 @@ hist AS (
       AND h.ts > now() - make_interval(days => cfg.window_days)
     GROUP BY r.relid
 ),
+holder AS (
+    -- The oldest snapshot held in this database: VACUUM cannot remove rows deleted after
+    -- it was taken, however often autovacuum runs (a long or idle-in-transaction session,
+    -- a prepared transaction).
+    SELECT h.what, h.pid, h.since, h.xmin_age
+    FROM (SELECT format('session %s (user %s, %s)', a.pid, a.usename, a.state) AS what, a.pid,
+                 coalesce(a.xact_start, a.query_start) AS since, age(a.backend_xmin) AS xmin_age
+          FROM pg_stat_activity AS a
+          WHERE a.backend_xmin IS NOT NULL AND a.backend_type = 'client backend'
+            AND a.datname = current_database() AND a.pid <> pg_backend_pid()
+          UNION ALL
+          SELECT format('prepared transaction %L (owner %s)', x.gid, x.owner), NULL, x.prepared,
+                 age(x.transaction)
+          FROM pg_prepared_xacts AS x
+          WHERE x.database = current_database()) AS h
+    ORDER BY h.xmin_age DESC
+    LIMIT 1
+),
 v AS (
     SELECT t.*, hist.samples, hist.autovacuum_runs, hist.first_dead, hist.last_dead, hist.first_ts,
            coalesce(t.own_threshold, cfg.base_threshold)
@@ -53,18 +71,27 @@ v AS (
     LEFT JOIN hist ON hist.relid = t.oid
     CROSS JOIN cfg
 ),
-judged AS (
+kept AS (
     SELECT v.*,
            v.n_dead_tup > v.trigger_dead AS over_trigger,
            -- autovacuum ran but dead tuples kept growing past its trigger
            coalesce(v.autovacuum_runs > 0 AND v.last_dead > v.first_dead AND v.last_dead > v.trigger_dead
                     AND v.samples >= 3, false) AS cannot_keep_up
     FROM v
+),
+judged AS (
+    -- Why it cannot keep up: a snapshot older than its last run, or too little vacuum work.
+    SELECT k.*,
+           CASE WHEN k.cannot_keep_up AND holder.since < k.last_autovacuum THEN holder.what END
+               AS xmin_held_by,
+           holder.pid AS holder_pid, holder.since AS holder_since, holder.xmin_age AS holder_xmin_age
+    FROM kept AS k
+    LEFT JOIN holder ON true
 )
 SELECT j.schema_name, j.table_name, j.n_live_tup, j.n_dead_tup, j.dead_pct,
        round(j.trigger_dead) AS autovacuum_trigger_dead_tuples, j.over_trigger,
        j.last_vacuum, j.last_autovacuum, j.since_vacuum_s, j.autovacuum_enabled,
-       j.autovacuum_runs AS autovacuum_runs_in_window, j.cannot_keep_up,
+       j.autovacuum_runs AS autovacuum_runs_in_window, j.cannot_keep_up, j.xmin_held_by,
        format('%s.%s', j.schema_name, j.table_name) AS target,
        CASE WHEN j.n_dead_tup < 1000 OR coalesce(j.dead_pct, 0) < j.max_dead_pct THEN 'ok'
             WHEN NOT j.autovacuum_enabled OR j.cannot_keep_up THEN 'critical'
@@ -72,6 +99,10 @@ SELECT j.schema_name, j.table_name, j.n_live_tup, j.n_dead_tup, j.dead_pct,
        format('table %s.%s has %s dead tuples (%s%% of its rows)%s%s', j.schema_name, j.table_name,
               j.n_dead_tup, j.dead_pct,
               CASE WHEN NOT j.autovacuum_enabled THEN '; autovacuum is disabled for it'
+                   WHEN j.xmin_held_by IS NOT NULL THEN format('; autovacuum ran %s times in the '
+                        'window but dead tuples grew from %s to %s: it cannot remove them while %s '
+                        'holds a snapshot taken %s ago', j.autovacuum_runs, j.first_dead, j.last_dead,
+                        j.xmin_held_by, justify_interval(date_trunc('second', now() - j.holder_since)))
                    WHEN j.cannot_keep_up THEN format('; autovacuum ran %s times in the window but '
                         'dead tuples grew from %s to %s: it cannot keep up',
                         j.autovacuum_runs, j.first_dead, j.last_dead)
@@ -83,10 +114,19 @@ SELECT j.schema_name, j.table_name, j.n_live_tup, j.n_dead_tup, j.dead_pct,
                           'last_vacuum', j.last_vacuum, 'last_autovacuum', j.last_autovacuum,
                           'autovacuum_runs_in_window', j.autovacuum_runs,
                           'dead_tuples_first_sample', j.first_dead,
-                          'dead_tuples_last_sample', j.last_dead) AS evidence,
+                          'dead_tuples_last_sample', j.last_dead,
+                          'xmin_held_by', j.xmin_held_by,
+                          'xmin_holder_age_xids', CASE WHEN j.xmin_held_by IS NOT NULL THEN j.holder_xmin_age END)
+           AS evidence,
        CASE WHEN NOT j.autovacuum_enabled AND j.table_autovacuum = false
                 THEN format('ALTER TABLE %I.%I RESET (autovacuum_enabled); VACUUM (ANALYZE) %I.%I;',
                             j.schema_name, j.table_name, j.schema_name, j.table_name)
+            WHEN j.xmin_held_by IS NOT NULL AND j.holder_pid IS NOT NULL
+                THEN format('-- end that transaction, or: SELECT pg_terminate_backend(%s); then '
+                            'VACUUM (ANALYZE) %I.%I;', j.holder_pid, j.schema_name, j.table_name)
+            WHEN j.xmin_held_by IS NOT NULL
+                THEN format('-- COMMIT PREPARED or ROLLBACK PREPARED that transaction; then '
+                            'VACUUM (ANALYZE) %I.%I;', j.schema_name, j.table_name)
             WHEN j.cannot_keep_up
                 THEN format('ALTER TABLE %I.%I SET (autovacuum_vacuum_scale_factor = 0.01, '
                             'autovacuum_vacuum_cost_limit = 2000); VACUUM (ANALYZE) %I.%I;',
@@ -101,5 +141,7 @@ COMMENT ON VIEW perfmon.vacuum_health IS
     'Vacuum health of each table: live and dead tuples, dead_pct (%), the dead-tuple count that '
     'triggers autovacuum for it, last (auto)vacuum and seconds since (since_vacuum_s), whether '
     'autovacuum is enabled for it, its runs over optimization.advice_window_days and whether it '
-    'cannot keep up (ran, yet dead tuples grew past the trigger across the samples). Findings: '
+    'cannot keep up (ran, yet dead tuples grew past the trigger across the samples), and '
+    'xmin_held_by: the session or prepared transaction whose snapshot, older than the last '
+    'autovacuum, keeps it from removing them. Findings: '
     'dead_pct >= optimization.dead_tuple_max_pct and at least 1000 dead tuples.';
