@@ -1,0 +1,537 @@
+"""perfmon.health_score(), record_health() and perfmon.health on prepared data whose
+right answer is known (docs/health.md has the rules these numbers follow)."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import timedelta
+from pathlib import Path
+
+import psycopg
+import pytest
+from health_helpers import (
+    add_agent,
+    add_heartbeat,
+    add_host_metric,
+    add_recommendation,
+    add_samples,
+    add_server_history,
+    add_statement,
+    add_statement_history,
+    anchor,
+    health,
+    minutes,
+    set_config,
+)
+
+from pgperfmon import config
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def band(value: float, warning: float, critical: float, worst: float) -> float:
+    """The documented bands, written out independently of the SQL."""
+    lower_is_worse = worst < warning
+    if lower_is_worse:
+        value, warning, critical, worst = -value, -warning, -critical, -worst
+    if value <= warning:
+        return 100.0
+    if value <= critical:
+        return 100 - 50 * (value - warning) / (critical - warning)
+    if value < worst:
+        return 50 - 50 * (value - critical) / (worst - critical)
+    return 0.0
+
+
+def r1(x: float) -> float:
+    return float(round(x + 1e-9, 1))
+
+
+def test_bands() -> None:
+    assert band(87.5, 80, 95, 100) == 75
+    assert band(87.5, 95, 80, 50) == pytest.approx(75)
+    assert band(97.5, 80, 95, 100) == 25
+
+
+def test_health_points_follow_the_documented_bands(conn: psycopg.Connection) -> None:
+    for args in [(50, 80, 95, 100), (87.5, 80, 95, 100), (97.5, 80, 95, 100), (100, 80, 95, 100),
+                 (90, 95, 80, 50), (40, 95, 80, 50), (75, 100, 50, 0), (10, 1, 5, 25)]:
+        got = conn.execute("SELECT perfmon.health_points(%s, %s, %s, %s)", args).fetchone()[0]
+        assert float(got) == r1(band(*args)), args
+    assert conn.execute("SELECT perfmon.health_points(NULL, 1, 2, 3)").fetchone()[0] is None
+
+
+def test_nothing_measured_gives_no_score_and_says_why(conn: psycopg.Connection) -> None:
+    h = health(conn, anchor(conn))
+    assert h["overall"] is None and h["technical"] is None and h["business"] is None
+    assert h["risk_level"] == "unknown"
+    assert h["coverage_pct"] == 0
+    assert set(h["components"]) == {"database", "system", "agents", "availability",
+                                    "user_satisfaction", "cost_efficiency"}
+    for name, c in h["components"].items():
+        assert c["score"] is None, name
+        assert c["missing"], f"{name} has no score but does not say why"
+    assert "perfmon.collect()" in " ".join(h["components"]["database"]["missing"])
+    assert "pgperfmon agent" in " ".join(h["components"]["system"]["missing"])
+    assert "perfmon.agent_heartbeat()" in " ".join(h["components"]["agents"]["missing"])
+    assert "business.instance_cost_per_hour" in h["components"]["cost_efficiency"]["missing"][0]
+    impact = h["business_impact"]
+    assert impact["revenue_at_risk"]["value"] is None
+    assert "business.revenue_per_hour is not configured" in impact["revenue_at_risk"]["how"]
+    assert impact["infrastructure_cost"]["value"] is None
+    # weights are the seed's
+    assert {n: c["weight"] for n, c in h["components"].items()} == {
+        "database": 0.3, "system": 0.2, "agents": 0.1, "availability": 0.2,
+        "user_satisfaction": 0.1, "cost_efficiency": 0.1}
+
+
+def test_system_component_from_known_host_samples(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    times = minutes(end, 4, 600)  # 4 samples, 10 minutes apart, within the hour
+    cpu = [80, 95, 80, 95]        # mean 87.5
+    mem = [40, 50, 60, 50]        # mean 50
+    disk = [70, 85, 80, 75]       # fullest 85
+    for t, c, m, d in zip(times, cpu, mem, disk, strict=True):
+        add_host_metric(conn, "host.cpu.total_pct", c, t)
+        add_host_metric(conn, "host.memory.used_pct", m, t)
+        add_host_metric(conn, "host.disk.used_pct", d, t, mount="/")
+        add_host_metric(conn, "host.disk.used_pct", d - 30, t, mount="/boot")
+    # a sample outside the period is not counted
+    add_host_metric(conn, "host.cpu.total_pct", 100, end - timedelta(hours=2))
+    s = health(conn, end)["components"]["system"]
+    expected = {"cpu": band(87.5, 80, 95, 100), "memory": band(50, 85, 95, 100),
+                "disk": band(85, 80, 90, 100)}
+    assert s["checks"] == {k: r1(v) for k, v in expected.items()}
+    assert s["inputs"]["cpu_avg_pct"] == 87.5
+    assert s["inputs"]["memory_avg_pct"] == 50
+    assert s["inputs"]["disk_max_used_pct"] == 85
+    assert s["score"] == r1(sum(r1(v) for v in expected.values()) / 3)
+    assert s["missing"] == []
+
+
+def test_agents_and_apdex_from_known_heartbeats(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    set_config(conn, business__apdex_target_ms=500)
+    web = add_agent(conn, "web", end - timedelta(seconds=30))                       # up
+    batch = add_agent(conn, "batch", end - timedelta(minutes=10), last_status="down")  # down
+    add_agent(conn, "retired", end - timedelta(days=3))     # not heard from in the period: left out
+    responses = [100, 200, 300, 400, 500, 600, 1000, 2000, 2500, 5000]
+    for i, ms in enumerate(responses):
+        add_heartbeat(conn, web, end - timedelta(minutes=50 - i), ms, errors=1 if i == 3 else 0)
+    add_heartbeat(conn, batch, end - timedelta(minutes=10), None, status="down")
+    h = health(conn, end)
+
+    # Apdex by hand: satisfied <= 500 (5), tolerating <= 2000 (3), frustrated: 2500, 5000 and the
+    # 'down' heartbeat (3) -> (5 + 3/2) / 11
+    u = h["components"]["user_satisfaction"]
+    assert u["inputs"]["source"] == "agent_heartbeats"
+    assert (u["inputs"]["satisfied"], u["inputs"]["tolerating"], u["inputs"]["frustrated"]) == (5, 3, 3)
+    apdex = (5 + 3 / 2) / 11
+    assert u["inputs"]["apdex"] == pytest.approx(apdex, abs=5e-5)
+    assert u["score"] == r1(100 * apdex)
+
+    a = h["components"]["agents"]
+    assert a["inputs"]["agents"] == 2 and a["inputs"]["agents_up"] == 1
+    p95 = 2500 + 0.55 * (5000 - 2500)  # percentile_cont(0.95) of the 10 response times
+    assert a["inputs"]["p95_response_ms"] == pytest.approx(p95)
+    error_rate = 100 * 2 / 11          # one heartbeat with errors, one reporting down
+    checks = {"up": r1(band(50, 100, 50, 0)), "errors": r1(band(error_rate, 1, 5, 25)),
+              "response": r1(band(p95, 500, 2000, 5000))}
+    assert a["checks"] == checks
+    assert a["score"] == r1(sum(checks.values()) / 3)
+
+
+def test_apdex_source_can_change_within_one_session(conn: psycopg.Connection) -> None:
+    """PL/pgSQL caches plans per session: the statement path, then the heartbeat path."""
+    end = anchor(conn)
+    sid = add_statement(conn, "SELECT 1", 1)
+    add_statement_history(conn, sid, end - timedelta(minutes=5), 4, 40)
+    first = health(conn, end)["components"]["user_satisfaction"]
+    assert first["inputs"]["source"] == "statements" and first["score"] == 100
+    agent = add_agent(conn, "web", end)
+    add_heartbeat(conn, agent, end - timedelta(minutes=1), 3000)      # over 4T: frustrated
+    second = health(conn, end)["components"]["user_satisfaction"]
+    assert second["inputs"]["source"] == "agent_heartbeats" and second["score"] == 0
+
+
+def test_apdex_from_statements_uses_hourly_means_once_rolled_up(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    hour = end.replace(minute=0, second=0) - timedelta(hours=2)
+    add_samples(conn, [hour, hour + timedelta(minutes=30)])
+    sid = add_statement(conn, "SELECT 1", 1)
+    add_statement_history(conn, sid, hour + timedelta(minutes=10), 9, 90)     # 10 ms: satisfied
+    add_statement_history(conn, sid, hour + timedelta(minutes=20), 1, 5000)   # 5 s: frustrated
+    u = health(conn, end, "4 hours")["components"]["user_satisfaction"]
+    assert u["inputs"]["apdex"] == 0.9
+    conn.execute("SELECT perfmon.rollup()")
+    # rolled up: 10 calls with a mean of 509 ms, all tolerating (T = 500 ms)
+    u = health(conn, end, "4 hours")["components"]["user_satisfaction"]
+    assert (u["inputs"]["satisfied"], u["inputs"]["tolerating"]) == (0, 10)
+    assert u["inputs"]["apdex"] == 0.5
+
+
+def test_availability_from_sample_gaps(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    set_config(conn, business__availability_target_pct=95)
+    times = minutes(end, 61)                     # one sample a minute over the hour
+    del times[20:25]                             # five missing: a 360 s gap = 300 s down
+    add_samples(conn, times)
+    a = health(conn, end)["components"]["availability"]
+    assert a["inputs"]["downtime_s"] == 300
+    assert a["inputs"]["gaps"] == 1
+    assert a["inputs"]["observed_s"] == 3600
+    uptime = 100 * (1 - 300 / 3600)
+    assert a["inputs"]["uptime_pct"] == pytest.approx(uptime, abs=1e-4)
+    assert a["score"] == r1(band(100 - uptime, 5, 10, 50))
+
+    # a collector silent at the end of the period counts too: 3 more minutes without a sample
+    later = end + timedelta(minutes=3)
+    a = health(conn, later)["components"]["availability"]
+    assert a["inputs"]["downtime_s"] == 300 + 120
+    assert a["inputs"]["gaps"] == 2
+
+
+def test_availability_counts_a_restart_once(conn: psycopg.Connection) -> None:
+    end = anchor(conn) - timedelta(hours=2)      # a window before this cluster started
+    times = minutes(end, 61)
+    add_samples(conn, times)
+    restart = times[30] + timedelta(seconds=40)  # between two samples: 40 s down at most
+    conn.execute("INSERT INTO perfmon.server_starts (server_id, started_at) VALUES (1, %s), (1, %s)",
+                 (end - timedelta(days=10), restart))
+    a = conn.execute("SELECT perfmon.health_availability(%s, %s)",
+                     (end - timedelta(hours=1), end)).fetchone()[0]
+    assert a["inputs"]["restarts"] == 1
+    assert a["inputs"]["downtime_s"] == 40
+    # A restart inside a sample gap is not counted twice: the gap times[29] -> times[33] is
+    # down from times[29] + 60 s, the restart from times[29] (the last sample before it):
+    # merged, times[29] -> times[33] = 240 s (not 180 + 100).
+    conn.execute("DELETE FROM perfmon.samples WHERE ts > %s AND ts < %s", (times[29], times[33]))
+    a = conn.execute("SELECT perfmon.health_availability(%s, %s)",
+                     (end - timedelta(hours=1), end)).fetchone()[0]
+    assert a["inputs"]["downtime_s"] == 240
+    assert a["inputs"]["gaps"] == 1 and a["inputs"]["restarts"] == 1
+
+
+def test_database_component_from_known_history(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    times = minutes(end, 60)
+    add_server_history(conn, times, blks_hit=900, blks_read=100,   # cache hit 90 %
+                       sessions_total=[85 if i == 7 else 20 for i in range(60)],  # peak 85 of 100
+                       blocked_sessions=[1 if i % 10 == 0 else 0 for i in range(60)],  # 6 of 60 samples
+                       max_xid_age=1000, max_mxid_age=10)
+    fast = add_statement(conn, "SELECT fast", 1)
+    slow = add_statement(conn, "SELECT slow", 2)
+    add_statement_history(conn, fast, times[10], 90, 900)      # mean 10 ms
+    add_statement_history(conn, slow, times[20], 10, 20000)    # mean 2000 ms > slow_query_ms 1000
+    h = health(conn, end)
+    d = h["components"]["database"]
+    checks = {"cache_hit": r1(band(90, 95, 80, 50)), "connections": r1(band(85, 80, 90, 100)),
+              "blocking": r1(band(10, 0, 10, 50)), "slow_queries": r1(band(10, 1, 5, 25)),
+              "wraparound": 100.0}
+    assert d["checks"] == checks
+    assert d["inputs"]["cache_hit_pct"] == 90
+    assert d["inputs"]["slow_calls_pct"] == 10
+    assert d["inputs"]["peak_connections_pct"] == 85
+    assert d["inputs"]["blocked_samples_pct"] == 10
+    assert d["inputs"]["replicas"] == 0 and "replication_lag" not in d["checks"]
+    assert d["score"] == r1(sum(checks.values()) / 5)
+
+    # Without agents, Apdex is approximated from the statements' interval means:
+    # 90 calls at 10 ms satisfied, 10 at 2000 ms tolerating (T = 500, 4T = 2000).
+    u = h["components"]["user_satisfaction"]
+    assert u["inputs"]["source"] == "statements"
+    assert u["score"] == r1(100 * (90 + 10 / 2) / 100)
+
+    # A lagging replica is judged; none is not applicable.
+    conn.execute("INSERT INTO perfmon.replication_history (server_id, ts, kind, name, replay_lag_s) "
+                 "VALUES (1, %s, 'replica', 'r1', 90), (1, %s, 'replica', 'r1', 30)",
+                 (times[5], times[6]))
+    d = health(conn, end)["components"]["database"]
+    assert d["checks"]["replication_lag"] == r1(band(90, 60, 120, 600))
+    assert d["inputs"]["max_replay_lag_s"] == 90
+
+
+def test_cost_efficiency_from_configured_cost_and_commits(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    add_server_history(conn, minutes(end, 60), xact_commit=1000, xact_rollback=5)
+    h = health(conn, end)
+    c = h["components"]["cost_efficiency"]
+    assert c["score"] is None
+    assert c["inputs"]["commits"] == 60000
+    assert "business.instance_cost_per_hour is not configured" in c["missing"][0]
+
+    set_config(conn, business__instance_cost_per_hour=2.0, business__revenue_per_hour=1200.0)
+    c = health(conn, end)["components"]["cost_efficiency"]
+    per_1k = 2.0 * 3600 / 3600 / (60000 / 1000)
+    assert c["inputs"]["cost_per_1k_transactions"] == pytest.approx(per_1k, abs=1e-6)
+    assert c["score"] is None and "target_cost_per_1k_transactions" in c["missing"][0]
+
+    set_config(conn, business__target_cost_per_1k_transactions=0.01)
+    h = health(conn, end)
+    c = h["components"]["cost_efficiency"]
+    assert c["checks"] == {"cost": r1(band(per_1k, 0.01, 0.02, 0.04))}
+    impact = h["business_impact"]
+    assert impact["infrastructure_cost"]["value"] == 2.0
+    assert impact["transactions"]["value"] == 60000
+    assert impact["cost_per_1k_transactions"]["value"] == pytest.approx(per_1k, abs=1e-6)
+    assert impact["cost_per_1k_transactions"]["unit"] == "USD"
+
+
+def test_overall_is_renormalised_over_the_present_components(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    set_config(conn, business__availability_target_pct=95)
+    times = minutes(end, 61)
+    add_samples(conn, times[:20] + times[25:])          # availability: 300 s down
+    for t in times[::10]:
+        add_host_metric(conn, "host.cpu.total_pct", 87.5, t)
+        add_host_metric(conn, "host.memory.used_pct", 50, t)
+        add_host_metric(conn, "host.disk.used_pct", 50, t, mount="/")
+    h = health(conn, end)
+    c = h["components"]
+    present = {n: v["score"] for n, v in c.items() if v["score"] is not None}
+    assert set(present) == {"system", "availability"}
+    system = r1((band(87.5, 80, 95, 100) + 100 + 100) / 3)
+    avail = r1(band(100 * 300 / 3600, 5, 10, 50))
+    assert present == {"system": system, "availability": avail}
+    assert h["overall"] == r1((0.2 * system + 0.2 * avail) / 0.4)
+    assert h["technical"] == system and h["business"] == avail
+    assert h["coverage_pct"] == 40
+    expected_risk = ("low" if h["overall"] >= 80 else "medium" if h["overall"] >= 60
+                     else "high" if h["overall"] >= 40 else "critical")
+    assert h["risk_level"] == expected_risk
+
+
+def test_risk_and_recommendations(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    for t in minutes(end, 6, 600):
+        add_host_metric(conn, "host.cpu.total_pct", 20, t)
+        add_host_metric(conn, "host.memory.used_pct", 20, t)
+        add_host_metric(conn, "host.disk.used_pct", 99.5, t, mount="/")   # past critical: 0 < x < 50
+    add_samples(conn, minutes(end, 61))
+    h = health(conn, end)
+    disk = r1(band(99.5, 80, 90, 100))
+    assert h["components"]["system"]["checks"]["disk"] == disk
+    titles = [r["title"] for r in h["recommendations"]]
+    assert any(t.startswith(f"system disk scores {disk}") and "perfmon.storage_forecast" in t
+               for t in titles), titles
+    assert h["risk_level"] == "low"   # overall (0.2 x 73.3 + 0.2 x 100) / 0.4 = 86.7
+
+    # A check at 0 raises the risk to at least high, whatever the mean.
+    add_host_metric(conn, "host.disk.used_pct", 100, end, mount="/data")
+    h = health(conn, end)
+    assert h["components"]["system"]["checks"]["disk"] == 0
+    assert h["overall"] >= 60 and h["risk_level"] == "high"
+
+    # Open advisor findings come first (critical first), with their id and SQL.
+    rid = add_recommendation(conn, "public.t(a)", severity="critical", benefit=80)
+    add_recommendation(conn, "public.u(b)", severity="info", benefit=10)
+    recs = health(conn, end)["recommendations"]
+    assert recs[0]["source"] == "perfmon.recommendations" and recs[0]["id"] == rid
+    assert recs[0]["severity"] == "critical" and recs[0]["component"] == "database"
+    assert recs[1]["source"] == "perfmon.health_score" and recs[1]["severity"] == "critical"
+    assert len(recs) <= 5
+    assert {"title", "severity", "source", "component"} <= set(recs[0])
+
+
+def test_bad_period_is_refused(conn: psycopg.Connection) -> None:
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="positive interval"):
+        conn.execute("SELECT perfmon.health_score('-1 hour')")
+
+
+def test_a_failing_component_is_reported_not_fatal(conn: psycopg.Connection) -> None:
+    conn.execute("""CREATE FUNCTION perfmon.health_broken(timestamptz, timestamptz) RETURNS jsonb
+                    LANGUAGE sql AS $$ SELECT (1 / 0)::text::jsonb $$""")
+    conn.execute("INSERT INTO perfmon.health_components VALUES "
+                 "('broken', 0.1, 'technical', 'perfmon.health_broken', 99, true, 'test')")
+    h = health(conn, anchor(conn))
+    assert h["components"]["broken"]["score"] is None
+    assert "division by zero" in h["components"]["broken"]["missing"][0]
+    assert h["components"]["database"]["missing"]  # the others still ran
+
+
+def test_record_health_through_analyze_is_readable_by_the_reader(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    add_samples(conn, minutes(end, 30))
+    for t in minutes(end, 3, 300):
+        add_host_metric(conn, "host.cpu.total_pct", 87.5, t)
+    result = conn.execute("SELECT perfmon.analyze()").fetchone()[0]
+    assert result["health"] == "recorded", result
+    conn.execute("SELECT perfmon.analyze()")
+    rows = conn.execute("SELECT * FROM perfmon.health ORDER BY ts").fetchall()
+    assert len(rows) == 2
+    cols = [c.name for c in conn.execute("SELECT * FROM perfmon.health LIMIT 0").description]
+    assert cols[:13] == ["ts", "overall_score", "technical_score", "business_score", "database_score",
+                         "system_score", "agents_score", "availability_score",
+                         "user_satisfaction_score", "cost_efficiency_score", "coverage_pct",
+                         "risk_level", "missing"]
+    row = dict(zip(cols, rows[-1], strict=True))
+    live = health(conn, anchor(conn))
+    assert row["system_score"] == pytest.approx(live["components"]["system"]["score"])
+    assert row["availability_score"] == 100
+    assert "cost_efficiency" in row["missing"] and "agents" in row["missing"]
+    assert "system.memory" in row["missing"]        # a check of a present component
+    assert row["inputs"]["cpu_avg_pct"] == 87.5
+    assert row["period_s"] == 3600
+    # restart bookkeeping: this server's start time is recorded
+    assert conn.execute("SELECT count(*) FROM perfmon.server_starts "
+                        "WHERE started_at = pg_postmaster_start_time()").fetchone()[0] == 1
+
+    conn.execute("SET ROLE perfmon_reader")
+    try:
+        assert conn.execute("SELECT count(*) FROM perfmon.health").fetchone()[0] == 2
+        assert conn.execute("SELECT perfmon.health_score() ->> 'risk_level'").fetchone()[0]
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM perfmon.health_history")
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT perfmon.record_health()")
+    finally:
+        conn.execute("RESET ROLE")
+
+
+def test_health_history_is_partitioned_with_a_retention_key(conn: psycopg.Connection) -> None:
+    assert conn.execute("SELECT granularity, retention_key FROM perfmon.partitioned_tables "
+                        "WHERE table_name = 'health_history'").fetchone() == (
+        "month", "business.health_retention_days")
+    assert conn.execute("SELECT perfmon.setting('business.health_retention_days')::int").fetchone()[0] == 90
+    # an old partition past retention is dropped whole by maintain_partitions
+    conn.execute("SELECT count(*) FROM perfmon.maintain_partitions(now() - interval '200 days')")
+    old = conn.execute("SELECT count(*) FROM pg_inherits "
+                       "WHERE inhparent = 'perfmon.health_history'::regclass "
+                       "AND inhrelid::regclass::text LIKE %s",
+                       (f"%{(anchor(conn) - timedelta(days=200)).strftime('%Y%m')}",)).fetchone()[0]
+    assert old == 1
+    dropped = conn.execute("SELECT partition_name FROM perfmon.maintain_partitions() "
+                           "WHERE action = 'dropped' AND partition_name LIKE 'health_history%'").fetchall()
+    assert len(dropped) >= 1
+
+
+def test_a_recorded_row_is_small(conn: psycopg.Connection) -> None:
+    """Everything measured (the largest row): one row per interval must stay compact."""
+    end = anchor(conn)
+    set_config(conn, business__instance_cost_per_hour=1.0, business__target_cost_per_1k_transactions=1.0)
+    times = minutes(end, 30)
+    add_samples(conn, times)
+    add_server_history(conn, times, blks_hit=900, blks_read=100, xact_commit=10, max_xid_age=5)
+    sid = add_statement(conn, "SELECT 1", 1)
+    add_statement_history(conn, sid, times[3], 10, 10)
+    agent = add_agent(conn, "web", end)
+    add_heartbeat(conn, agent, end, 12)
+    for metric, value, labels in [("host.cpu.total_pct", 10, {}), ("host.memory.used_pct", 10, {}),
+                                  ("host.disk.used_pct", 10, {"mount": "/"})]:
+        add_host_metric(conn, metric, value, end, **labels)
+    conn.execute("SELECT perfmon.record_health()")
+    size, overall = conn.execute("SELECT pg_column_size(h.*), overall FROM perfmon.health_history AS h"
+                                 ).fetchone()
+    assert overall is not None
+    print(f"a health_history row with everything measured: {size} bytes")
+    assert size < 1000, f"a health_history row takes {size} bytes"
+
+
+def test_business_configuration_is_validated(tmp_path: Path) -> None:
+    defaults = config.load(None, env={})
+    assert defaults.business.instance_cost_per_hour is None
+    assert defaults.business.revenue_per_hour is None
+    for key in ("instance_cost_per_hour", "revenue_per_hour", "target_cost_per_1k_transactions"):
+        bad = tmp_path / f"{key}.yml"
+        bad.write_text(f"business:\n  {key}: -5\n")
+        with pytest.raises(config.ConfigError, match=re.escape(f"business.{key}: got -5")):
+            config.load(bad, env={})
+    bad = tmp_path / "target.yml"
+    bad.write_text("business:\n  availability_target_pct: 100\n")
+    with pytest.raises(config.ConfigError, match=re.escape("business.availability_target_pct: got 100")):
+        config.load(bad, env={})
+
+
+# --------------------------------------------------------------------------- BI
+
+
+def bi_section() -> str:
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"^## BI tools\n(.*?)(?=^## )", text, re.S | re.M)
+    assert section, "README.md has no 'BI tools' section"
+    return section.group(1)
+
+
+def test_readme_bi_section_works_as_a_reader_login(conn: psycopg.Connection, server) -> None:
+    """The README's CREATE ROLE / GRANT run as written (role renamed), and every example query
+    runs through that login's privileges."""
+    blocks = re.findall(r"```sql\n(.*?)```", bi_section(), re.S)
+    assert len(blocks) >= 2
+    setup, *queries = blocks
+    assert "GRANT perfmon_reader TO" in setup
+    login = f"bi_{secrets.token_hex(4)}"
+    roles = set(re.findall(r"CREATE ROLE (\w+)", setup))
+    assert len(roles) == 1
+    setup_sql = setup.replace(roles.pop(), login)
+    end = anchor(conn)
+    add_samples(conn, minutes(end, 180))
+    add_server_history(conn, minutes(end - timedelta(hours=2), 60), xact_commit=100, blks_hit=10,
+                       blks_read=1)
+    conn.execute("INSERT INTO perfmon.databases VALUES (1, 1, 'appdb') ON CONFLICT DO NOTHING")
+    conn.execute("INSERT INTO perfmon.database_history "
+                 "(server_id, ts, datid, xact_commit, blks_hit, blks_read) "
+                 "SELECT 1, t, 1, 100, 10, 1 FROM unnest(%s::timestamptz[]) AS t",
+                 (minutes(end - timedelta(hours=2), 60),))
+    conn.execute("SELECT perfmon.rollup()")
+    conn.execute("SELECT perfmon.record_health()")
+    try:
+        for statement in [s for s in setup_sql.split(";") if s.strip()]:
+            conn.execute(statement)
+        conn.execute(f"SET ROLE {login}")
+        ran = 0
+        for block in queries:
+            for statement in [s for s in block.split(";") if s.strip()]:
+                if "$__" in statement:   # Grafana macros: replaced with plain SQL for the test
+                    statement = (statement.replace("$__timeFilter(ts)", "ts > now() - interval '1 day'")
+                                 .replace("$__timeGroupAlias(ts, '1h')", "date_trunc('hour', ts) AS time"))
+                rows = conn.execute(statement).fetchall()
+                assert rows, f"the README example returned no row: {statement}"
+                ran += 1
+        assert ran >= 3
+    finally:
+        conn.execute("RESET ROLE")
+        server.execute(f"DROP OWNED BY {login}; DROP ROLE IF EXISTS {login}")
+
+
+def test_reader_reads_the_rollups(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    hours_ago = end - timedelta(hours=3)
+    add_samples(conn, minutes(hours_ago, 60))
+    add_server_history(conn, minutes(hours_ago, 60), sessions_total=7)
+    conn.execute("INSERT INTO perfmon.databases VALUES (1, 1, 'appdb') ON CONFLICT DO NOTHING")
+    conn.execute("INSERT INTO perfmon.database_history "
+                 "(server_id, ts, datid, xact_commit, blks_hit, blks_read) "
+                 "SELECT 1, t, 1, 36, 95, 5 FROM unnest(%s::timestamptz[]) AS t", (minutes(hours_ago, 60),))
+    sid = add_statement(conn, "SELECT rollup_probe", 42)
+    add_statement_history(conn, sid, hours_ago, 10, 50)
+    conn.execute("SELECT perfmon.rollup()")
+    conn.execute("SET ROLE perfmon_reader")
+    try:
+        s = conn.execute("SELECT sum(samples), max(max_sessions) FROM perfmon.server_rollup "
+                         "WHERE bucket = 'hour'").fetchone()
+        assert s == (60, 7)
+        d = conn.execute("SELECT sum(xact_commit), min(cache_hit_pct) FROM perfmon.database_rollup "
+                         "WHERE bucket = 'hour' AND database = 'appdb'").fetchone()
+        assert d == (36 * 60, 95)
+        q = conn.execute("SELECT calls, total_ms, mean_ms FROM perfmon.statement_rollup "
+                         "WHERE bucket = 'hour' AND queryid = 42").fetchone()
+        assert q == (10, 50, 5)
+        with pytest.raises(psycopg.errors.InsufficientPrivilege):
+            conn.execute("SELECT * FROM perfmon.server_hourly")
+    finally:
+        conn.execute("RESET ROLE")
+
+
+def test_readme_health_examples_run(conn: psycopg.Connection) -> None:
+    text = README.read_text(encoding="utf-8")
+    section = re.search(r"^## Health score and executive report\n(.*?)(?=^## )", text, re.S | re.M)
+    assert section, "README.md has no health section"
+    block = re.search(r"```sql\n(.*?)```", section.group(1), re.S)
+    assert block
+    conn.execute("SELECT perfmon.collect()")
+    conn.execute("SELECT perfmon.analyze()")
+    statements = [x for x in block.group(1).split(";") if x.strip()]
+    assert len(statements) == 3
+    for statement in statements:
+        assert conn.execute(statement).fetchall()
