@@ -11,7 +11,8 @@ DEMO_DIR ?=
 
 DEB_PACKAGES = postgresql-$(PG_MAJOR) postgresql-contrib postgresql-$(PG_MAJOR)-cron \
                postgresql-plpython3-$(PG_MAJOR) postgresql-$(PG_MAJOR)-hypopg \
-               python3-numpy python3-sklearn python3-psutil
+               python3-numpy python3-sklearn python3-psutil \
+               chromium
 
 .PHONY: deps system-deps python-deps demo test lint bench clean
 

@@ -19,10 +19,13 @@ from pgperfmon import (
     anomalies,
     backup,
     config,
+    dashboard,
     db,
     deploy,
     embedded,
     ingest,
+    reader,
+    report,
     spool,
     status,
 )
@@ -37,6 +40,9 @@ USER_ERRORS = (
     embedded.EmbeddedError,
     ingest.IngestError,
     spool.SpoolError,
+    reader.ReaderError,
+    report.ReportError,
+    dashboard.DashboardError,
 )
 
 
@@ -112,12 +118,14 @@ def down(data_dir: Path | None) -> None:
 @data_dir_option
 @click.option("--seconds", type=click.IntRange(5, 3600), default=30, show_default=True,
               help="how long the demo workload runs.")
+@click.option("--dashboard/--no-dashboard", default=True, show_default=True,
+              help="end by serving the dashboards on 127.0.0.1 until Ctrl-C.")
 @_user_errors
-def demo(data_dir: Path | None, seconds: int) -> None:
+def demo(data_dir: Path | None, seconds: int, dashboard: bool) -> None:
     """Embedded PostgreSQL, a pgbench workload, and pgperfmon at work on it."""
     from pgperfmon import demo as demo_module
 
-    demo_module.run(data_dir, seconds)
+    demo_module.run(data_dir, seconds, serve_dashboards=dashboard)
 
 
 # ------------------------------------------------------------------ install
@@ -227,13 +235,16 @@ def config_show(dsn: str | None, file: Path | None) -> None:
 
 
 # ------------------------------------------------------------------ other modules' commands
-# agent, ingest (issue 4), backup (5), anomalies (6), deliver, recover, watch (7).
+# agent, ingest (issue 4), backup (5), anomalies (6), deliver, recover, watch (7),
+# report, dashboard (8).
 # Their user-facing errors print like the others'; backup reports its own verdict.
 for _command in (agent.command, ingest.command, anomalies.backtest,
-                 alerting.deliver, alerting.recover, alerting.watch):
+                 alerting.deliver, alerting.recover, alerting.watch, report.command,
+                 dashboard.command):
     _command.callback = _user_errors(_command.callback)
 for _command in (agent.command, ingest.command, backup.command, anomalies.group,
-                 alerting.deliver, alerting.recover, alerting.watch):
+                 alerting.deliver, alerting.recover, alerting.watch, report.command,
+                 dashboard.command):
     main.add_command(_command)
 
 

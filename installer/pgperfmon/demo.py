@@ -2,8 +2,9 @@
 
 Starts (or reuses) the embedded cluster, installs pgperfmon into a database
 `demo`, runs pgbench with a few deliberately slow statements beside it while
-taking samples, then shows what a DBA would look at. The cluster is left
-running, with pg_cron sampling on its own, so the views keep filling.
+taking samples, then shows what a DBA would look at, and ends by serving the
+dashboards (until Ctrl-C). The cluster is left running, with pg_cron sampling on
+its own, so the views keep filling.
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ def _print_table(conn: psycopg.Connection, title: str, query: str) -> None:
         click.echo("  " + "  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
 
 
-def run(data_dir: Path | None, seconds: int) -> None:
+def run(data_dir: Path | None, seconds: int, serve_dashboards: bool = True) -> None:
     cluster = embedded.Cluster(data_dir)
     admin_dsn = cluster.up()
     click.echo(f"embedded PostgreSQL {cluster.binaries.major} running in {cluster.pgdata}")
@@ -135,3 +136,24 @@ def run(data_dir: Path | None, seconds: int) -> None:
         f"Stop it with: pgperfmon down{' --data-dir ' + str(data_dir) if data_dir else ''}"
     )
     click.echo(f"DSN: {db.redact(dsn)}")
+    if serve_dashboards:
+        _serve_dashboards(dsn)
+
+
+def _serve_dashboards(dsn: str) -> None:
+    """The dashboards on 127.0.0.1:8050 (a free port if that one is taken), until Ctrl-C."""
+    from pgperfmon import dashboard
+
+    try:
+        server = dashboard.Server(dsn, port=8050, refresh_s=10)
+    except dashboard.DashboardError:
+        server = dashboard.Server(dsn, port=0, refresh_s=10)
+    click.secho("\nDashboards (refreshing every 10 s; Ctrl-C stops them, the cluster keeps running):",
+                bold=True)
+    dashboard.print_urls(server)
+    click.echo(f"The weekly report as one HTML file: pgperfmon report --dsn \"{db.redact(dsn)}\" "
+               "--output weekly.html")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        click.echo("dashboards stopped")

@@ -17,9 +17,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import http.client
 import json
 import os
-import re
 import smtplib
 import ssl
 import time
@@ -30,6 +30,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any, Protocol
+
+from perfmon_py.redact import redact
 
 USER_AGENT = "pgperfmon-alerts/1"
 LEVEL_COLOURS = {"info": "#439FE0", "warning": "#E8A317", "critical": "#D00000", "emergency": "#7B0000"}
@@ -63,14 +65,10 @@ class DeliveryError(Exception):
 
 # --------------------------------------------------------------------------- redaction
 
-_URL = re.compile(r"\b([a-z][a-z0-9+.-]*://)([^/\s:@]*(?::[^@\s/]*)?@)?([^/\s?#]+)[^\s'\"<>]*", re.I)
-
-
 def scrub(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
-    """Remove secret values and everything after the host of any URL (tokens live there)."""
-    for secret in sorted((s for s in secrets if s and len(s) >= 4), key=len, reverse=True):
-        text = text.replace(secret, "***")
-    return _URL.sub(lambda m: f"{m.group(1)}{'***@' if m.group(2) else ''}{m.group(3)}/***", text)
+    """Remove secret values (and the parts of a URL that may hold a token) and everything
+    after the host of any URL: perfmon_py.redact, the one redaction helper."""
+    return redact(text, secrets)
 
 
 def _secret(settings: Mapping[str, Any], key: str, env: Mapping[str, str]) -> str | None:
@@ -92,10 +90,17 @@ def missing_secrets(settings: Mapping[str, Any], env: Mapping[str, str]) -> list
 
 # --------------------------------------------------------------------------- formatting
 
+def is_report(message: Mapping[str, Any]) -> bool:
+    """A scheduled or manual executive report (perfmon.queue_report), not an alert."""
+    return message["payload"].get("kind") == "report"
+
+
 def text_of(message: Mapping[str, Any]) -> str:
     """One line: what happened, where, how bad."""
     p = message["payload"]
     event = p.get("event", message.get("event"))
+    if is_report(message):
+        return f"{p.get('summary')} [{p.get('database')}]"
     prefix = {"resolved": "RESOLVED", "escalated": f"ESCALATED (level {p.get('escalation_level')})",
               "level_raised": "LEVEL RAISED"}.get(event, "")
     return f"{prefix + ': ' if prefix else ''}{p.get('summary')} [{p.get('database')}]"
@@ -103,6 +108,12 @@ def text_of(message: Mapping[str, Any]) -> str:
 
 def details_of(message: Mapping[str, Any]) -> list[tuple[str, str]]:
     p = message["payload"]
+    if is_report(message):
+        from perfmon_py import report_digest
+
+        period = str(p.get("period") or "weekly")
+        return [*report_digest.lines(p.get("report") or {}),
+                ("Full report", f"pgperfmon report --period {period} --format html --output report.html")]
     fields = [
         ("Level", str(p.get("level"))),
         ("State", str(p.get("state"))),
@@ -131,8 +142,7 @@ def slack_body(message: Mapping[str, Any]) -> dict[str, Any]:
             {"type": "header", "text": {"type": "plain_text", "text": text_of(message)[:150]}},
             # Slack allows at most 10 fields per section.
             {"type": "section", "fields": fields[:10]},
-            {"type": "section", "fields": fields[10:]},
-        ],
+        ] + [{"type": "section", "fields": fields[i:i + 10]} for i in range(10, len(fields), 10)],
         "attachments": [{"color": LEVEL_COLOURS.get(str(p.get("level")), "#808080"),
                          "fallback": text_of(message)}],
     }
@@ -140,7 +150,8 @@ def slack_body(message: Mapping[str, Any]) -> dict[str, Any]:
 
 def webhook_body(message: Mapping[str, Any]) -> bytes:
     body = {"message_id": message["message_id"], "event": message["event"],
-            "attempt": message["attempt"], "alert": message["payload"]}
+            "attempt": message["attempt"],
+            "report" if is_report(message) else "alert": message["payload"]}
     return json.dumps(body, sort_keys=True, default=str).encode()
 
 
@@ -161,7 +172,7 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secret
             return response.status
     except urllib.error.HTTPError as exc:
         raise DeliveryError(scrub(f"HTTP {exc.code} {exc.reason}", secrets), exc.code) from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(scrub(f"{type(exc).__name__}: {reason}", secrets)) from None
 
@@ -213,12 +224,14 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any], env: Map
     if not recipients:
         raise DeliveryError("email channel needs alerting.channels.email.recipients")
     mail = EmailMessage()
-    mail["Subject"] = text_of(message)[:200]
+    # A target may hold line breaks (a table named "a\nb"): a header may not.
+    mail["Subject"] = "".join(c if c.isprintable() else " " for c in text_of(message))[:200]
     mail["From"] = settings.get("sender") or "pgperfmon@localhost"
     mail["To"] = ", ".join(recipients)
     mail["Message-ID"] = f"<pgperfmon-{message['message_id']}@{settings.get('smtp_host')}>"
     mail.set_content("\n".join(f"{k}: {v}" for k, v in details_of(message)) + "\n")
-    secrets = [password] if password else []
+    # AUTH PLAIN sends base64("\0user\0password"): a server's reply may echo it.
+    secrets = [password, f"\0{settings.get('username') or ''}\0{password}"] if password else []
     try:
         with smtplib.SMTP(settings.get("smtp_host") or "localhost", int(settings.get("smtp_port") or 25),
                           timeout=float(settings.get("timeout_seconds", 10))) as smtp:

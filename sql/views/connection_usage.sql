@@ -1,12 +1,6 @@
 CREATE OR REPLACE VIEW perfmon.connection_usage AS
 WITH live AS (
-    SELECT count(*)                                                            AS total,
-           count(*) FILTER (WHERE state = 'active')                            AS active,
-           count(*) FILTER (WHERE state = 'idle')                              AS idle,
-           count(*) FILTER (WHERE state LIKE 'idle in transaction%')           AS idle_in_transaction,
-           count(*) FILTER (WHERE wait_event_type = 'Lock')                    AS waiting
-    FROM pg_stat_activity
-    WHERE backend_type = 'client backend'
+    SELECT * FROM perfmon.live_sessions()
 ),
 rows AS (
     SELECT now() AS ts, true AS live, total::int, active::int, idle::int,

@@ -1,0 +1,68 @@
+CREATE OR REPLACE FUNCTION perfmon.workload_trend(from_ts timestamptz, to_ts timestamptz,
+                                                  bucket_s integer DEFAULT 3600)
+RETURNS TABLE (ts timestamptz, covered_s double precision, transactions bigint, tps double precision,
+               calls bigint, calls_per_s double precision, mean_query_ms double precision,
+               cache_hit_pct double precision)
+LANGUAGE sql STABLE
+-- Owner's rights: readers (reports, dashboards) may not read the history tables.
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+    -- Like perfmon.statement_totals: hours already rolled up come from the hourly tables
+    -- (an hour counts 3600 s), the rest from raw samples (their interval_s). A bucket
+    -- narrower than an hour therefore holds one point per hour where only rollups remain.
+    WITH rolled AS (
+        SELECT coalesce((SELECT value::timestamptz FROM perfmon.meta
+                         WHERE key = 'rollup_hourly_until'), '-infinity') AS until,
+               make_interval(secs => greatest(bucket_s, 1)) AS width
+    ),
+    db AS (
+        SELECT date_bin(r.width, u.ts, from_ts) AS bucket, sum(u.seconds) AS seconds,
+               sum(u.xacts) AS xacts, sum(u.hit) AS hit, sum(u.read) AS read
+        FROM (
+            SELECT h.ts, 3600.0::float8 AS seconds,
+                   sum(coalesce(h.xact_commit, 0) + coalesce(h.xact_rollback, 0)) AS xacts,
+                   sum(coalesce(h.blks_hit, 0)) AS hit, sum(coalesce(h.blks_read, 0)) AS read
+            FROM perfmon.database_hourly AS h, rolled AS r
+            WHERE h.server_id = 1 AND h.ts >= from_ts AND h.ts < least(to_ts, r.until)
+            GROUP BY h.ts
+            UNION ALL
+            SELECT s.ts, s.interval_s::float8,
+                   coalesce(s.xact_commit, 0) + coalesce(s.xact_rollback, 0),
+                   coalesce(s.blks_hit, 0), coalesce(s.blks_read, 0)
+            FROM perfmon.server_history AS s, rolled AS r
+            WHERE s.server_id = 1 AND s.interval_s > 0
+              AND s.ts > greatest(from_ts, r.until) AND s.ts <= to_ts
+        ) AS u, rolled AS r
+        GROUP BY 1
+    ),
+    st AS (
+        SELECT date_bin(r.width, u.ts, from_ts) AS bucket, sum(u.calls) AS calls,
+               sum(u.exec_ms) AS exec_ms
+        FROM (
+            SELECT h.ts, h.calls, h.exec_ms
+            FROM perfmon.statement_hourly AS h, rolled AS r
+            WHERE h.server_id = 1 AND h.ts >= from_ts AND h.ts < least(to_ts, r.until)
+            UNION ALL
+            SELECT s.ts, s.calls, s.exec_ms
+            FROM perfmon.statement_history AS s, rolled AS r
+            WHERE s.server_id = 1 AND s.ts > greatest(from_ts, r.until) AND s.ts <= to_ts
+        ) AS u, rolled AS r
+        GROUP BY 1
+    )
+    SELECT coalesce(db.bucket, st.bucket),
+           db.seconds,
+           db.xacts::bigint,
+           round((db.xacts / nullif(db.seconds, 0))::numeric, 2)::float8,
+           st.calls::bigint,
+           round((st.calls / nullif(db.seconds, 0))::numeric, 2)::float8,
+           round((st.exec_ms / nullif(st.calls, 0))::numeric, 3)::float8,
+           round((100 * db.hit / nullif(db.hit + db.read, 0))::numeric, 2)::float8
+    FROM db FULL JOIN st ON st.bucket = db.bucket
+    ORDER BY 1
+$$;
+COMMENT ON FUNCTION perfmon.workload_trend(timestamptz, timestamptz, integer) IS
+    'The workload between two times in buckets of bucket_s seconds (start of each bucket): seconds '
+    'covered by samples, transactions (commits + rollbacks, all databases) and per second (tps), '
+    'statement calls and per second, mean statement execution time in ms (execution ms / calls, '
+    'all statements), buffer cache hit %. Hourly rollups for rolled-up hours, raw samples after.';
