@@ -9,8 +9,10 @@ would have stored during them.
 from __future__ import annotations
 
 import csv
+import json
 import math
 import random
+import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -187,6 +189,15 @@ def test_sql_fallback_without_plpython(dsn: str) -> None:
             assert w.sample_and_score()["anomalous"] == 0
         w.sample_and_score(cpu=98.0)
         assert "host.cpu.total_pct" in [r[0] for r in _episodes(conn)]
+        # The backtest runs the SQL envelope too; a PL/Python detector is refused by name.
+        onsets = conn.execute("SELECT ts FROM perfmon.anomaly_backtest(%s) WHERE is_anomaly",
+                              (w.cpu_series,)).fetchall()
+        assert [ts for (ts,) in onsets] == [w.ts - STEP]
+        with pytest.raises(psycopg.errors.RaiseException, match=r"envelope.* needs PL/Python"):
+            conn.execute("SELECT * FROM perfmon.anomaly_backtest(%s, 'envelope')", (w.cpu_series,))
+        # Forecasts are SQL too: the XID age of the workload is flat.
+        assert conn.execute("SELECT trend, eta FROM perfmon.forecasts WHERE forecast = 'xid_wraparound'"
+                            ).fetchall() == [("flat", None)]
 
 
 def _series(path: Path, n: int, spike_at: int | None) -> None:
@@ -228,6 +239,77 @@ def test_backtest_runs_the_database_detector_walk_forward(installed: str, tmp_pa
     with psycopg.connect(installed) as conn:  # the loaded series were removed again
         assert conn.execute("SELECT count(*) FROM perfmon.metric_series AS s JOIN perfmon.metrics "
                             "USING (metric_id) WHERE name = 'backtest.value'").fetchone()[0] == 0
+
+
+def _backtest(dsn: str, files: list[Path], out: Path, *options: str) -> tuple[int, str, list[dict]]:
+    args = ["anomalies", "backtest", "--dsn", dsn, "--output", str(out), *options]
+    for file in files:
+        args += ["--input", str(file)]
+    result = CliRunner().invoke(main, args)
+    rows = list(csv.DictReader(out.open())) if result.exit_code == 0 else []
+    return result.exit_code, result.output, rows
+
+
+def test_backtest_settings_and_the_sql_envelope_are_walk_forward(installed: str, tmp_path: Path) -> None:
+    """Settings replaced for a backtest (what bench/anomaly_nab.py cross-validates) reach both
+    envelopes alike; the SQL envelope is walk-forward too."""
+    _series(tmp_path / "spiky.csv", 1500, 1200)
+    _series(tmp_path / "cut.csv", 1150, None)
+    spiky = [tmp_path / "spiky.csv"]
+    settings = ["--param", "margin=0.5", "--param", "mean_window=12"]
+    code, output, py = _backtest(installed, spiky, tmp_path / "py.csv", "--detector", "envelope", *settings)
+    assert code == 0, output
+    code, output, sql = _backtest(installed, spiky, tmp_path / "sql.csv", "--detector", "envelope_sql",
+                                  *settings)
+    assert code == 0, output
+    assert [r["is_anomaly"] for r in py] == [r["is_anomaly"] for r in sql]
+    assert [float(r["score"]) for r in py] == pytest.approx([float(r["score"]) for r in sql], abs=1e-3)
+    assert [r["timestamp"] for r in py if r["is_anomaly"] == "true"] == ["2020-01-05 04:00:00"]
+    # Scores of the points before the cut do not change when later points are appended.
+    code, output, cut = _backtest(installed, [tmp_path / "cut.csv"], tmp_path / "cut_sql.csv",
+                                  "--detector", "envelope_sql", *settings)
+    assert code == 0, output
+    assert [r["score"] for r in cut] == [r["score"] for r in sql][:1150]
+    # The settings are used: margins of 5 spreads let the spike through unflagged.
+    code, output, wide = _backtest(installed, spiky, tmp_path / "wide.csv", "--detector", "envelope_sql",
+                                   "--param", "margin=5", "--param", "mean_margin=5")
+    assert code == 0, output
+    assert not [r for r in wide if r["is_anomaly"] == "true"]
+    # Bad settings are refused by name before any series is loaded.
+    for options, message in (
+            (["--param", "margin=wide"], "expected KEY=NUMBER"),
+            (["--param", "z=3"], "setting 'z' is not one of detector envelope"),
+            (["--param", "mean_window=2.5"], "a whole number of samples"),
+            (["--param", "margin=-1"], "a number greater than 0"),
+            (["--detector", "isolation_forest", "--param", "contamination=0.7"], "at most 0.5")):
+        code, output, _rows = _backtest(installed, spiky, tmp_path / "bad.csv", *options)
+        assert code != 0 and message in output, (options, output)
+    with psycopg.connect(installed) as conn:
+        assert conn.execute("SELECT count(*) FROM perfmon.metric_series AS s JOIN perfmon.metrics "
+                            "USING (metric_id) WHERE name = 'backtest.value'").fetchone()[0] == 0
+
+
+def test_detector_settings_are_the_same_in_sql_and_python(conn: psycopg.Connection) -> None:
+    from perfmon_py import anomaly
+
+    for sensitivity in anomaly.SENSITIVITY:
+        got = conn.execute("SELECT perfmon.anomaly_settings(%s)", (sensitivity,)).fetchone()[0]
+        assert got == anomaly.thresholds(sensitivity)
+    override = {"margin": 0.3, "mean_window": 12}
+    got = conn.execute("SELECT perfmon.anomaly_settings('medium', 'envelope', %s::jsonb)",
+                       (json.dumps(override),)).fetchone()[0]
+    assert got == anomaly.thresholds("medium", override)
+    for sensitivity, detector, params, message in (
+            ("extreme", None, None, "sensitivity 'extreme': expected low, medium or high"),
+            ("medium", "envelope", "[0.3]", "expected a JSON object"),
+            ("medium", "envelope", '{"margin": "x"}', "expected a number greater than 0"),
+            ("medium", "robust_zscore", '{"margin": 1}',
+             "setting 'margin' is not one of detector robust_zscore")):
+        with pytest.raises(psycopg.errors.RaiseException, match=re.escape(message)):
+            conn.execute("SELECT perfmon.anomaly_settings(%s, %s, %s::jsonb)",
+                         (sensitivity, detector, params))
+    with pytest.raises(ValueError, match="expected one of"):
+        anomaly.thresholds("medium", {"spread": 2})
 
 
 def test_forecasts_give_an_eta_with_an_interval(conn: psycopg.Connection) -> None:

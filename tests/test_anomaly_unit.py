@@ -74,3 +74,19 @@ def test_isolation_forest_names_the_feature_that_moved() -> None:
     # threshold; two together cross it. (Why the per-metric envelope is the default.)
     assert storm.anomalous
     assert {c["feature"] for c in storm.contributors[:2]} == {"connections", "mean_ms"}
+
+
+def test_overridden_settings_reach_the_model_and_the_walk_forward() -> None:
+    t = np.arange(1500) * 300.0
+    x = _noise(1500)
+    x[1200:1230] += 5  # a shift the 12-sample mean sees sooner than the 36-sample one
+    model = anomaly.fit_envelope(x[:1000], "medium", {"margin": 0.3, "mean_window": 12})
+    assert (model["margin"], model["mean_margin"], model["mean_window"]) == (0.3, 0.5, 12)
+    short = anomaly.walk_forward(t, x, overrides={"mean_window": 12})
+    default = anomaly.walk_forward(t, x)
+    first = [next(i for i, (_s, a, _o) in enumerate(r) if a and i >= 1200) for r in (short, default)]
+    assert 1200 <= first[0] < first[1]
+    for bad, message in (({"spread": 1}, "expected one of"), ({"margin": 0}, "greater than 0"),
+                         ({"mean_window": 2.5}, "whole number")):
+        with pytest.raises(ValueError, match=message):
+            anomaly.thresholds("medium", bad)

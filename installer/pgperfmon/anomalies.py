@@ -10,6 +10,7 @@ removed again afterwards unless ``--keep``.
 from __future__ import annotations
 
 import csv
+import json
 import sys
 import time
 import uuid
@@ -49,6 +50,21 @@ def drop_series(conn: psycopg.Connection, series_id: int) -> None:
     conn.commit()
 
 
+def parse_params(pairs: tuple[str, ...]) -> dict[str, float] | None:
+    """--param KEY=VALUE pairs as the settings object perfmon.anomaly_backtest() reads."""
+    out: dict[str, float] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = float("nan")
+        if not sep or not key or number != number or number in (float("inf"), float("-inf")):
+            raise click.BadParameter(f"{pair!r}: expected KEY=NUMBER, e.g. margin=0.3", param_hint="--param")
+        out[key] = int(number) if number.is_integer() else number
+    return out or None
+
+
 @click.group(name="anomalies")
 def group() -> None:
     """Anomaly detection: backtests of the in-database detector."""
@@ -66,21 +82,33 @@ def group() -> None:
               help="detector to run (perfmon.anomaly_detectors; default: the one in force).")
 @click.option("--sensitivity", type=click.Choice(["low", "medium", "high"]), default=None,
               help="default: anomaly_detection.sensitivity of the database.")
+@click.option("--param", "params", multiple=True, metavar="KEY=NUMBER",
+              help="replace a setting of the sensitivity for this backtest (repeatable): margin, "
+                   "mean_margin, mean_window (envelope), z (robust_zscore), contamination "
+                   "(isolation_forest). See perfmon.anomaly_settings().")
 @click.option("--anomalies-only", is_flag=True,
               help="write only the rows with is_anomaly = true (a flags file for nab_score.py).")
 @click.option("--keep", is_flag=True, help="keep the loaded series in the metric store.")
 def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: str | None,
-             sensitivity: str | None, anomalies_only: bool, keep: bool) -> None:
+             sensitivity: str | None, params: tuple[str, ...], anomalies_only: bool, keep: bool) -> None:
     """Score each input walk-forward with the in-database detector; write the scores.
 
     is_anomaly is true at the first sample of each anomaly episode (what
     perfmon.anomalies lists); score is 1 at the detector's threshold.
     """
+    settings = parse_params(params)
     run = uuid.uuid4().hex[:12]
     flagged = 0
     try:
         with db.connection(db.resolve_dsn(dsn)) as conn, \
                 output.open("w", encoding="utf-8", newline="") as out:
+            # Settings refused before any series is loaded.
+            conn.execute(
+                "SELECT perfmon.anomaly_settings("
+                "coalesce(%s, perfmon.setting('anomaly_detection.sensitivity') #>> '{}'), "
+                "coalesce(%s, perfmon.anomaly_detector()), %s::jsonb)",
+                (sensitivity, detector, json.dumps(settings) if settings else None))
+            conn.commit()
             writer = csv.writer(out)
             writer.writerow(["file", "timestamp", "score", "is_anomaly"])
             for file in inputs:
@@ -90,8 +118,9 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
                     conn.execute("SET TimeZone = 'UTC'")
                     rows = conn.execute(
                         "SELECT to_char(ts, 'YYYY-MM-DD HH24:MI:SS'), score, is_anomaly "
-                        "FROM perfmon.anomaly_backtest(%s, %s, %s)",
-                        (series_id, detector, sensitivity)).fetchall()
+                        "FROM perfmon.anomaly_backtest(%s, %s, %s, %s::jsonb)",
+                        (series_id, detector, sensitivity,
+                         json.dumps(settings) if settings else None)).fetchall()
                     conn.commit()
                 finally:
                     if not keep:

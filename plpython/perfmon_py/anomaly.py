@@ -45,12 +45,17 @@ MIN_TRAIN = 288
 
 # Sensitivity -> thresholds. Envelope margins are in robust spreads beyond the
 # training range; zscore in robust standard deviations; contamination is the share
-# of training vectors Isolation Forest treats as outliers.
+# of training vectors Isolation Forest treats as outliers. Where each value comes
+# from (and which were chosen on the NAB series) is in docs/anomalies.md; the SQL
+# mirror is perfmon.anomaly_settings(), kept equal by tests/test_anomaly.py.
 SENSITIVITY: dict[str, dict[str, float]] = {
     "low": {"margin": 0.5, "mean_margin": 1.0, "z": 9.0, "contamination": 0.002},
     "medium": {"margin": 0.2, "mean_margin": 0.5, "z": 6.0, "contamination": 0.005},
     "high": {"margin": 0.1, "mean_margin": 0.25, "z": 4.0, "contamination": 0.01},
 }
+# Settings a backtest may override (perfmon.anomaly_backtest(..., params)), to
+# evaluate other values on the production path; production uses SENSITIVITY.
+OVERRIDABLE = ("margin", "mean_margin", "mean_window", "z", "contamination")
 
 
 @dataclass
@@ -63,10 +68,21 @@ class Score:
     contributors: list[dict[str, Any]] = field(default_factory=list)
 
 
-def thresholds(sensitivity: str) -> dict[str, float]:
+def thresholds(sensitivity: str, overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """The settings of a sensitivity (and the moving mean's window), with overrides applied."""
     if sensitivity not in SENSITIVITY:
         raise ValueError(f"sensitivity {sensitivity!r}: expected one of {', '.join(SENSITIVITY)}")
-    return SENSITIVITY[sensitivity]
+    out = {**SENSITIVITY[sensitivity], "mean_window": MEAN_WINDOW}
+    for key, value in (overrides or {}).items():
+        if key not in OVERRIDABLE:
+            raise ValueError(f"setting {key!r}: expected one of {', '.join(OVERRIDABLE)}")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+            raise ValueError(f"setting {key!r} = {value!r}: expected a number greater than 0")
+        if key == "mean_window" and value != int(value):
+            raise ValueError(f"setting 'mean_window' = {value!r}: expected a whole number of samples")
+        out[key] = float(value)
+    out["mean_window"] = int(out["mean_window"])
+    return out
 
 
 def _clean(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -91,14 +107,15 @@ def _band(x: np.ndarray) -> dict[str, float]:
     return {"min": float(x.min()), "max": float(x.max()), "spread": spread}
 
 
-def fit_envelope(values: Sequence[float] | np.ndarray, sensitivity: str = "medium") -> dict[str, Any]:
+def fit_envelope(values: Sequence[float] | np.ndarray, sensitivity: str = "medium",
+                 overrides: dict[str, float] | None = None) -> dict[str, Any]:
     x = _clean(values)
     if len(x) < 2:
         raise ValueError("the envelope needs at least 2 training values")
-    t = thresholds(sensitivity)
+    t = thresholds(sensitivity, overrides)
     return {"algorithm": "envelope", "n": len(x), "value": _band(x),
-            "mean": _band(_moving_mean(x)), "margin": t["margin"], "mean_margin": t["mean_margin"],
-            "mean_window": MEAN_WINDOW}
+            "mean": _band(_moving_mean(x, t["mean_window"])), "margin": t["margin"],
+            "mean_margin": t["mean_margin"], "mean_window": t["mean_window"]}
 
 
 def _excess(v: float, band: dict[str, float], margin: float) -> tuple[float, float, float]:
@@ -126,7 +143,8 @@ def score_envelope(model: dict[str, Any], recent: Sequence[float]) -> Score:
 
 # ----------------------------------------------------------------- robust z-score
 
-def fit_zscore(values: Sequence[float] | np.ndarray, sensitivity: str = "medium") -> dict[str, Any]:
+def fit_zscore(values: Sequence[float] | np.ndarray, sensitivity: str = "medium",
+               overrides: dict[str, float] | None = None) -> dict[str, Any]:
     x = _clean(values)
     if len(x) < 2:
         raise ValueError("the z-score needs at least 2 training values")
@@ -135,7 +153,7 @@ def fit_zscore(values: Sequence[float] | np.ndarray, sensitivity: str = "medium"
     scale = max(1.4826 * float(np.median(np.abs(x - med))), float(q3 - q1) / 1.349,
                 abs(med) * 0.01, 1e-9)
     return {"algorithm": "robust_zscore", "n": len(x), "median": med, "scale": scale,
-            "z": thresholds(sensitivity)["z"]}
+            "z": thresholds(sensitivity, overrides)["z"]}
 
 
 def score_zscore(model: dict[str, Any], recent: Sequence[float]) -> Score:
@@ -159,7 +177,7 @@ def series_vectors(x: np.ndarray) -> np.ndarray:
 
 
 def fit_iforest(matrix: np.ndarray, names: Sequence[str], sensitivity: str = "medium",
-                seed: int = 0) -> bytes:
+                seed: int = 0, overrides: dict[str, float] | None = None) -> bytes:
     """Pickled (scaler, forest, names, centre, scale) for vectors in the rows of matrix."""
     from sklearn.ensemble import IsolationForest
     from sklearn.preprocessing import StandardScaler
@@ -172,7 +190,7 @@ def fit_iforest(matrix: np.ndarray, names: Sequence[str], sensitivity: str = "me
     # A feature with no variance would scale to NaN/inf: give it a unit scale.
     scaler.scale_ = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
     forest = IsolationForest(n_estimators=100, max_samples=min(256, len(m)),
-                             contamination=thresholds(sensitivity)["contamination"],
+                             contamination=thresholds(sensitivity, overrides)["contamination"],
                              random_state=seed).fit(scaler.transform(m))
     centre = np.median(m, axis=0)
     buf = io.BytesIO()
@@ -206,15 +224,17 @@ def score_iforest(model: dict[str, Any], vectors: np.ndarray) -> list[Score]:
 
 # ----------------------------------------------------------------- one metric, any detector
 
-def fit(algorithm: str, values: Sequence[float] | np.ndarray, sensitivity: str = "medium") -> bytes:
+def fit(algorithm: str, values: Sequence[float] | np.ndarray, sensitivity: str = "medium",
+        overrides: dict[str, float] | None = None) -> bytes:
     """A serialised single-metric model (JSON bytes, or a pickle for Isolation Forest)."""
     if algorithm == "envelope":
-        return json.dumps(fit_envelope(values, sensitivity)).encode()
+        return json.dumps(fit_envelope(values, sensitivity, overrides)).encode()
     if algorithm == "robust_zscore":
-        return json.dumps(fit_zscore(values, sensitivity)).encode()
+        return json.dumps(fit_zscore(values, sensitivity, overrides)).encode()
     if algorithm == "isolation_forest":
         x = _clean(values)
-        return fit_iforest(series_vectors(x), ["value", "moving mean", "change"], sensitivity)
+        return fit_iforest(series_vectors(x), ["value", "moving mean", "change"], sensitivity,
+                           overrides=overrides)
     raise ValueError(f"algorithm {algorithm!r}: expected one of {', '.join(ALGORITHMS)}")
 
 
@@ -241,12 +261,15 @@ def score(model: dict[str, Any], recent: Sequence[float]) -> Score:
 def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = "envelope",
                  sensitivity: str = "medium", window_s: float = 7 * 86400,
                  refit_s: float = 6 * 3600, min_train: int = MIN_TRAIN,
-                 quiet: int = EPISODE_QUIET_SAMPLES) -> list[tuple[float, bool, bool]]:
+                 quiet: int = EPISODE_QUIET_SAMPLES,
+                 overrides: dict[str, float] | None = None) -> list[tuple[float, bool, bool]]:
     """(score, anomalous, onset) for each point, scored only with points before it.
 
     The model is refitted every refit_s seconds (the retraining schedule) on the points
     of the training window before the refit; points before the first model score 0.
+    overrides replaces settings of the sensitivity (see thresholds()).
     """
+    w = thresholds(sensitivity, overrides)["mean_window"]
     t = np.asarray(ts, dtype=float)
     x = np.asarray(values, dtype=float)
     n = len(x)
@@ -258,7 +281,7 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
         if t[i] - last_fit >= refit_s:
             lo = int(np.searchsorted(t, t[i] - window_s))
             if i - lo >= min_train:
-                fits.append((i, load(fit(algorithm, x[lo:i], sensitivity))))
+                fits.append((i, load(fit(algorithm, x[lo:i], sensitivity, overrides))))
                 last_fit = t[i]
     scores: list[Score | None] = [None] * n
     # Vectors of a forest use only a point and those before it: scoring a segment
@@ -270,7 +293,7 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
             scores[start:end] = score_iforest(model, vectors[start:end])
         else:
             for i in range(start, end):
-                scores[i] = score(model, x[max(0, i - MEAN_WINDOW + 1):i + 1])
+                scores[i] = score(model, x[max(0, i - w + 1):i + 1])
     out: list[tuple[float, bool, bool]] = []
     active = False
     calm = 0
@@ -430,8 +453,9 @@ def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dic
         t, x = g["t"], g["x"]
         last = state.get(key)
         todo = [len(t) - 1] if last is None else [i for i, ti in enumerate(t) if ti > last]
+        w = int(model.get("mean_window", MEAN_WINDOW))
         for i in todo:
-            s = score(model, x[max(0, i - MEAN_WINDOW + 1):i + 1])
+            s = score(model, x[max(0, i - w + 1):i + 1])
             out.append(_row(per_metric, g["feature"], g["series"], t[i], s, model_id))
     multi = models.get(("isolation_forest_multi", "multi", ""))
     if multi is not None:
@@ -454,14 +478,18 @@ def _row(detector: str, feature: str, series: str, ts: float, s: Score, model_id
 
 
 def backtest(plpy: Any, series_id: int, detector: str, sensitivity: str, window_s: float,
-             refit_s: float, quiet: int) -> list[dict[str, Any]]:
-    """Walk-forward scores of one stored series (perfmon.metric_samples), oldest first."""
+             refit_s: float, quiet: int, params: str | None = None) -> list[dict[str, Any]]:
+    """Walk-forward scores of one stored series (perfmon.metric_samples), oldest first.
+
+    params: JSON object of settings replacing the sensitivity's (see thresholds()).
+    """
     algorithm = "envelope" if detector == "isolation_forest_multi" else detector
+    overrides = json.loads(params) if params else None
     rows = plpy.execute(plpy.prepare(
         "SELECT array_agg(extract(epoch FROM ts)::float8 ORDER BY ts) AS t, "
         "array_agg(value ORDER BY ts) AS x, array_agg(ts::text ORDER BY ts) AS ts "
         "FROM perfmon.metric_samples WHERE series_id = $1", ["int4"]), [series_id])
     t, x, stamps = rows[0]["t"] or [], rows[0]["x"] or [], rows[0]["ts"] or []
-    result = walk_forward(t, x, algorithm, sensitivity, window_s, refit_s, MIN_TRAIN, quiet)
+    result = walk_forward(t, x, algorithm, sensitivity, window_s, refit_s, MIN_TRAIN, quiet, overrides)
     return [{"ts": ts, "value": v, "score": s, "anomalous": a, "is_anomaly": o}
             for ts, v, (s, a, o) in zip(stamps, x, result, strict=False)]

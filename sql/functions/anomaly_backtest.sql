@@ -1,5 +1,5 @@
 CREATE OR REPLACE FUNCTION perfmon.anomaly_backtest(series_id integer, detector text DEFAULT NULL,
-                                                    sensitivity text DEFAULT NULL)
+                                                    sensitivity text DEFAULT NULL, params jsonb DEFAULT NULL)
 RETURNS TABLE (ts timestamptz, value double precision, score double precision, anomalous boolean,
                is_anomaly boolean)
 LANGUAGE plpgsql
@@ -10,12 +10,15 @@ AS $$
 -- anomaly_detection.retrain_interval_hours, on the training window before it - the
 -- models' schedule in production. is_anomaly marks the first sample of an episode,
 -- i.e. what perfmon.anomalies lists; anomalous marks every sample at or over score 1.
+-- params replaces settings of the sensitivity (perfmon.anomaly_settings), so that
+-- other values are evaluated on this same path (bench/anomaly_nab.py).
 DECLARE
     det text := coalesce(detector, perfmon.anomaly_detector());
     sens text := coalesce(sensitivity, perfmon.setting('anomaly_detection.sensitivity') #>> '{}');
     window_s float8 := perfmon.setting('anomaly_detection.training_window_days')::float8 * 86400;
     refit_s float8 := perfmon.setting('anomaly_detection.retrain_interval_hours')::float8 * 3600;
     quiet int := perfmon.setting('anomaly_detection.episode_quiet_samples')::int;
+    settings jsonb;
 BEGIN
     IF det = 'auto' THEN
         det := CASE WHEN perfmon.anomaly_detector() = 'envelope_sql' THEN 'envelope_sql' ELSE 'envelope' END;
@@ -25,17 +28,20 @@ BEGIN
             USING HINT = 'expected one of ' || (SELECT string_agg(d.name, ', ' ORDER BY d.name)
                                                   FROM perfmon.anomaly_detectors AS d WHERE d.scope = 'metric');
     END IF;
+    settings := perfmon.anomaly_settings(sens, det, params);
     IF det = 'envelope_sql' THEN
-        RETURN QUERY SELECT * FROM perfmon.anomaly_backtest_sql(series_id, sens, window_s, refit_s, quiet);
-    ELSIF to_regprocedure('perfmon.anomaly_backtest_py(integer,text,text,double precision,double precision,integer)') IS NULL THEN
+        RETURN QUERY SELECT * FROM perfmon.anomaly_backtest_sql(series_id, (settings ->> 'margin')::float8,
+            (settings ->> 'mean_margin')::float8, (settings ->> 'mean_window')::int, window_s, refit_s, quiet);
+    ELSIF to_regprocedure('perfmon.anomaly_backtest_py(integer,text,text,jsonb,double precision,double precision,integer)') IS NULL THEN
         RAISE EXCEPTION 'pgperfmon: detector % needs PL/Python, which is not available here', det
             USING HINT = 'backtest envelope_sql instead';
     ELSE
-        RETURN QUERY EXECUTE 'SELECT * FROM perfmon.anomaly_backtest_py($1, $2, $3, $4, $5, $6)'
-            USING series_id, det, sens, window_s, refit_s, quiet;
+        RETURN QUERY EXECUTE 'SELECT * FROM perfmon.anomaly_backtest_py($1, $2, $3, $4, $5, $6, $7)'
+            USING series_id, det, sens, params, window_s, refit_s, quiet;
     END IF;
 END
 $$;
-COMMENT ON FUNCTION perfmon.anomaly_backtest(integer, text, text) IS
+COMMENT ON FUNCTION perfmon.anomaly_backtest(integer, text, text, jsonb) IS
     'Walk-forward backtest of an anomaly detector on one stored metric series: per sample the score '
-    '(1 = threshold), anomalous (score >= 1) and is_anomaly (first sample of an episode).';
+    '(1 = threshold), anomalous (score >= 1) and is_anomaly (first sample of an episode). params '
+    '(JSON object, optional) replaces settings of the sensitivity: see perfmon.anomaly_settings.';

@@ -1,4 +1,5 @@
-CREATE OR REPLACE FUNCTION perfmon.anomaly_backtest_sql(series_id integer, sensitivity text,
+CREATE OR REPLACE FUNCTION perfmon.anomaly_backtest_sql(series_id integer, margin double precision,
+                                                        mean_margin double precision, mean_window integer,
                                                         window_s double precision, refit_s double precision,
                                                         quiet integer)
 RETURNS TABLE (ts timestamptz, value double precision, score double precision, anomalous boolean,
@@ -9,15 +10,13 @@ AS $$
     -- Walk-forward backtest of the SQL envelope on one stored series: refits every
     -- refit_s seconds from the first point with 288 earlier points, each on the
     -- window_s seconds before it; a point is scored by the latest fit before it.
+    -- margin, mean_margin and mean_window: perfmon.anomaly_settings().
     WITH s AS (
         SELECT m.ts, m.value, row_number() OVER (ORDER BY m.ts) AS rn,
-               avg(m.value) OVER (ORDER BY m.ts ROWS BETWEEN 35 PRECEDING AND CURRENT ROW) AS mean,
+               avg(m.value) OVER (ORDER BY m.ts ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean,
                count(*) OVER (ORDER BY m.ts RANGE BETWEEN make_interval(secs => window_s) PRECEDING
                                                   AND CURRENT ROW) - 1 AS earlier
           FROM perfmon.metric_samples AS m WHERE m.series_id = anomaly_backtest_sql.series_id
-    ), k AS (
-        SELECT CASE sensitivity WHEN 'low' THEN 0.5 WHEN 'high' THEN 0.1 ELSE 0.2 END::float8 AS margin,
-               CASE sensitivity WHEN 'low' THEN 1.0 WHEN 'high' THEN 0.25 ELSE 0.5 END::float8 AS mean_margin
     ), first_fit AS (
         SELECT min(s.ts) AS t0 FROM s WHERE s.earlier >= 288
     ), fits AS (
@@ -34,10 +33,10 @@ AS $$
         SELECT s.ts, s.value, s.rn,
                coalesce(greatest(
                    greatest(s.value - st.vmax, st.vmin - s.value, 0)
-                     / greatest(st.vq[3] - st.vq[1], abs(st.vq[2]) * 0.01, 1e-9) / k.margin,
+                     / greatest(st.vq[3] - st.vq[1], abs(st.vq[2]) * 0.01, 1e-9) / margin,
                    greatest(s.mean - st.mmax, st.mmin - s.mean, 0)
-                     / greatest(st.mq[3] - st.mq[1], abs(st.mq[2]) * 0.01, 1e-9) / k.mean_margin), 0) AS score
-          FROM s CROSS JOIN k
+                     / greatest(st.mq[3] - st.mq[1], abs(st.mq[2]) * 0.01, 1e-9) / mean_margin), 0) AS score
+          FROM s
           LEFT JOIN LATERAL (SELECT * FROM stats WHERE stats.fit_ts <= s.ts ORDER BY stats.fit_ts DESC LIMIT 1) AS st ON true
     ), flagged AS (
         SELECT sc.*, sc.score >= 1 AS anomalous,
@@ -48,5 +47,5 @@ AS $$
            f.anomalous AND (f.prev_rn IS NULL OR f.rn - f.prev_rn > quiet)
       FROM flagged AS f ORDER BY f.ts
 $$;
-COMMENT ON FUNCTION perfmon.anomaly_backtest_sql(integer, text, double precision, double precision, integer) IS
+COMMENT ON FUNCTION perfmon.anomaly_backtest_sql(integer, double precision, double precision, integer, double precision, double precision, integer) IS
     'Walk-forward backtest of the SQL envelope (envelope_sql) on one stored series.';

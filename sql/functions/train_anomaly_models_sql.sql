@@ -5,12 +5,14 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- The envelope fitted in SQL (no PL/Python): per feature and series, the range of
--- the values and of their moving mean over 36 samples, and the 5th-95th percentile
--- spread of each. The same model as perfmon_py.anomaly.fit_envelope; the margins
--- per sensitivity are those of perfmon_py.anomaly.SENSITIVITY.
+-- the values and of their moving mean over mean_window (36) samples, and the
+-- 5th-95th percentile spread of each. The same model as perfmon_py.anomaly.fit_envelope;
+-- the settings per sensitivity are perfmon.anomaly_settings().
 DECLARE
-    margin float8 := CASE sensitivity WHEN 'low' THEN 0.5 WHEN 'high' THEN 0.1 ELSE 0.2 END;
-    mean_margin float8 := CASE sensitivity WHEN 'low' THEN 1.0 WHEN 'high' THEN 0.25 ELSE 0.5 END;
+    settings jsonb := perfmon.anomaly_settings(sensitivity, 'envelope_sql');
+    margin float8 := (settings ->> 'margin')::float8;
+    mean_margin float8 := (settings ->> 'mean_margin')::float8;
+    mean_window int := (settings ->> 'mean_window')::int;
     n int;
 BEGIN
     CREATE TEMP TABLE IF NOT EXISTS perfmon_new_models (LIKE perfmon.anomaly_models) ON COMMIT DROP;
@@ -18,7 +20,7 @@ BEGIN
     WITH v AS (
         SELECT f.feature, f.series, f.ts, f.value,
                avg(f.value) OVER (PARTITION BY f.feature, f.series ORDER BY f.ts
-                                  ROWS BETWEEN 35 PRECEDING AND CURRENT ROW) AS mean
+                                  ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean
         FROM perfmon.anomaly_feature_values(since, until) AS f
     ), g AS (
         SELECT v.feature, v.series, count(*) AS n, min(v.ts) AS t0, max(v.ts) AS t1,
@@ -34,7 +36,7 @@ BEGIN
            jsonb_build_object('sensitivity', sensitivity, 'margin', margin, 'mean_margin', mean_margin),
            convert_to(jsonb_build_object(
                'algorithm', 'envelope', 'n', g.n, 'margin', margin, 'mean_margin', mean_margin,
-               'mean_window', 36,
+               'mean_window', mean_window,
                'value', jsonb_build_object('min', g.vmin, 'max', g.vmax,
                         'spread', greatest(g.vq[3] - g.vq[1], abs(g.vq[2]) * 0.01, 1e-9)),
                'mean', jsonb_build_object('min', g.mmin, 'max', g.mmax,
