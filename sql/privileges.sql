@@ -33,7 +33,8 @@ BEGIN
         SELECT p.oid::regprocedure FROM pg_proc AS p
         WHERE p.pronamespace = 'perfmon'::regnamespace
           AND p.proname = ANY (ARRAY['setting', 'cron_schedule', 'statement_totals',
-                                    'health_score', 'executive_report', 'archive_ready_files'])
+                                    'health_score', 'executive_report', 'archive_ready_files', 'live_sessions',
+                                    'workload_trend', 'linear_trend', 'student_t_975', 'size_trends'])
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO perfmon_reader', f);
     END LOOP;

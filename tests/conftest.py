@@ -50,6 +50,11 @@ class Server:
             conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return name
 
+    def pause_jobs(self, name: str) -> None:
+        """Pause the database's pg_cron jobs (install schedules them active)."""
+        self.execute("UPDATE cron.job SET active = false WHERE starts_with(jobname, %s)",
+                     (deploy.cron_job_prefix(name),))
+
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
             conn.execute(
@@ -134,6 +139,23 @@ def paused_cron(installed: str, server: Server, dbname: str) -> str:
         (deploy.cron_job_prefix(dbname),),
     )
     return installed
+
+
+@pytest.fixture(scope="module")
+def module_db(server: Server) -> Iterator[tuple[str, str]]:
+    """(dbname, dsn) of one database for a whole module, pgperfmon installed, jobs paused.
+
+    For modules of many examples (property-based tests, catalog checks) that change
+    nothing lasting: a database per example would take minutes.
+    """
+    name = server.create_database()
+    try:
+        dsn = server.dsn(name)
+        deploy.install(dsn, config.load(None, env={}))
+        server.pause_jobs(name)
+        yield name, dsn
+    finally:
+        server.drop_database(name)
 
 
 @pytest.fixture()

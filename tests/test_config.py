@@ -79,3 +79,16 @@ def test_flatten_round_trip() -> None:
     flat = config.flatten(cfg)
     assert flat["collection.interval_seconds"] == 60
     assert config.Config.model_validate(config.unflatten(flat)) == cfg
+
+
+def test_turning_a_channel_on_keeps_its_secret_variable(tmp_path: Path) -> None:
+    """Found by the upgrade test (tests/test_upgrade.py): `slack: {enabled: true}` used to
+    drop the channel's default secret_env, and its messages then waited for ever."""
+    file = tmp_path / "c.yml"
+    file.write_text("alerting:\n  channels:\n    slack: {enabled: true}\n    sms: {enabled: true}\n"
+                    "    webhook: {enabled: true}\n    email: {enabled: true}\n")
+    channels = config.load(file, env={}).alerting.channels
+    defaults = config.Config().alerting.channels
+    for name in ("slack", "webhook", "email", "sms"):
+        assert getattr(channels, name).enabled is True
+        assert getattr(channels, name).secret_env == getattr(defaults, name).secret_env is not None

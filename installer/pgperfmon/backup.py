@@ -75,12 +75,28 @@ def _folder_bytes(folder: Path) -> int:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
 
 
+def basebackup_invocation(dsn: str, target: Path) -> tuple[list[str], dict[str, str]]:
+    """pg_basebackup's arguments and environment. The password goes in the environment
+    (PGPASSWORD): a command line is readable by every user of the host (ps, /proc)."""
+    try:
+        parts = psycopg.conninfo.conninfo_to_dict(dsn)
+    except (psycopg.ProgrammingError, UnicodeDecodeError) as exc:
+        raise BackupError(f"the DSN is malformed: {db.redact(str(exc).strip(), db.dsn_secrets(dsn))}"
+                          ) from None
+    env = dict(os.environ)
+    password = parts.pop("password", None)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    args = [str(_tool("pg_basebackup")), "--dbname", psycopg.conninfo.make_conninfo(**parts),
+            "--pgdata", str(target), "--wal-method=stream", "--checkpoint=fast", "--no-password",
+            "--manifest-checksums=CRC32C"]
+    return args, env
+
+
 def take(dsn: str, target: Path) -> None:
     """pg_basebackup of the server into `target` (plain format, WAL streamed, fast checkpoint)."""
-    env = dict(os.environ)
-    _run("pg_basebackup", [str(_tool("pg_basebackup")), "--dbname", dsn, "--pgdata", str(target),
-                           "--wal-method=stream", "--checkpoint=fast", "--no-password",
-                           "--manifest-checksums=CRC32C"], env=env)
+    args, env = basebackup_invocation(dsn, target)
+    _run("pg_basebackup", args, env=env)
 
 
 def verify_folder(target: Path) -> str:
@@ -223,7 +239,7 @@ def verify_command(dsn: str | None, scratch: Path | None, backup_dir: Path | Non
     try:
         result = verify(target, scratch=scratch, backup_dir=backup_dir, start=start, keep=keep)
     except (BackupError, embedded.EmbeddedError, db.ConnectError) as exc:
-        click.echo(f"error: {db.redact(str(exc))}", err=True)
+        click.echo(f"error: {db.redact(str(exc), db.dsn_secrets(target))}", err=True)
         raise SystemExit(1) from None
     took = (result.finished_at - result.started_at).total_seconds() if result.finished_at else 0
     for step in result.steps:
@@ -235,6 +251,6 @@ def verify_command(dsn: str | None, scratch: Path | None, backup_dir: Path | Non
         kept = f"; kept in {result.folder}" if keep or backup_dir else ""
         click.echo(f"backup OK: {size} in {took:.1f} s{kept}; {recorded}")
         return
-    click.echo(f"backup FAILED: {db.redact(result.error or '')}", err=True)
+    click.echo(f"backup FAILED: {db.redact(result.error or '', db.dsn_secrets(target))}", err=True)
     click.echo(recorded, err=True)
     raise SystemExit(1)

@@ -7,6 +7,7 @@ functions read it with ``perfmon.setting(key)``.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -23,6 +24,19 @@ Pct = Annotated[float, Field(ge=0, le=100)]
 class _Section(BaseModel):
     # An unknown key is an error: a typo must not silently fall back to a default.
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _storable(cls, value: Any) -> Any:
+        # Every value is stored as jsonb in perfmon.config: PostgreSQL text holds no NUL
+        # and no lone surrogate, and JSON has no NaN or infinity.
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, str) and any(c == "\x00" or "\ud800" <= c <= "\udfff" for c in item):
+                raise ValueError("expected text without NUL characters or lone surrogates "
+                                 "(PostgreSQL cannot store them)")
+            if isinstance(item, float) and not math.isfinite(item):
+                raise ValueError("expected a finite number")
+        return value
 
 
 class Collection(_Section):
@@ -245,7 +259,14 @@ class Channel(_Section):
     min_level: Literal["info", "warning", "critical", "emergency"] = "warning"
 
 
+# Each channel's own default secret variable, so that a file turning a channel on with
+# `slack: {enabled: true}` keeps it (a default_factory on Channels would be lost).
+class SlackChannel(Channel):
+    secret_env: str | None = "PGPERFMON_SLACK_WEBHOOK_URL"
+
+
 class EmailChannel(Channel):
+    secret_env: str | None = "PGPERFMON_SMTP_PASSWORD"
     smtp_host: str = "localhost"
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
     starttls: bool = True
@@ -256,11 +277,13 @@ class EmailChannel(Channel):
 
 
 class WebhookChannel(Channel):
+    secret_env: str | None = "PGPERFMON_WEBHOOK_URL"
     # The HMAC-SHA256 key of the X-Pgperfmon-Signature header, read from this variable.
     signing_secret_env: str | None = "PGPERFMON_WEBHOOK_SIGNING_KEY"
 
 
 class SmsChannel(Channel):
+    secret_env: str | None = "PGPERFMON_SMS_TOKEN"
     gateway_url: str | None = None
     account_sid: str | None = None  # user of the gateway's basic auth (Twilio: the account SID)
     sender: str | None = None       # the From number
@@ -269,13 +292,10 @@ class SmsChannel(Channel):
 
 
 class Channels(_Section):
-    slack: Channel = Field(default_factory=lambda: Channel(secret_env="PGPERFMON_SLACK_WEBHOOK_URL"))
-    webhook: WebhookChannel = Field(
-        default_factory=lambda: WebhookChannel(secret_env="PGPERFMON_WEBHOOK_URL"))
-    email: EmailChannel = Field(
-        default_factory=lambda: EmailChannel(secret_env="PGPERFMON_SMTP_PASSWORD")
-    )
-    sms: SmsChannel = Field(default_factory=lambda: SmsChannel(secret_env="PGPERFMON_SMS_TOKEN"))
+    slack: SlackChannel = Field(default_factory=SlackChannel)
+    webhook: WebhookChannel = Field(default_factory=WebhookChannel)
+    email: EmailChannel = Field(default_factory=EmailChannel)
+    sms: SmsChannel = Field(default_factory=SmsChannel)
 
 
 class Alerting(_Section):
@@ -283,7 +303,9 @@ class Alerting(_Section):
     levels: Levels = Field(default_factory=Levels)
     cooldown_minutes: Annotated[int, Field(ge=0, le=10080)] = 15
     escalation_minutes: Annotated[int, Field(ge=1, le=10080)] = 30
-    max_delivery_attempts: Annotated[int, Field(ge=1, le=100)] = 8
+    # 14 attempts with the waits below span 80 minutes: a channel down for an hour loses
+    # nothing (tests/test_faults.py).
+    max_delivery_attempts: Annotated[int, Field(ge=1, le=100)] = 14
     # Delivery retries wait base * 2^(attempt - 1) seconds, at most retry_max_seconds.
     retry_base_seconds: Annotated[float, Field(gt=0, le=3600)] = 10.0
     retry_max_seconds: Annotated[float, Field(gt=0, le=86400)] = 600.0
@@ -298,6 +320,28 @@ class Alerting(_Section):
     channels: Channels = Field(default_factory=Channels)
 
 
+class Reporting(_Section):
+    # Scheduled executive reports, queued in the alert outbox for these channels (those of
+    # them that are enabled) once per UTC day / ISO week / month, at or after hour_utc.
+    schedule: Literal["daily", "weekly", "monthly"] | None = None
+    hour_utc: Annotated[int, Field(ge=0, le=23)] = 7
+    channels: list[Literal["slack", "webhook", "email", "sms"]] = Field(
+        default_factory=lambda: ["email", "slack", "webhook"])
+
+
+class Business(_Section):
+    # The cost model of the health score and the executive report (docs/health.md).
+    # Money defaults to null = not configured: the figures then say so instead of
+    # inventing a cost.
+    currency: Annotated[str, Field(min_length=1, max_length=10)] = "USD"
+    instance_cost_per_hour: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    revenue_per_hour: Annotated[float, Field(ge=0, allow_inf_nan=False)] | None = None
+    target_cost_per_1k_transactions: Annotated[float, Field(gt=0, allow_inf_nan=False)] | None = None
+    apdex_target_ms: Annotated[float, Field(gt=0, le=600_000, allow_inf_nan=False)] = 500.0
+    availability_target_pct: Annotated[float, Field(gt=0, lt=100)] = 99.9
+    health_retention_days: Annotated[int, Field(ge=1, le=3650)] = 90
+
+
 class Config(_Section):
     collection: Collection = Field(default_factory=Collection)
     database: Database = Field(default_factory=Database)
@@ -305,6 +349,8 @@ class Config(_Section):
     anomaly_detection: AnomalyDetection = Field(default_factory=AnomalyDetection)
     optimization: Optimization = Field(default_factory=Optimization)
     alerting: Alerting = Field(default_factory=Alerting)
+    reporting: Reporting = Field(default_factory=Reporting)
+    business: Business = Field(default_factory=Business)
 
 
 # The seed's environment variables, and the key each one overrides.
@@ -345,7 +391,9 @@ def _describe_error(error: Mapping[str, Any], origin: Mapping[str, str]) -> str:
         msg = msg[len("Value error, "):]
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key{source}; expected one of the documented keys"
-    return f"{key}{source}: got {error['input']!r}; {msg[0].lower()}{msg[1:]}"
+    shown = repr(error["input"])
+    shown = shown if len(shown) <= 80 else shown[:76] + "...'"  # a 10 kB value is not a message
+    return f"{key}{source}: got {shown}; {msg[0].lower()}{msg[1:]}"
 
 
 def _set_path(tree: dict, dotted: str, value: Any) -> None:
@@ -370,6 +418,9 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None) -
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:
             raise ConfigError(source, [f"cannot read the file: {exc.strerror}"]) from None
+        except UnicodeDecodeError as exc:
+            raise ConfigError(source, [f"not UTF-8 text: byte {exc.start} is {exc.object[exc.start]:#04x}"]
+                              ) from None
         try:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as exc:

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from pgperfmon import resources
+
 APPLICATION_NAME = "pgperfmon"
+# libpq's connection keywords: words of a DSN that are never a password.
+_KEYWORDS = {d.keyword.decode() for d in psycopg.pq.Conninfo.get_defaults()}
 
 
 class ConnectError(Exception):
@@ -24,18 +28,34 @@ def resolve_dsn(dsn: str | None) -> str:
     return os.environ.get("PGPERFMON_DSN", "")
 
 
-def redact(text: str) -> str:
-    """Remove passwords from a DSN or from any message that may quote one."""
-    text = re.sub(r"(://[^:/@\s]*:)[^@\s]*@", r"\1***@", text)
-    text = re.sub(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'|\S+)", r"\1***", text, flags=re.I)
-    return text
+def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
+    """Remove passwords from a DSN or from any message that may quote one (and ``secrets``).
+
+    The one redaction helper, shared with the in-database alert delivery:
+    ``plpython/perfmon_py/redact.py``.
+    """
+    return resources.plpython_module("redact").redact(text, secrets)
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """What may be a password in ``dsn``, for redacting messages about it: the password
+    libpq parses, else whatever follows the word password, and a URI's user:password@
+    part (a raw '/' or '@' in it makes libpq read it as something else)."""
+    try:
+        parsed = conninfo_to_dict(dsn).get("password")
+    except (psycopg.ProgrammingError, UnicodeDecodeError):  # percent-encoded bytes that are not UTF-8
+        parsed = None
+    guessed = [] if parsed else [f.strip(" =") for f in re.findall(r"password(.*)", dsn, flags=re.I | re.S)]
+    guessed += re.findall(r"://[^:/@\s]*:(.*)@", dsn, flags=re.S)
+    words = [w for text in guessed for w in re.split(r"[\s'\"=&]+", text) if w and w not in _KEYWORDS]
+    return [str(parsed)] * bool(parsed) + guessed + words
 
 
 def describe(dsn: str) -> str:
     """user@host:port/dbname, for messages; never the password."""
     try:
         parts = conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError:
+    except (psycopg.ProgrammingError, UnicodeDecodeError):  # percent-encoded bytes that are not UTF-8
         return "<unparsable DSN>"
     user = parts.get("user") or os.environ.get("PGUSER", "")
     host = parts.get("host") or os.environ.get("PGHOST", "local socket")
@@ -52,8 +72,9 @@ def connect(dsn: str, *, autocommit: bool = False, **kwargs: object) -> psycopg.
     """Connect, or raise ConnectError with a message that names the target but no secret."""
     try:
         conninfo_to_dict(dsn)
-    except psycopg.ProgrammingError as exc:
-        raise ConnectError(f"the DSN is malformed: {redact(str(exc))}") from None
+    except (psycopg.ProgrammingError, UnicodeDecodeError) as exc:
+        reason = redact(str(exc).strip(), dsn_secrets(dsn))
+        raise ConnectError(f"the DSN is malformed: {reason}") from None
     try:
         return psycopg.connect(
             dsn,
@@ -62,9 +83,9 @@ def connect(dsn: str, *, autocommit: bool = False, **kwargs: object) -> psycopg.
             connect_timeout=10,
             **kwargs,
         )
-    except psycopg.OperationalError as exc:
+    except (psycopg.OperationalError, ValueError) as exc:  # ValueError: a host name idna refuses
         raise ConnectError(
-            f"cannot connect to {describe(dsn)}: {redact(str(exc).strip())}"
+            redact(f"cannot connect to {describe(dsn)}: {str(exc).strip()}", dsn_secrets(dsn))
         ) from None
 
 

@@ -12,11 +12,15 @@ WITH hb AS (
     WHERE h.ts > now() - interval '7 days'
     WINDOW w AS (PARTITION BY h.agent_id ORDER BY h.ts)
 ),
+cfg AS MATERIALIZED (
+    -- read once, not once per heartbeat
+    SELECT perfmon.setting('system.agent_down_after_intervals')::float8 AS down_after
+),
 marked AS (
     SELECT hb.*,
-           coalesce(hb.ts - hb.prev_ts > make_interval(secs => a.expected_interval_s
-                    * perfmon.setting('system.agent_down_after_intervals')::float8), false) AS silent_gap
-    FROM hb JOIN perfmon.agents AS a USING (agent_id)
+           coalesce(hb.ts - hb.prev_ts > make_interval(secs => a.expected_interval_s * cfg.down_after),
+                    false) AS silent_gap
+    FROM hb JOIN perfmon.agents AS a USING (agent_id) CROSS JOIN cfg
 ),
 events AS (
     SELECT m.agent_id, m.ts,
