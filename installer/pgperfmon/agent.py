@@ -30,7 +30,7 @@ import psycopg
 from psycopg.types.json import Jsonb
 
 from pgperfmon import db, embedded, ingest, resources
-from pgperfmon.spool import Spool
+from pgperfmon.spool import Spool, SpoolError
 
 log = logging.getLogger("pgperfmon.agent")
 
@@ -73,13 +73,16 @@ class Agent:
         agent_labels = {"host": self.host}
         pending = self.spool.pending
         points.append(("agent.spool.pending_batches", agent_labels, float(pending)))
-        dropped = self.spool.dropped - self._reported_dropped
+        dropped_total = self.spool.dropped
+        dropped = dropped_total - self._reported_dropped
         if dropped:
             points.append(("agent.spool.dropped_batches", agent_labels, float(dropped)))
-            self._reported_dropped = self.spool.dropped
         record = {"key": str(uuid.uuid4()), "ts": now,
                   "points": [[m, labels, v] for m, labels, v in points]}
         self.spool.append(record)
+        # Reported once the report is spooled: a sample the spool refused (a full disk)
+        # leaves the count for the next one, with itself added.
+        self._reported_dropped = dropped_total
         self._wake.set()
         return record
 
@@ -135,7 +138,7 @@ class Agent:
             if item is None:
                 break
             position, record = item
-            rows = [(i, ingest.series_key(m, labels), ingest.iso(record["ts"]), float(v))
+            rows = [(i, ingest.series_key(m, labels), float(record["ts"]), float(v))
                     for i, (m, labels, v) in enumerate(record["points"], start=1)]
             started = time.perf_counter()
             try:
@@ -196,7 +199,7 @@ class Agent:
         while not self.stop.is_set():
             try:
                 self.sample_once()
-            except OSError as exc:  # a full disk under the spool, a vanished folder
+            except (OSError, SpoolError) as exc:  # a full disk under the spool, a vanished folder
                 log.error("cannot spool a sample: %s", exc)
             next_at += self.interval
             now = time.monotonic()

@@ -9,7 +9,10 @@ after a crash or a lost acknowledgement is stored once.
 Layout: ``<folder>/<segment number>.jsonl``, a new segment every
 ``segment_bytes``. When the spool would exceed ``max_bytes`` the oldest segments
 are dropped - the newest data is kept - and that is logged as an error and
-counted in ``dropped``.
+counted in ``dropped``. When the disk under the spool is full (ENOSPC), the
+batch being written is refused (``SpoolError``, counted in ``dropped``) and what
+was written of it is cut off, so the segments keep whole lines only and every
+batch spooled before stays readable.
 """
 
 from __future__ import annotations
@@ -74,31 +77,51 @@ class Spool:
 
     # ------------------------------------------------------------------ writing
     def append(self, record: dict[str, Any]) -> None:
-        """Write one batch durably (fsync) before it is sent anywhere."""
+        """Write one batch durably (fsync) before it is sent anywhere.
+
+        Raises SpoolError when it cannot be written (a full disk): the batch is lost,
+        counted in ``dropped``; the batches spooled before it are intact.
+        """
         line = (json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n").encode()
         with self._lock:
             self._make_room(len(line))
-            seg = self._segments[-1] if self._writer is not None else None
-            if seg is None or (seg.size + len(line) > self.segment_bytes and seg.lines):
-                seg = self._open_segment()
-            self._writer.write(line)
-            self._writer.flush()
-            os.fsync(self._writer.fileno())
+            seg = None
+            try:
+                seg = self._segments[-1] if self._writer is not None else None
+                if seg is None or (seg.size + len(line) > self.segment_bytes and seg.lines):
+                    seg = self._open_segment()
+                written = 0
+                while written < len(line):  # an unbuffered write may be partial
+                    written += self._writer.write(line[written:])
+                os.fsync(self._writer.fileno())
+            except OSError as exc:
+                if seg is not None and self._writer is not None:
+                    # Cut the part of the line that made it: whole lines only, so the next
+                    # batch does not run into a torn one.
+                    os.ftruncate(self._writer.fileno(), seg.size)
+                self.dropped += 1
+                raise SpoolError(
+                    f"cannot write to the spool folder {self.folder}: {exc.strerror}; this batch "
+                    f"is lost ({self.dropped} since start), the batches spooled before it are kept"
+                ) from exc
             seg.lines += 1
             seg.size += len(line)
 
     def _open_segment(self) -> _Segment:
         if self._writer is not None:
             self._writer.close()
+            self._writer = None
         number = self._segments[-1].number + 1 if self._segments else 1
         seg = _Segment(number, self.folder / f"{number:012d}.jsonl")
-        self._writer = open(seg.path, "ab")  # kept open across appends
+        # Unbuffered, kept open across appends: a failed write leaves nothing behind in a
+        # buffer to be written (or to fail again) later.
+        self._writer = open(seg.path, "ab", buffering=0)
+        self._segments.append(seg)
         dir_fd = os.open(self.folder, os.O_RDONLY)
         try:
             os.fsync(dir_fd)  # the new file's name is durable too
         finally:
             os.close(dir_fd)
-        self._segments.append(seg)
         return seg
 
     def _make_room(self, incoming: int) -> None:

@@ -109,9 +109,11 @@ def _check_jobs(conn: psycopg.Connection, dsn: str, status: Status) -> None:
     for job in status.jobs:
         job["last_message"] = db.redact(job["last_message"] or "") or None
         if job["last_status"] == "failed":
+            # The error's first line: its HINT and CONTEXT lines are in cron.job_run_details.
+            error = (job["last_message"] or "no message").splitlines()[0]
             status.problems.append(
                 f"job {job['jobname']} failed at {job['last_start']:%Y-%m-%d %H:%M:%S%z}: "
-                f"{job['last_message']} (see cron.job_run_details in database {cron_db})"
+                f"{error} (see cron.job_run_details in database {cron_db})"
             )
         if not job["active"]:
             status.problems.append(

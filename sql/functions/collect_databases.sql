@@ -7,6 +7,10 @@ AS $$
 -- whose counters went backwards (pg_stat_reset(), crash) gives no row: a gap.
 DECLARE
     result perfmon.collect_result;
+    -- No state although an earlier sample exists: a crash emptied it, the deltas since
+    -- that sample are lost (a gap), and this sample is a baseline.
+    lost int := CASE WHEN NOT EXISTS (SELECT FROM perfmon.state_databases WHERE server_id = 1)
+                          AND perfmon.sampled_before(sample_ts) THEN 1 ELSE 0 END;
 BEGIN
     INSERT INTO perfmon.databases AS d (server_id, datid, datname)
     SELECT 1, oid, datname FROM pg_database
@@ -100,7 +104,7 @@ BEGIN
         WHERE known AND changed AND NOT went_back
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back)
+    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back) + lost
       INTO result.stored, result.gaps;
     RETURN result;
 END

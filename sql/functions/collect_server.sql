@@ -39,6 +39,8 @@ BEGIN
         AND cur.archived_count >= prev.archived_count AND cur.failed_count >= prev.failed_count;
     IF prev.server_id IS NOT NULL THEN
         gaps := (NOT ok_bgwriter)::int + (NOT ok_wal)::int + (NOT ok_archiver)::int;
+    ELSIF perfmon.sampled_before(sample_ts) THEN
+        gaps := 3;  -- the state was lost in a crash: no bgwriter, WAL or archiver deltas
     END IF;
 
     INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total,

@@ -30,7 +30,10 @@ BEGIN
         RETURNING 1
     )
     SELECT count(*) INTO n FROM stored;
-    RETURN ROW(n, 0, NULL)::perfmon.collect_result;
+    -- No state although an earlier sample exists: a crash emptied it, and what changed
+    -- across the crash cannot be told (a gap).
+    RETURN ROW(n, CASE WHEN first_run AND perfmon.sampled_before(sample_ts) THEN 1 ELSE 0 END,
+               NULL)::perfmon.collect_result;
 END
 $$;
 COMMENT ON FUNCTION perfmon.collect_settings(timestamptz) IS

@@ -12,7 +12,8 @@ AS $$
 --    collection.statement_top_n by execution time are stored by name, the rest
 --    summed into stmt_id 0, so totals stay true.
 --  * After pg_stat_statements_reset() (stats_reset moved), or with no previous
---    sample, this sample is a baseline: state is refreshed, nothing is stored.
+--    state, this sample is a baseline: state is refreshed, nothing is stored. When
+--    an earlier sample existed (a reset, or a crash that emptied the state) it is a gap.
 --  * A statement whose counters went backwards is a gap, never a negative delta.
 --  * A statement first seen since the previous sample is new work: its counters
 --    are its delta. Entries evicted since then (dealloc) are counted as gaps.
@@ -23,6 +24,7 @@ DECLARE
     baseline boolean;
     new_keys bigint;
     evicted bigint := 0;
+    lost bigint := 0;
     top_n int := perfmon.setting('collection.statement_top_n')::int;
     result perfmon.collect_result;
 BEGIN
@@ -30,7 +32,13 @@ BEGIN
     SELECT * INTO src FROM perfmon.state_sources WHERE server_id = 1 AND source = 'statements';
     baseline := NOT FOUND OR src.reset_at IS DISTINCT FROM info.stats_reset;
     IF baseline THEN
+        -- A reset, or state emptied by a crash, after an earlier sample: the deltas since
+        -- it are lost, a gap per statement whose state is dropped (at least one).
         DELETE FROM perfmon.state_statements;
+        GET DIAGNOSTICS lost = ROW_COUNT;
+        IF lost = 0 AND perfmon.sampled_before(sample_ts) THEN
+            lost := 1;
+        END IF;
     ELSE
         evicted := greatest(info.dealloc - coalesce((src.extra ->> 'dealloc')::bigint, 0), 0);
     END IF;
@@ -44,7 +52,7 @@ BEGIN
                          AND d.queryid = s.queryid AND d.toplevel = s.toplevel);
     IF new_keys > 0 THEN
         INSERT INTO perfmon.statements (server_id, userid, dbid, queryid, toplevel, query)
-        SELECT 1, s.userid, s.dbid, s.queryid, s.toplevel, s.query
+        SELECT 1, s.userid, s.dbid, s.queryid, s.toplevel, perfmon.redact_secrets(s.query)
           FROM pg_stat_statements(true) AS s
          WHERE s.queryid IS NOT NULL
            AND NOT EXISTS (SELECT FROM perfmon.statements AS d
@@ -152,7 +160,7 @@ BEGIN
         FROM rows_out
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back) + evicted
+    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back) + evicted + lost
       INTO result.stored, result.gaps;
 
     IF baseline OR new_keys > 100 THEN

@@ -13,6 +13,7 @@ DECLARE
     reset_at timestamptz := (SELECT stats_reset FROM pg_stat_database WHERE datid = dbid);
     src record;
     baseline boolean;
+    lost bigint := 0;
     added int;
     top_n int := perfmon.setting('collection.relation_top_n')::int;
     result perfmon.collect_result;
@@ -20,7 +21,13 @@ BEGIN
     SELECT * INTO src FROM perfmon.state_sources WHERE server_id = 1 AND source = 'tables';
     baseline := NOT FOUND OR src.reset_at IS DISTINCT FROM reset_at;
     IF baseline THEN
+        -- A reset or a crash after an earlier sample: a gap per table whose state is
+        -- dropped (at least one), as in collect_statements().
         DELETE FROM perfmon.state_tables;
+        GET DIAGNOSTICS lost = ROW_COUNT;
+        IF lost = 0 AND perfmon.sampled_before(sample_ts) THEN
+            lost := 1;
+        END IF;
     END IF;
     added := perfmon.sync_relations(ARRAY['r', 'p', 'm']::"char"[], with_renames => false);
 
@@ -131,7 +138,7 @@ BEGIN
         FROM ranked WHERE rank <= top_n
         RETURNING 1
     )
-    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back)
+    SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back) + lost
       INTO result.stored, result.gaps;
 
     IF baseline OR added > 100 THEN

@@ -11,6 +11,9 @@ AS $$
 DECLARE
     minute_start timestamptz := pg_catalog.date_trunc('minute', pg_catalog.clock_timestamp());
     slot timestamptz;
+    runs integer := 0;
+    failures integer := 0;
+    last_error text;
 BEGIN
     IF interval_s < 1 OR 60 % interval_s <> 0 THEN
         RAISE EXCEPTION 'pgperfmon: interval % s does not divide a minute', interval_s;
@@ -24,15 +27,23 @@ BEGIN
         CONTINUE WHEN pg_catalog.clock_timestamp() >= slot + pg_catalog.make_interval(secs => interval_s);
         COMMIT;  -- end the transaction that slept: the run gets a fresh one
         -- One slot's failure (a lock timeout, say) costs that slot, not the rest of the
-        -- minute; it is logged, and a lasting failure shows in pgperfmon status as
-        -- samples that stopped coming.
+        -- minute: it is logged, and the run fails at the end (below).
+        runs := runs + 1;
         BEGIN
             EXECUTE command;
         EXCEPTION WHEN OTHERS THEN
+            failures := failures + 1;
+            last_error := SQLERRM;
             RAISE WARNING 'pgperfmon: % failed in its % s slot: %', command, interval_s, SQLERRM;
         END;
         COMMIT;
     END LOOP;
+    -- What the other slots did is committed; the run still ends in error, so that pg_cron
+    -- records the job as failed (cron.job_run_details) and pgperfmon status names it.
+    IF failures > 0 THEN
+        RAISE EXCEPTION 'pgperfmon: % failed in % of its % slots this minute (every % s): %',
+            command, failures, runs, interval_s, last_error;
+    END IF;
 END
 $$;
 COMMENT ON PROCEDURE perfmon.run_every_interval(text, integer) IS
