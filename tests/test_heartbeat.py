@@ -153,3 +153,62 @@ def test_application_load_names_the_application_that_loads_the_server(probe, ins
     top = rows[0]
     assert top[0] == "report-builder", rows
     assert top[1] >= 0.75 and top[2] >= 50 and top[3] == 4
+
+
+# What a transaction's commit does is decided by synchronous_commit as it stands at
+# COMMIT: a deferred trigger on a temporary table (the witness: temporary, so not a
+# write that counts) reports it from inside the commit, after perfmon's own check.
+WITNESS = """
+CREATE TEMP TABLE commit_witness (x int);
+CREATE FUNCTION pg_temp.commit_witness() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE NOTICE 'synchronous_commit at commit: %', current_setting('synchronous_commit');
+    RETURN NULL;
+END $$;
+CREATE CONSTRAINT TRIGGER commit_witness AFTER INSERT ON pg_temp.commit_witness
+    DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION pg_temp.commit_witness();
+"""
+
+
+def synchronous_commit_at_commit(conn: psycopg.Connection, *statements: str) -> str:
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    with conn.transaction():
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT INTO pg_temp.commit_witness VALUES (1)")
+    seen = [n.rsplit(": ", 1)[1] for n in notices if n.startswith("synchronous_commit at commit")]
+    assert len(seen) == 1, notices
+    return seen[0]
+
+
+BEAT = "SELECT perfmon.agent_heartbeat('commit-test', 'ok', 1.0, 0)"
+
+
+def test_a_transaction_of_heartbeats_alone_commits_without_waiting_for_the_flush(
+        probe: psycopg.Connection, agent_dsn: str) -> None:
+    probe.execute(WITNESS)
+    probe.execute("CREATE SEQUENCE probe_seq")
+    probe.execute("CREATE UNLOGGED TABLE scratch (x int)")
+    probe.execute(BEAT)  # registered: the first heartbeat of an agent adds a row (and takes an id)
+    assert synchronous_commit_at_commit(probe, BEAT) == "off"
+    assert synchronous_commit_at_commit(probe, BEAT, BEAT) == "off"
+    assert synchronous_commit_at_commit(probe, BEAT, "INSERT INTO scratch VALUES (1)") == "off"
+    # The caller's other writes keep the caller's setting, whether before or after the heartbeat.
+    assert synchronous_commit_at_commit(probe, "INSERT INTO probe VALUES (1001, 'a')", BEAT) == "on"
+    assert synchronous_commit_at_commit(probe, BEAT, "UPDATE probe SET v = 'b' WHERE id = 1001") == "on"
+    assert synchronous_commit_at_commit(probe, BEAT, "DELETE FROM probe WHERE id = 1001") == "on"
+    assert synchronous_commit_at_commit(probe, BEAT, "SELECT nextval('probe_seq')") == "on"
+    assert synchronous_commit_at_commit(probe, BEAT, "CREATE TABLE later (x int)") == "on"
+    assert synchronous_commit_at_commit(probe, "SET CONSTRAINTS ALL IMMEDIATE", BEAT,
+                                        "INSERT INTO probe VALUES (1002, 'c')") == "on"
+    assert synchronous_commit_at_commit(probe, "SELECT perfmon.agent_heartbeat('commit-test-new')") == "on"
+    # Only for that transaction: the session's own setting is untouched.
+    assert probe.execute("SHOW synchronous_commit").fetchone() == ("on",)
+    assert probe.execute("SELECT count(*) FROM probe WHERE id = 1002").fetchone() == (1,)
+    # An agent login, which can read none of perfmon's tables, gets the same.
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        aconn.execute(WITNESS)
+        assert synchronous_commit_at_commit(aconn, BEAT) == "off"
+        aconn.execute(BEAT)  # autocommit, as the helper sends it
+    assert health(probe, "commit-test")["heartbeats_1h"] == 13

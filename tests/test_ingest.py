@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import io
 import math
+import random
 import uuid
 from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -261,3 +263,97 @@ def test_read_csv_reports_malformed_lines() -> None:
     items = list(ingest.read_csv(io.StringIO("a,b,c\n1,2\n\n"), key))
     assert items[0] == (1, "expected 2 fields (timestamp,value), got 3")
     assert items[1][0] == 2 and items[1][3] == 2.0
+
+
+def test_timestamps_of_every_form_are_stored_to_the_microsecond(conn, agent_dsn: str) -> None:
+    # The Writer sends binary COPY; what the server stores must be the very instant given.
+    now = datetime.now(timezone.utc).replace(microsecond=123456)
+    key = series_key("host.load.15m", {"host": "forms"})
+    rows = [
+        (1, key, now.timestamp(), 1.0),                                    # seconds since 1970
+        (2, key, now.replace(tzinfo=None) - timedelta(seconds=1), 2.0),    # naive datetime = UTC
+        (3, key, (now - timedelta(seconds=2)).astimezone(timezone(timedelta(hours=5, minutes=30))), 3.0),
+        (4, key, (now - timedelta(seconds=3)).isoformat().replace("+00:00", "Z"), 4.0),
+        (5, key, (now - timedelta(seconds=4)).astimezone(timezone(timedelta(hours=-2))).isoformat(), 5),
+        (6, key, float("nan"), 6.0),
+        (7, key, 1e12, 7.0),
+        (8, key, "yesterday", 8.0),
+        (9, key, now.timestamp(), "many"),
+        (10, key, now.timestamp(), None),
+        (11, key, None, 11.0),
+        (12, key, datetime(1999, 12, 31, 23, 59, 59, tzinfo=timezone.utc), 12.0),
+        (13, key, now + timedelta(days=2), 13.0),
+    ]
+    with psycopg.connect(agent_dsn) as aconn:
+        result = Writer(aconn, "forms").send(uuid.uuid4(), rows)
+    reasons = dict(result.errors)
+    assert result.stored == 5
+    assert sorted(reasons) == list(range(6, 14))
+    assert reasons[6] == "timestamp is NaN (not a number)"
+    assert reasons[7] == "timestamp 1000000000000.0 (seconds since 1970) is out of range"
+    assert reasons[8] == "timestamp 'yesterday' is not ISO 8601"
+    assert reasons[9] == "value 'many' is not a number"
+    assert reasons[10] == "host.load.15m: value is missing"
+    assert reasons[11] == "host.load.15m: timestamp is missing"
+    assert "is before 2000-01-01" in reasons[12]
+    assert "is more than a day in the future" in reasons[13]
+    got = conn.execute("SELECT ts, value FROM perfmon.metric_values WHERE metric = 'host.load.15m' "
+                       "AND labels = '{\"host\": \"forms\"}' ORDER BY value").fetchall()
+    assert got == [(now - timedelta(seconds=i - 1), float(i)) for i in range(1, 6)]
+
+
+# A batch of random rows, good and bad, against what the rules say: every good row is
+# stored exactly once, every bad one is refused with its row number, whether the batch
+# took the single validating INSERT alone or also the pass that names the refused rows.
+# Series: 12 known ones (more than the 9 from which PostgreSQL looks arrays up by hash)
+# of a non-negative gauge, a counter and a metric that may be negative, and an id the
+# server does not know (a stale cache).
+METRICS = [("host.cpu.user_pct", False), ("host.net.errors", False), ("business.revenue_impact", True)]
+VALUES = st.one_of(st.floats(min_value=-1e6, max_value=1e6), st.sampled_from(
+    [0.0, -0.0, -1.0, math.nan, math.inf, -math.inf, None]))
+OFFSETS_S = st.one_of(st.integers(min_value=-86_400 * 30, max_value=3_600),
+                      st.sampled_from([None, -40 * 365 * 86_400, 3 * 86_400]))
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(batch=st.lists(st.tuples(st.integers(min_value=0, max_value=12), VALUES, OFFSETS_S),
+                      min_size=1, max_size=60))
+def test_random_batches_store_exactly_the_good_rows_once(conn, agent_dsn: str, batch: list) -> None:
+    run = uuid.uuid4().hex[:12]
+    keys = [series_key(METRICS[i % 3][0], {"run": run, "n": i}) for i in range(12)]
+    now = conn.execute("SELECT now()").fetchone()[0]
+    rows, expected = [], []
+    for seq, (series, value, offset) in enumerate(batch, start=1):
+        ts = None if offset is None else (now + timedelta(seconds=offset)).timestamp()
+        good = (series < 12 and value is not None and math.isfinite(value) and ts is not None
+                and (value >= 0 or METRICS[series % 3][1])
+                and -30 * 86_400 <= offset <= 3_600)
+        rows.append((seq, keys[series] if series < 12 else series_key("host.cpu.user_pct", {"run": run}),
+                     ts, value))
+        if good:
+            expected.append((seq, series, round(ts * 1e6), value))
+    with psycopg.connect(agent_dsn) as aconn:
+        writer = Writer(aconn, "random")
+        ids = writer.resolve(keys)
+        writer._series[series_key("host.cpu.user_pct", {"run": run})] = 2_000_000_000  # not in the dictionary
+        key = uuid.uuid4()
+        result = writer.send(key, rows)
+        again = writer.send(key, rows)
+    stored_rows = conn.execute(
+        "SELECT series_id, (extract(epoch FROM ts) * 1e6)::bigint, value FROM perfmon.metric_samples "
+        "WHERE series_id = ANY(%s) ORDER BY 1, 2, 3", ([ids[k] for k in keys],)).fetchall()
+    assert sorted(stored_rows) == sorted((ids[keys[s]], us, v) for _seq, s, us, v in expected)
+    assert result.stored == len(expected)
+    assert sorted(row for row, _reason in result.errors) == sorted(
+        set(range(1, len(rows) + 1)) - {seq for seq, *_ in expected})
+    assert all(reason for _row, reason in result.errors)
+    assert (again.duplicate, again.stored) == (True, 0)
+
+
+def test_seconds_since_1970_round_to_the_microsecond_as_datetime_does() -> None:
+    # The agent's float times must land on the instant iso() names (datetime.fromtimestamp).
+    rng = random.Random(4)
+    for ts in [rng.uniform(946_684_800, 4e9) for _ in range(20_000)] + [1.5e9 + 0.0000005, 1.5e9 + 0.9999996]:
+        expected = (datetime.fromtimestamp(ts, timezone.utc) - datetime(2000, 1, 1, tzinfo=timezone.utc)
+                    ) // timedelta(microseconds=1)
+        assert ingest._pg_microseconds(ts) == expected, ts

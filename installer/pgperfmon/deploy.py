@@ -311,8 +311,10 @@ def _apply_objects(conn: psycopg.Connection, available: set[str], report: Report
                         conn.execute("SET LOCAL ROLE perfmon_admin")
                     _apply_object(conn, obj)
                     conn.execute("RESET ROLE")
+            # UndefinedColumn: on an upgrade, a view can refer to a column that the new
+            # version of another view, applied later in this loop, adds.
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
-                    psycopg.errors.UndefinedObject) as exc:
+                    psycopg.errors.UndefinedObject, psycopg.errors.UndefinedColumn) as exc:
                 failed.append((obj, exc))
         if len(failed) == len(pending):
             obj, exc = failed[0]
@@ -481,6 +483,12 @@ def _sync_cron_jobs(conn: psycopg.Connection, dsn: str, report: Report) -> None:
         return
     dbname = conn.info.dbname
     plan = conn.execute("SELECT name, schedule, command FROM perfmon.job_plan").fetchall()
+    for name, requires in conn.execute(
+        "SELECT j.name, j.requires FROM perfmon.jobs AS j WHERE j.enabled "
+        "AND NOT EXISTS (SELECT FROM perfmon.job_plan AS p WHERE p.name = j.name) ORDER BY j.name"
+    ):
+        report.note(f"job {name} is not scheduled: it needs {', '.join(requires)} "
+                    "(it starts at the next pgperfmon install once that is there)")
     conn.commit()
     cron = _cron_connection(conn, dsn, cron_db)
     try:

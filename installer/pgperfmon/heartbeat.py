@@ -59,10 +59,13 @@ class Heartbeat:
     def _connection(self) -> psycopg.Connection:
         if self._conn is None or self._conn.closed:
             conn = db.connect(self.dsn, autocommit=True)
-            conn.execute("SELECT set_config('application_name', %s, false)", (self.agent[:63],))
-            # A heartbeat is telemetry: not worth a WAL flush wait. At worst a crash
-            # of the server loses the last fraction of a second of heartbeats.
-            conn.execute("SET synchronous_commit = off")
+            try:
+                # Autocommit: each heartbeat is a transaction of its own, which the server
+                # commits without a WAL flush wait (perfmon.heartbeat_commit_async()).
+                conn.execute("SELECT set_config('application_name', %s, false)", (self.agent[:63],))
+            except BaseException:  # e.g. a name PostgreSQL text cannot hold: no connection left open
+                conn.close()
+                raise
             self._conn = conn
         return self._conn
 
@@ -77,9 +80,11 @@ class Heartbeat:
             except (db.ConnectError, psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 self.close()
                 if attempt == 2:
-                    log.warning("heartbeat of %s not sent: %s", self.agent, db.redact(str(exc)))
-            except psycopg.Error as exc:  # refused by the server (a bad argument)
-                log.warning("heartbeat of %s refused: %s", self.agent, str(exc).strip())
+                    log.warning("heartbeat of %r not sent: %s", self.agent, db.redact(str(exc)))
+            except (psycopg.Error, ValueError) as exc:
+                # Refused by the server (a bad argument), or text no server can hold (NUL,
+                # lone surrogates): the application carries on either way.
+                log.warning("heartbeat of %r refused: %s", self.agent, str(exc).strip())
                 return False
         return False
 

@@ -2,8 +2,8 @@
 
 ``Writer`` is how everything outside the server feeds the metric store, with
 only what ``perfmon_agent`` may do: series ids are asked once from
-``perfmon.ingest_series()`` and cached; a batch is COPYed into the session's
-staging table (``perfmon.ingest_open()``) and stored by
+``perfmon.ingest_series()`` and cached; a batch is COPYed (binary format) into
+the session's staging table (``perfmon.ingest_open()``) and stored by
 ``perfmon.ingest_batch()`` in the same transaction, which validates every row,
 keeps the good ones, says which rows it refused and why, and stores a batch
 key only once.
@@ -16,11 +16,12 @@ import hashlib
 import io
 import json
 import math
+import struct
 import sys
 import uuid
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -31,8 +32,9 @@ from pgperfmon import db
 
 # (metric, labels as canonical JSON, unit or None)
 SeriesKey = tuple[str, str, str | None]
-# (row number, series, timestamp as ISO text, value)
-Row = tuple[int, SeriesKey, str, float]
+# (row number, series, timestamp, value); the timestamp is seconds since 1970 (as
+# time.time() gives it), a datetime or ISO 8601 text; zone-less means UTC.
+Row = tuple[int, SeriesKey, "float | datetime | str", "float | None"]
 
 BATCH_ROWS = 50_000
 # Names in batch keys of files: the same file loaded twice is stored once.
@@ -53,13 +55,89 @@ def iso(ts: float | datetime) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).isoformat()
 
 
-def _float_text(value: float) -> str:
-    # repr() round-trips; PostgreSQL spells the special values its own way.
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "Infinity" if value > 0 else "-Infinity"
-    return repr(value)
+# A batch goes to the staging table in COPY's binary format: the server then
+# parses no text (reading the timestamps' text was half the cost of a batch;
+# see bench/ingest_throughput.py). Header: signature, flags 0, no extension.
+_COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + bytes(8)
+_COPY_TRAILER = struct.pack("!h", -1)
+# One row: 4 fields, each its byte length then its value: seq int4, series_id
+# int4, ts timestamptz (microseconds since 2000-01-01 UTC), value float8.
+_COPY_ROW = struct.Struct("!hiiiiiqid")
+# The same field by field, for a row with a NULL.
+_COPY_INT4_PAIR = struct.Struct("!hiiii")
+_COPY_INT8 = struct.Struct("!iq")
+_COPY_FLOAT8 = struct.Struct("!id")
+_COPY_NULL = struct.pack("!i", -1)
+_NOTHING = object()
+_PG_EPOCH_S = 946_684_800  # 2000-01-01 00:00:00 UTC in seconds since 1970
+_PG_EPOCH = datetime(2000, 1, 1, tzinfo=timezone.utc)
+_MICROSECOND = timedelta(microseconds=1)
+# Seconds since 1970 sent as they are: about the years -1200 to 5100, inside
+# PostgreSQL's range; the server refuses what is before 2000 or beyond tomorrow.
+_MAX_EPOCH_S = 1e11
+
+
+def _pg_microseconds(ts: float | datetime | str) -> int | str:
+    """A row's timestamp as binary COPY wants it, or why it cannot be sent."""
+    if isinstance(ts, str):
+        try:
+            ts = datetime.fromisoformat(ts.strip().replace("Z", "+00:00"))
+        except ValueError:
+            return f"timestamp {ts[:40]!r} is not ISO 8601"
+    if isinstance(ts, datetime):
+        if ts.tzinfo is None:
+            ts = ts.replace(tzinfo=timezone.utc)
+        return (ts - _PG_EPOCH) // _MICROSECOND
+    if isinstance(ts, (int, float)) and not isinstance(ts, bool):
+        if ts != ts:
+            return "timestamp is NaN (not a number)"
+        if not -_MAX_EPOCH_S < ts < _MAX_EPOCH_S:
+            return f"timestamp {ts!r} (seconds since 1970) is out of range"
+        # Rounded to the microsecond as datetime.fromtimestamp() rounds (so as iso()).
+        whole = math.floor(ts)
+        return (whole - _PG_EPOCH_S) * 1_000_000 + round((ts - whole) * 1_000_000)
+    return f"timestamp {ts!r} is neither seconds since 1970, a datetime nor ISO 8601 text"
+
+
+def encode_rows(rows: Iterable[Row], series_ids: Mapping[SeriesKey, int | str],
+                errors: list[tuple[int | None, str]]) -> bytes:
+    """Rows as a binary COPY of pg_temp.perfmon_ingest (seq, series_id, ts, value).
+
+    ``series_ids`` maps each row's series to its id, or to the reason it was
+    refused; a key it lacks raises KeyError. A row with a refused series, a
+    timestamp that cannot be sent or a value that is not a number goes to
+    ``errors`` as (seq, reason) instead; a timestamp or value of None is sent as
+    NULL, which the server refuses with its reason.
+    """
+    out = [_COPY_HEADER]
+    pack = _COPY_ROW.pack
+    last_ts: object = _NOTHING
+    us: int | str | None = None
+    for seq, key, ts, value in rows:
+        sid = series_ids[key]
+        if type(sid) is str:
+            errors.append((seq, sid))
+            continue
+        # The points of one sample share one timestamp object: converted once.
+        if ts is not last_ts:
+            us = None if ts is None else _pg_microseconds(ts)
+            last_ts = ts
+        if type(us) is str:
+            errors.append((seq, us))
+        elif type(value) is float and us is not None:
+            out.append(pack(4, 4, seq, 4, sid, 8, us, 8, value))
+        else:
+            try:
+                number = None if value is None else float(value)
+            except (TypeError, ValueError):
+                errors.append((seq, f"value {str(value)[:40]!r} is not a number"))
+                continue
+            # NULL (length -1) for a missing time or value: the server says which.
+            out.append(b"".join((_COPY_INT4_PAIR.pack(4, 4, seq, 4, sid),
+                                 _COPY_NULL if us is None else _COPY_INT8.pack(8, us),
+                                 _COPY_NULL if number is None else _COPY_FLOAT8.pack(8, number))))
+    out.append(_COPY_TRAILER)
+    return b"".join(out)
 
 
 @dataclass
@@ -114,19 +192,17 @@ class Writer:
 
     def send(self, batch_key: uuid.UUID, rows: Sequence[Row]) -> Result:
         """Store one batch (one transaction); rows whose series is refused are reported."""
-        resolved = self.resolve(r[1] for r in rows)
         result = Result(batch_key)
-        lines = []
-        for seq, key, ts, value in rows:
-            sid = resolved[key]
-            if isinstance(sid, str):
-                result.errors.append((seq, sid))
-            else:
-                lines.append(f"{seq}\t{sid}\t{ts}\t{_float_text(value)}\n")
+        try:
+            data = encode_rows(rows, self._series, result.errors)
+        except KeyError:  # a series not asked about yet
+            result.errors.clear()
+            data = encode_rows(rows, self.resolve(r[1] for r in rows), result.errors)
         try:
             with self.conn.cursor() as cur:
-                with cur.copy("COPY pg_temp.perfmon_ingest (seq, series_id, ts, value) FROM STDIN") as copy:
-                    copy.write("".join(lines))
+                with cur.copy("COPY pg_temp.perfmon_ingest (seq, series_id, ts, value) "
+                              "FROM STDIN (FORMAT binary)") as copy:
+                    copy.write(data)
                 answer = cur.execute("SELECT perfmon.ingest_batch(%s, %s)",
                                      (batch_key, self.agent)).fetchone()[0]
             self.conn.commit()
@@ -242,15 +318,22 @@ def command(dsn: str | None, metric: str, unit: str | None, labels: tuple[str, .
         if not sep:
             raise IngestError(f"--label {item!r}: expected KEY=VALUE")
         label_map[name] = value
+    # Bytes that are not UTF-8 are kept as surrogates: the line that holds them is refused
+    # with its number (its value or timestamp cannot be read), the others are loaded.
     if input_file == "-":
-        stream: Any = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="")
+        stream: Any = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="surrogateescape",
+                                       newline="")
     else:
         try:
-            stream = Path(input_file).open(encoding="utf-8", newline="")
+            stream = Path(input_file).open(encoding="utf-8", errors="surrogateescape", newline="")
         except OSError as exc:
             raise IngestError(f"cannot read {input_file}: {exc.strerror}") from None
-    with stream, db.connection(db.resolve_dsn(dsn)) as conn:
-        stored, duplicates, errors = ingest_file(conn, stream, metric, unit, label_map)
+    try:
+        with stream, db.connection(db.resolve_dsn(dsn)) as conn:
+            stored, duplicates, errors = ingest_file(conn, stream, metric, unit, label_map)
+    except (psycopg.DataError, UnicodeEncodeError) as exc:  # NUL or lone surrogates in a name
+        raise IngestError(f"metric {metric!r}, its unit or its labels cannot be stored: "
+                          f"{str(exc).strip()}") from None
     for row, reason in errors[:1000]:
         click.echo(f"refused line {row}: {reason}" if row is not None else f"refused: {reason}", err=True)
     if len(errors) > 1000:

@@ -66,6 +66,10 @@ BEGIN
         RETURNING a.agent_id INTO id;
     END IF;
 
+    -- Its commit check runs at COMMIT even after a caller's SET CONSTRAINTS ALL IMMEDIATE
+    -- (perfmon.heartbeat_commit_async(): a heartbeat-only transaction does not wait for
+    -- the WAL flush).
+    SET CONSTRAINTS perfmon.heartbeat_commit_async DEFERRED;
     BEGIN
         INSERT INTO perfmon.agent_heartbeats (server_id, ts, agent_id, status, response_ms, errors, details)
         VALUES (1, now(), id, status, response_ms, errors, details);
@@ -79,4 +83,6 @@ $$;
 COMMENT ON FUNCTION perfmon.agent_heartbeat(text, text, double precision, integer, jsonb, double precision) IS
     'An application agent''s heartbeat: status (ok, degraded, error, down), response time in ms, '
     'errors since its previous heartbeat, details (a JSON object up to 8 kB), and optionally '
-    'the seconds it means to wait between heartbeats. See perfmon.agent_health.';
+    'the seconds it means to wait between heartbeats. A transaction that writes nothing but '
+    'heartbeats commits without waiting for its WAL flush (perfmon.heartbeat_commit_async()). '
+    'See perfmon.agent_health.';

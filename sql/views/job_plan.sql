@@ -11,7 +11,10 @@ FROM perfmon.jobs AS j
 CROSS JOIN LATERAL (
     SELECT CASE WHEN j.interval_key IS NOT NULL THEN perfmon.setting(j.interval_key)::int END AS seconds
 ) AS i
-WHERE j.enabled;
+WHERE j.enabled
+  -- Capabilities as they are now, at every install: a job whose extension came later runs.
+  AND NOT EXISTS (SELECT FROM unnest(j.requires) AS r(extname)
+                  WHERE NOT EXISTS (SELECT FROM pg_extension AS e WHERE e.extname = r.extname));
 COMMENT ON VIEW perfmon.job_plan IS
     'The pg_cron jobs pgperfmon install schedules: cron expression and command for each enabled '
-    'row of perfmon.jobs, with its configured interval applied.';
+    'row of perfmon.jobs whose required extensions are created, with its configured interval applied.';
