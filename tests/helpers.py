@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import psycopg
 
+from pgperfmon.agent import Agent
+
 PROBE = "SELECT count(*) FROM probe WHERE v = %s"
 
 
@@ -29,3 +31,16 @@ def probe_calls(conn: psycopg.Connection, since_ts=None) -> list[int]:
 def run_probe(conn: psycopg.Connection, times: int) -> None:
     for i in range(times):
         conn.execute(PROBE, (f"x{i}",))
+
+
+class RecordingAgent(Agent):
+    """The real agent, remembering each sample that made it into the spool."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.records: list[dict] = []
+
+    def sample_once(self, now: float | None = None) -> dict:
+        record = super().sample_once(now)
+        self.records.append(record)
+        return record

@@ -20,8 +20,8 @@ import psycopg
 import pytest
 from agent_login import agent_login
 
+from helpers import RecordingAgent
 from perfmon_py import hostmetrics
-from pgperfmon.agent import Agent
 from pgperfmon.ingest import iso
 from pgperfmon.spool import Spool
 
@@ -121,19 +121,6 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     assert item[1]["key"] == "a"
     reopened.ack(item[0])
     assert reopened.peek() is None
-
-
-class RecordingAgent(Agent):
-    """The real agent, remembering what it sampled."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.records: list[dict] = []
-
-    def sample_once(self, now: float | None = None) -> dict:
-        record = super().sample_once(now)
-        self.records.append(record)
-        return record
 
 
 def test_database_down_60s_loses_nothing_and_stores_nothing_twice(server, installed: str, agent_dsn: str,

@@ -25,9 +25,8 @@ from alert_servers import add_gauge_rule, http_receiver, wait_for
 from click.testing import CliRunner
 from psycopg import sql
 
-from helpers import collect, flush, probe_calls, run_probe
+from helpers import RecordingAgent, collect, flush, probe_calls, run_probe
 from pgperfmon import alerting, cli, config, deploy, embedded
-from pgperfmon.agent import Agent
 from pgperfmon.spool import Spool
 
 # The pg_stat_* deltas: what a stats reset, a crash or an eviction may never make negative.
@@ -280,19 +279,6 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
         yield mount
     finally:
         subprocess.run(["umount", "--lazy", str(mount)], check=False)
-
-
-class RecordingAgent(Agent):
-    """The real agent, remembering each sample that made it into the spool."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.records: list[dict] = []
-
-    def sample_once(self, now: float | None = None) -> dict:
-        record = super().sample_once(now)
-        self.records.append(record)
-        return record
 
 
 def spool_lines(spool: Spool) -> tuple[list[dict], int]:
