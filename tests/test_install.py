@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pgperfmon import cli, config, deploy, resources
+from pgperfmon import cli, config, deploy
 from pgperfmon.deploy import ROLES
 
 DEFAULTS = config.load(None, env={})
@@ -105,7 +107,8 @@ def test_cli_install_twice(dsn: str) -> None:
 
 
 def previous_release(tmp_path: Path) -> Path:
-    """sql/ and plpython/ as they were just before the newest migration was added (from git)."""
+    """The tree as it was just before the newest migration was added (from git): its own
+    installer with its own sql/ and plpython/, since the two always ship together."""
     newest = deploy.migrations()[-1]
     assert newest.version > 1, "an upgrade needs two schema versions"
     file = f"sql/migrations/{newest.version:03d}_{newest.name}.sql"
@@ -116,21 +119,23 @@ def previous_release(tmp_path: Path) -> Path:
     old = tmp_path / "previous-release"
     old.mkdir()
     archive = subprocess.run(
-        ["git", "-C", str(REPO), "archive", f"{added[-1]}^", "sql", "plpython"],
+        ["git", "-C", str(REPO), "archive", f"{added[-1]}^", "sql", "plpython", "installer", "config"],
         capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
     return old
 
 
-def test_upgrade_keeps_data(dsn: str, tmp_path: Path, monkeypatch) -> None:
+def test_upgrade_keeps_data(dsn: str, tmp_path: Path) -> None:
     """Install the release before the newest migration, add data, upgrade to this one."""
     old = previous_release(tmp_path)
     newest = deploy.migrations()[-1]
-    monkeypatch.setattr(resources, "root", lambda: old)
-    resources.sql.cache_clear()
-    deploy.install(dsn, DEFAULTS)
-    monkeypatch.undo()
-    resources.sql.cache_clear()
+    env = {**os.environ, "PYTHONPATH": str(old / "installer")}
+    imported = subprocess.run([sys.executable, "-c", "import pgperfmon; print(pgperfmon.__file__)"],
+                              env=env, capture_output=True, text=True, check=True).stdout
+    assert imported.startswith(str(old)), imported
+    done = subprocess.run([sys.executable, "-m", "pgperfmon", "install", "--dsn", dsn], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT max(version) FROM perfmon.schema_migrations").fetchone() == (
             newest.version - 1,)
