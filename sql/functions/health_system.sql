@@ -8,6 +8,7 @@ AS $$
 DECLARE
     t jsonb := perfmon.settings_under('system.thresholds');
     h record;
+    c record;
     inputs jsonb;
     checks jsonb := '{}';
     missing jsonb := '[]';
@@ -24,27 +25,19 @@ BEGIN
                                  'cpu_avg_pct', round(h.cpu::numeric, 2),
                                  'memory_avg_pct', round(h.mem::numeric, 2),
                                  'disk_max_used_pct', round(h.disk::numeric, 2));
-    IF h.cpu IS NULL THEN
-        missing := missing || jsonb_build_object('check', 'cpu', 'why',
-            'no host.cpu.total_pct sample in the period: ' || how_to);
-    ELSE
-        checks := checks || jsonb_build_object('cpu', perfmon.health_points(h.cpu,
-            (t ->> 'cpu_pct.warning')::float8, (t ->> 'cpu_pct.critical')::float8, 100));
-    END IF;
-    IF h.mem IS NULL THEN
-        missing := missing || jsonb_build_object('check', 'memory', 'why',
-            'no host.memory.used_pct sample in the period: ' || how_to);
-    ELSE
-        checks := checks || jsonb_build_object('memory', perfmon.health_points(h.mem,
-            (t ->> 'memory_pct.warning')::float8, (t ->> 'memory_pct.critical')::float8, 100));
-    END IF;
-    IF h.disk IS NULL THEN
-        missing := missing || jsonb_build_object('check', 'disk', 'why',
-            'no host.disk.used_pct sample in the period: ' || how_to);
-    ELSE
-        checks := checks || jsonb_build_object('disk', perfmon.health_points(h.disk,
-            (t ->> 'disk_pct.warning')::float8, (t ->> 'disk_pct.critical')::float8, 100));
-    END IF;
+    -- one check per measure: (check, its value, its threshold key, the metric behind it)
+    FOR c IN SELECT * FROM (VALUES ('cpu', h.cpu, 'cpu_pct', 'host.cpu.total_pct'),
+                                   ('memory', h.mem, 'memory_pct', 'host.memory.used_pct'),
+                                   ('disk', h.disk, 'disk_pct', 'host.disk.used_pct'))
+                           AS v(name, value, key, metric) LOOP
+        IF c.value IS NULL THEN
+            missing := missing || jsonb_build_object('check', c.name, 'why',
+                'no ' || c.metric || ' sample in the period: ' || how_to);
+        ELSE
+            checks := checks || jsonb_build_object(c.name, perfmon.health_points(c.value,
+                (t ->> (c.key || '.warning'))::float8, (t ->> (c.key || '.critical'))::float8, 100));
+        END IF;
+    END LOOP;
     RETURN perfmon.health_component(jsonb_strip_nulls(inputs), checks, missing,
         'mean of the checks cpu (mean busy %), memory (mean used %) and disk (fullest mount %) '
         'of perfmon.host_metrics, each against system.thresholds (warning 100 -> critical 50 -> 100% 0)',
