@@ -13,6 +13,8 @@ import base64
 import logging
 import secrets
 import socket
+import threading
+import time
 import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
@@ -324,6 +326,79 @@ def test_upgrade_masks_passwords_stored_by_earlier_releases(installed: str, conn
     deploy.install(installed, config.load(None, env={}))
     assert conn.execute("SELECT query FROM perfmon.statements WHERE queryid = 4242").fetchone() == (
         "ALTER ROLE app PASSWORD '***'",)
+
+
+def reader_views_holding(conn: psycopg.Connection, secrets_: tuple[str, ...]) -> list[str]:
+    """Every view of perfmon perfmon_reader may read whose rows, read as the current role, hold a secret."""
+    views = [v for (v,) in conn.execute(
+        "SELECT c.oid::regclass::text FROM pg_class c WHERE c.relnamespace = 'perfmon'::regnamespace "
+        "AND c.relkind IN ('v', 'm') AND has_table_privilege('perfmon_reader', c.oid, 'SELECT') ORDER BY 1")]
+    assert "perfmon.blocking_locks" in views and "perfmon.top_queries" in views
+    found = []
+    for view in views:
+        for secret in secrets_:
+            if conn.execute(f"SELECT count(*) FROM {view} AS t WHERE strpos(t::text, %s) > 0",
+                            (secret,)).fetchone()[0]:
+                found.append(f"{view}: {secret}")
+    return found
+
+
+def test_live_query_texts_shown_to_readers_hide_passwords(conn: psycopg.Connection, paused_cron: str) -> None:
+    """A session running ALTER ROLE ... PASSWORD that blocks another, and the one it blocks."""
+    suffix = secrets.token_hex(3)
+    target, watcher = f"leaky_{suffix}", f"watcher_{suffix}"
+    held_pw, waiting_pw = distinctive("HeldPw"), distinctive("WaitingPw")
+    # A monitoring login often holds pg_monitor too (Grafana's and pgwatch's setups): it then
+    # sees the text of every session in pg_stat_activity, and so would in perfmon's views.
+    conn.execute(sql.SQL("CREATE ROLE {} LOGIN").format(sql.Identifier(target)))
+    conn.execute(sql.SQL("CREATE ROLE {} IN ROLE perfmon_reader, pg_monitor").format(sql.Identifier(watcher)))
+    blocker = psycopg.connect(paused_cron)  # a transaction left open: the role's row stays locked
+    waiter = psycopg.connect(paused_cron, autocommit=True)
+    waiter_pid = waiter.info.backend_pid
+    outcome: list[object] = []
+
+    def wait_for_the_row() -> None:
+        try:
+            waiter.execute("SET statement_timeout = '60s'")
+            waiter.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(
+                sql.Identifier(target), sql.Literal(waiting_pw)))
+            outcome.append("done")
+        except psycopg.Error as exc:  # reported by the assertion below
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait_for_the_row)
+    try:
+        blocker.execute(sql.SQL("ALTER ROLE {} PASSWORD {}").format(sql.Identifier(target),
+                                                                  sql.Literal(held_pw)))
+        thread.start()
+        deadline = time.monotonic() + 30
+        while not conn.execute("SELECT count(*) FROM perfmon.blocking_locks WHERE blocked_pid = %s",
+                               (waiter_pid,)).fetchone()[0]:
+            assert time.monotonic() < deadline, "the second ALTER ROLE never waited on the first"
+            time.sleep(0.1)
+        conn.execute(sql.SQL("SET ROLE {}").format(sql.Identifier(watcher)))
+        try:
+            # The watcher does see both secrets in pg_stat_activity: the test can fail.
+            raw = " ".join(q for (q,) in conn.execute(
+                "SELECT query FROM pg_stat_activity WHERE pid IN (%s, %s)",
+                (waiter_pid, blocker.info.backend_pid)))
+            assert held_pw in raw and waiting_pw in raw, raw
+            shown = conn.execute("SELECT blocked_query, blocking_query FROM perfmon.blocking_locks "
+                                 "WHERE blocked_pid = %s", (waiter_pid,)).fetchall()
+            masked = sql.SQL("ALTER ROLE {} PASSWORD '***'").format(sql.Identifier(target)).as_string(conn)
+            assert shown == [(masked, masked)]
+            assert reader_views_holding(conn, (held_pw, waiting_pw)) == []
+        finally:
+            conn.execute("RESET ROLE")
+    finally:
+        blocker.rollback()
+        blocker.close()
+        if thread.is_alive() or thread.ident:
+            thread.join(60)
+        waiter.close()
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(watcher)))
+        conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(target)))
+    assert outcome == ["done"]
 
 
 # --------------------------------------------------------------------------- delivery secrets
