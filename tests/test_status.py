@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -12,7 +13,7 @@ import psycopg
 import pytest
 from click.testing import CliRunner
 
-from pgperfmon import __version__, cli, config, deploy, embedded
+from pgperfmon import __version__, cli, config, deploy, embedded, status
 
 
 def run_status(dsn: str, *extra: str):
@@ -84,3 +85,84 @@ def test_status_fails_when_pg_cron_is_not_preloaded(no_cron_cluster: embedded.Cl
     assert result.exit_code == 1
     assert ("pg_cron: pg_cron is not in shared_preload_libraries: add it and restart the server"
             in result.output)
+
+
+def test_a_failing_collect_stage_makes_status_unhealthy_until_it_runs_again(installed: str) -> None:
+    # The databases stage waits on a table another session holds, until lock_timeout: the
+    # stage fails, the others store their rows, and the collect job itself succeeds.
+    with psycopg.connect(installed, autocommit=True) as conn, psycopg.connect(installed) as holder:
+        holder.execute("LOCK TABLE perfmon.state_databases IN ACCESS EXCLUSIVE MODE")
+        stages = conn.execute("SELECT perfmon.collect()").fetchone()[0]["stages"]
+        assert stages["databases"]["error"] == "canceling statement due to lock timeout", stages
+        assert [name for name, stage in stages.items() if "error" in stage] == ["databases"], stages
+        assert {"statements", "activity", "settings"} <= stages.keys()  # the others ran
+        failing = run_status(installed)
+        as_json = json.loads(run_status(installed, "--json").output)
+        holder.rollback()
+    assert failing.exit_code == 1, failing.output
+    line = re.search(r"collect stage databases \(sample\) failed in its newest run at \S+ \S+: "
+                     r"canceling statement due to lock timeout \((\d+) of (\d+) runs in the last hour "
+                     r"failed; see perfmon.collect_timings\)", failing.output)
+    assert line, failing.output
+    assert 1 <= int(line[1]) <= int(line[2])
+    assert as_json["healthy"] is False
+    [row] = [e for e in as_json["recent_errors"] if e["name"] == "databases"]
+    assert row["source"] == "collect" and row["kind"] == "sample" and row["failing"] is True
+    assert row["error"] == "canceling statement due to lock timeout"
+
+    # The stage works again: healthy, and the hour's error is still listed, not a problem.
+    with psycopg.connect(installed, autocommit=True) as conn:
+        stages = conn.execute("SELECT perfmon.collect()").fetchone()[0]["stages"]
+        assert "error" not in stages["databases"], stages
+        errors = conn.execute(
+            "SELECT count(*) FROM perfmon.collect_timings WHERE stage = 'databases' "
+            "AND error IS NOT NULL AND ts > now() - interval '1 hour'").fetchone()[0]
+    recovered = run_status(installed)
+    assert recovered.exit_code == 0, recovered.output
+    assert recovered.output.splitlines()[-1] == "healthy"
+    assert re.search(rf"  collect stage databases \(sample\) +{errors} of \d+ runs, last at \S+ \S+: "
+                     r"canceling statement due to lock timeout$", recovered.output, re.M), recovered.output
+
+
+def test_a_failing_analyze_part_is_logged_warned_and_makes_status_unhealthy(installed: str, server) -> None:
+    log_offset = Path(server.cluster.logfile).stat().st_size if server.cluster is not None else None
+    warnings: list[str] = []
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.add_notice_handler(lambda d: warnings.append(f"{d.severity}: {d.message_primary}"))
+        # The health score may not be stored: its owner lost the privilege.
+        conn.execute("REVOKE INSERT ON perfmon.health_history FROM perfmon_admin")
+        started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        conn.execute("SET ROLE perfmon_admin")  # as pg_cron runs it
+        result = conn.execute("SELECT perfmon.analyze()").fetchone()[0]
+        conn.execute("RESET ROLE")
+        assert result["health"] == {"error": "permission denied for table health_history"}, result
+        parts = {part: (error, ms) for part, error, ms in conn.execute(
+            "SELECT part, error, ms FROM perfmon.analyze_timings WHERE ts >= %s", (started,))}
+        # The other parts ran, timed, without error; the alert rules were evaluated.
+        assert parts["health"][0] == result["health"]["error"]
+        assert {p: e for p, (e, _) in parts.items() if p != "health"} == {
+            "anomalies": None, "alerts": None, "recovery": None}, parts
+        assert all(ms is not None for _, ms in parts.values())
+        assert conn.execute("SELECT count(*) FROM perfmon.alert_rule_runs WHERE ts >= %s",
+                            (started,)).fetchone()[0] >= 1
+    assert [w for w in warnings if w.startswith("WARNING: pgperfmon: perfmon.analyze() part health failed: "
+                                                "permission denied for table health_history")], warnings
+    if log_offset is not None:
+        with open(server.cluster.logfile, "rb") as f:
+            f.seek(log_offset)
+            logged = f.read().decode("utf-8", "replace")
+        assert "WARNING:  pgperfmon: perfmon.analyze() part health failed: permission denied" in logged
+
+    failing = run_status(installed)
+    assert failing.exit_code == 1, failing.output
+    assert re.search(r"analyze part health failed in its newest run at \S+ \S+: permission denied for table "
+                     r"health_history \(\d+ of \d+ runs in the last hour failed; "
+                     r"see perfmon.analyze_timings and the server log\)", failing.output), failing.output
+
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute("GRANT INSERT ON perfmon.health_history TO perfmon_admin")
+        assert conn.execute("SELECT perfmon.analyze()").fetchone()[0]["health"] == "recorded"
+    found = status.collect(installed)
+    assert found.healthy, found.problems
+    assert [(e["source"], e["name"], e["failing"]) for e in found.recent_errors] == [
+        ("analyze", "health", False)]

@@ -1,9 +1,12 @@
 """`pgperfmon status`: what is installed, which modes are in force, how the jobs ran.
 
 Healthy means: installed, pg_cron and pg_stat_statements in force, every planned
-job scheduled and its latest run not failed, and a sample no older than three
+job scheduled and its latest run not failed, no collection stage failed in the
+newest sample of its kind and no part of `perfmon.analyze()` in its newest run
+(a job catches those errors and succeeds), and a sample no older than three
 collection intervals (a fresh install whose first sample is not yet due counts
-as healthy). Each problem comes with the fix.
+as healthy). Each problem comes with the fix. Stage and part errors of the last
+hour that the newest run no longer has are listed, not counted as problems.
 """
 
 from __future__ import annotations
@@ -33,6 +36,10 @@ class Status:
     jobs: list[dict[str, Any]] = field(default_factory=list)
     newest_sample: datetime | None = None
     newest_sample_age_seconds: float | None = None
+    # Collection stages and analyze parts that failed in the last hour or in their
+    # newest run: source ("collect" or "analyze"), kind, name, error, last_error_at,
+    # errors_last_hour, runs_last_hour, failing (the newest run failed).
+    recent_errors: list[dict[str, Any]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -71,6 +78,7 @@ def collect(dsn: str) -> Status:
                 status.problems.append(f"{cap['capability']}: {cap['detail']}")
         _check_jobs(conn, dsn, status)
         _check_samples(conn, status, facts)
+        _check_errors(conn, status)
     return status
 
 
@@ -156,6 +164,38 @@ def _check_samples(conn: psycopg.Connection, status: Status, facts: dict[str, An
         )
 
 
+# What reports errors that its job catches: the query, the table it needs (older
+# schemas lack it), how the problem names the failing item, and where to look.
+_ERROR_SOURCES = (
+    ("collect", "queries/collect_stage_errors", "perfmon.samples", "perfmon.collect_timings"),
+    ("analyze", "queries/analyze_part_errors", "perfmon.analyze_runs",
+     "perfmon.analyze_timings and the server log"),
+)
+
+
+def _check_errors(conn: psycopg.Connection, status: Status) -> None:
+    for source, query, table, where in _ERROR_SOURCES:
+        exists = conn.execute("SELECT to_regclass(%s) IS NOT NULL AS ok", (table,)).fetchone()
+        if not exists or not exists["ok"]:
+            continue
+        for row in conn.execute(resources.sql(query)).fetchall():
+            row = {"source": source, **row}
+            row["error"] = db.redact((row["error"] or "no message").splitlines()[0])
+            status.recent_errors.append(row)
+            if row["failing"]:
+                status.problems.append(
+                    f"{_what(row)} failed in its newest run at {row['last_error_at']:%Y-%m-%d %H:%M:%S%z}: "
+                    f"{row['error']} ({row['errors_last_hour']} of {row['runs_last_hour']} runs "
+                    f"in the last hour failed; see {where})"
+                )
+
+
+def _what(row: dict[str, Any]) -> str:
+    if row["source"] == "collect":
+        return f"collect stage {row['name']} ({row['kind']})"
+    return f"analyze part {row['name']}"
+
+
 def render(status: Status) -> str:
     lines = [f"database:  {status.database}"]
     if status.installed:
@@ -184,6 +224,14 @@ def render(status: Status) -> str:
             lines.append(f"newest sample: {status.newest_sample_age_seconds:.0f} s ago")
         elif status.installed:
             lines.append("newest sample: none yet")
+    if status.recent_errors:
+        lines.append("stage and part errors, last hour and newest run (caught: the others ran):")
+        for row in status.recent_errors:
+            lines.append(
+                f"  {_what(row):<36} {row['errors_last_hour']} of {row['runs_last_hour']} runs, "
+                f"last at {row['last_error_at']:%Y-%m-%d %H:%M:%S%z}"
+                f"{' (newest run)' if row['failing'] else ''}: {row['error']}"
+            )
     if status.problems:
         lines.append("problems:")
         lines.extend(f"  - {p}" for p in status.problems)

@@ -7,41 +7,66 @@ AS $$
 -- alert rules, the enabled in-database recovery actions, then the health score is
 -- recorded (perfmon.record_health()). Each part runs in its own
 -- subtransaction so that one failing does not stop the others.
+-- pg_cron drops what this returns, so a failing part would be seen nowhere: each run
+-- is logged in perfmon.analyze_runs (each part's ms, error and SQLSTATE), and a failing
+-- part raises a WARNING naming it, which reaches the server log.
 DECLARE
     result jsonb := '{}';
-    part jsonb;
+    parts jsonb := '{}';
+    part text;
+    answer jsonb;
+    err text;
+    state text;
+    part_start timestamptz;
     t0 timestamptz := clock_timestamp();
+    total_ms double precision;
 BEGIN
-    IF to_regprocedure('perfmon.score_anomalies()') IS NOT NULL THEN
+    FOREACH part IN ARRAY ARRAY['anomalies', 'alerts', 'recovery', 'health'] LOOP
+        part_start := clock_timestamp();
+        IF part = 'anomalies' AND to_regprocedure('perfmon.score_anomalies()') IS NULL THEN
+            parts := parts || jsonb_build_object(part, jsonb_build_object(
+                'skipped', 'perfmon.score_anomalies() is not installed'));
+            CONTINUE;
+        END IF;
         BEGIN
-            EXECUTE 'SELECT to_jsonb(perfmon.score_anomalies())' INTO part;
-            result := result || jsonb_build_object('anomalies', part);
+            CASE part
+                WHEN 'anomalies' THEN
+                    EXECUTE 'SELECT to_jsonb(perfmon.score_anomalies())' INTO answer;
+                WHEN 'alerts' THEN
+                    answer := perfmon.evaluate_alerts();
+                WHEN 'recovery' THEN
+                    answer := perfmon.recover('analyze', NULL, fast_only => false, in_database_only => true);
+                WHEN 'health' THEN
+                    PERFORM perfmon.record_health();
+                    answer := to_jsonb('recorded'::text);
+            END CASE;
+            result := result || jsonb_build_object(part, answer);
+            parts := parts || jsonb_build_object(part, jsonb_build_object(
+                'ms', round((extract(epoch FROM clock_timestamp() - part_start) * 1000)::numeric, 2)));
         EXCEPTION WHEN OTHERS THEN
-            result := result || jsonb_build_object('anomalies', jsonb_build_object('error', SQLERRM));
+            -- An error may quote a statement: masked like every query text pgperfmon keeps.
+            err := perfmon.redact_secrets(SQLERRM);
+            state := SQLSTATE;
+            result := result || jsonb_build_object(part, jsonb_build_object('error', err));
+            parts := parts || jsonb_build_object(part, jsonb_build_object(
+                'error', err, 'sqlstate', state,
+                'ms', round((extract(epoch FROM clock_timestamp() - part_start) * 1000)::numeric, 2)));
+            RAISE WARNING 'pgperfmon: perfmon.analyze() part % failed: % (SQLSTATE %)', part, err, state
+                USING HINT = 'The other parts ran. Each run''s parts are in perfmon.analyze_timings.';
         END;
+    END LOOP;
+
+    total_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
+    IF to_regclass(format('perfmon.%I', 'analyze_runs_p' || to_char(t0 AT TIME ZONE 'UTC', 'YYYYMMDD'))) IS NULL THEN
+        PERFORM perfmon.maintain_partitions(t0);
     END IF;
-    BEGIN
-        result := result || jsonb_build_object('alerts', perfmon.evaluate_alerts());
-    EXCEPTION WHEN OTHERS THEN
-        result := result || jsonb_build_object('alerts', jsonb_build_object('error', SQLERRM));
-    END;
-    BEGIN
-        result := result || jsonb_build_object('recovery',
-            perfmon.recover('analyze', NULL, fast_only => false, in_database_only => true));
-    EXCEPTION WHEN OTHERS THEN
-        result := result || jsonb_build_object('recovery', jsonb_build_object('error', SQLERRM));
-    END;
-    BEGIN
-        PERFORM perfmon.record_health();
-        result := result || jsonb_build_object('health', 'recorded');
-    EXCEPTION WHEN OTHERS THEN
-        result := result || jsonb_build_object('health', jsonb_build_object('error', SQLERRM));
-    END;
-    RETURN result || jsonb_build_object('ms', round(extract(epoch FROM clock_timestamp() - t0)::numeric * 1000, 2));
+    INSERT INTO perfmon.analyze_runs (server_id, ts, duration_ms, parts) VALUES (1, t0, total_ms, parts);
+    RETURN result || jsonb_build_object('ms', round(total_ms::numeric, 2));
 END
 $$;
 COMMENT ON FUNCTION perfmon.analyze() IS
     'The per-interval analysis pg_cron runs: scores anomalies (perfmon.score_anomalies(), when '
     'installed), evaluates the alert rules (perfmon.evaluate_alerts()), runs the enabled in-database '
     'recovery actions (perfmon.recover()), records the health score (perfmon.record_health()). Returns '
-    'what each part did, and the total ms.';
+    'what each part did (or its error), and the total ms; logs each part''s ms and error in '
+    'perfmon.analyze_timings and raises a WARNING for a part that failed.';
