@@ -68,15 +68,15 @@ def dedicated_cluster(settings: dict[str, str]) -> Iterator[embedded.Cluster]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def installed_on(cluster: embedded.Cluster) -> psycopg.Connection:
-    """pgperfmon in a new database of `cluster`, its pg_cron jobs paused (the test refreshes);
-    an autocommit connection to it."""
+def installed_on(cluster: embedded.Cluster, dbname: str = DEDICATED_DATABASE) -> psycopg.Connection:
+    """pgperfmon in a new database `dbname` of `cluster`, its pg_cron jobs paused (the test
+    refreshes); an autocommit connection to it."""
     with psycopg.connect(cluster.dsn(), autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(DEDICATED_DATABASE)))
-        deploy.install(cluster.dsn(DEDICATED_DATABASE), config.load(None, env={}))
+        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(dbname)))
+        deploy.install(cluster.dsn(dbname), config.load(None, env={}))
         admin.execute("UPDATE cron.job SET active = false WHERE starts_with(jobname, %s)",
-                      (deploy.cron_job_prefix(DEDICATED_DATABASE),))
-    return psycopg.connect(cluster.dsn(DEDICATED_DATABASE), autocommit=True)
+                      (deploy.cron_job_prefix(dbname),))
+    return psycopg.connect(cluster.dsn(dbname), autocommit=True)
 
 
 def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
@@ -88,3 +88,35 @@ def wait_for(what: str, check: Callable[[], Any], timeout: float = 60) -> Any:
             return value
         assert time.monotonic() < deadline, f"{what}: not within {timeout:.0f} s"
         time.sleep(0.2)
+
+
+def write_wal(conn: psycopg.Connection, segments: int) -> None:
+    """Fill `segments` WAL segments, each ended with pg_switch_wal()."""
+    conn.execute("CREATE TABLE IF NOT EXISTS churn (v int)")
+    for _ in range(segments):
+        conn.execute("INSERT INTO churn VALUES (1)")  # a switch needs something written
+        conn.execute("SELECT pg_switch_wal()")
+
+
+def start_standby(primary: embedded.Cluster, standby: embedded.Cluster, slot: str | None) -> None:
+    """Make `standby` a streaming replica of `primary` using physical slot `slot` (None: no
+    slot, the primary keeps no trace of it once it disconnects); start it."""
+    home = standby.home
+    home.mkdir(mode=0o711)
+    home.chmod(0o711)  # the server's account walks down to pgdata
+    pgdata = home / "pgdata"
+    pgdata.mkdir(mode=0o700)
+    primary._chown(pgdata)
+    # As the server's account, over the primary's socket (trusted locally): the replica's
+    # primary_conninfo then needs no password.
+    primary._run_as_server([
+        str(primary.binaries.bindir / "pg_basebackup"), "--pgdata", str(pgdata),
+        "--host", str(primary.pgdata), "--port", str(primary.port),
+        "--username", embedded.SUPERUSER, "--write-recovery-conf",
+        *(["--create-slot", "--slot", slot] if slot else []),
+        "--wal-method=stream", "--checkpoint=fast"])
+    shutil.copy(primary.passfile, standby.passfile)  # the same superuser and password
+    # Not standby.up(): it creates pg_cron's extension, which a read-only standby refuses.
+    standby._write_settings(embedded.free_port())
+    assert standby._start(), standby._log_tail()
+    standby._wait_ready()

@@ -10,22 +10,22 @@ refresh resolves the same finding. The clusters are stopped and removed at the e
 
 from __future__ import annotations
 
-import shutil
-
 import psycopg
-from advisor_helpers import dedicated_cluster, findings, installed_on, refresh, set_config, view, wait_for
+from advisor_helpers import (
+    dedicated_cluster,
+    findings,
+    installed_on,
+    refresh,
+    set_config,
+    start_standby,
+    view,
+    wait_for,
+    write_wal,
+)
 from psycopg import sql
 from psycopg.rows import dict_row
 
 from pgperfmon import embedded
-
-
-def write_wal(conn: psycopg.Connection, segments: int) -> None:
-    """Fill `segments` WAL segments, each ended with pg_switch_wal()."""
-    conn.execute("CREATE TABLE IF NOT EXISTS churn (v int)")
-    for _ in range(segments):
-        conn.execute("INSERT INTO churn VALUES (1)")  # a switch needs something written
-        conn.execute("SELECT pg_switch_wal()")
 
 
 def one(rows: list[dict], target: str) -> dict:
@@ -107,28 +107,6 @@ def test_wal_archiving_failure_and_lag_fire_and_resolve() -> None:
 
 
 # ------------------------------------------------------------------- replication
-
-
-def start_standby(primary: embedded.Cluster, standby: embedded.Cluster, slot: str) -> None:
-    """Make `standby` a streaming replica of `primary` using physical slot `slot`; start it."""
-    home = standby.home
-    home.mkdir(mode=0o711)
-    home.chmod(0o711)  # the server's account walks down to pgdata
-    pgdata = home / "pgdata"
-    pgdata.mkdir(mode=0o700)
-    primary._chown(pgdata)
-    # As the server's account, over the primary's socket (trusted locally): the replica's
-    # primary_conninfo then needs no password.
-    primary._run_as_server([
-        str(primary.binaries.bindir / "pg_basebackup"), "--pgdata", str(pgdata),
-        "--host", str(primary.pgdata), "--port", str(primary.port),
-        "--username", embedded.SUPERUSER, "--write-recovery-conf", "--create-slot",
-        "--slot", slot, "--wal-method=stream", "--checkpoint=fast"])
-    shutil.copy(primary.passfile, standby.passfile)  # the same superuser and password
-    # Not standby.up(): it creates pg_cron's extension, which a read-only standby refuses.
-    standby._write_settings(embedded.free_port())
-    assert standby._start(), standby._log_tail()
-    standby._wait_ready()
 
 
 def replication(conn: psycopg.Connection) -> dict[str, dict]:

@@ -7,6 +7,12 @@ arch AS (
            a.archived_count, a.last_archived_wal, a.last_archived_time,
            a.failed_count, a.last_failed_wal, a.last_failed_time,
            r.ready_files, r.oldest_ready,
+           -- archive_mode on with no archive_command and no archive_library: the server
+           -- keeps every segment for an archiver that never runs, and logs only a warning.
+           -- A standby archives only with archive_mode = always.
+           current_setting('archive_mode') <> 'off'
+             AND current_setting('archive_command') = '' AND current_setting('archive_library') = ''
+             AND (current_setting('archive_mode') = 'always' OR NOT pg_is_in_recovery()) AS unconfigured,
            -- The archiver's counters outlive archive_mode = off: failures count only while on.
            current_setting('archive_mode') <> 'off' AND a.last_failed_time IS NOT NULL
              AND a.last_failed_time > coalesce(a.last_archived_time, '-infinity') AS failing
@@ -26,6 +32,7 @@ last_any AS (
 )
 SELECT 'wal_archiving'::text AS component,
        CASE WHEN arch.archive_mode = 'off' THEN 'off'
+            WHEN arch.unconfigured THEN 'not configured'
             WHEN arch.failing THEN 'failing'
             WHEN arch.ready_files >= 16 THEN 'lagging' ELSE 'ok' END AS state,
        arch.last_archived_time AS last_success_at,
@@ -34,13 +41,19 @@ SELECT 'wal_archiving'::text AS component,
        jsonb_build_object('archive_mode', arch.archive_mode, 'archived_count', arch.archived_count,
                           'last_archived_wal', arch.last_archived_wal,
                           'failed_count', arch.failed_count, 'last_failed_wal', arch.last_failed_wal,
-                          'ready_files', arch.ready_files) AS details,
+                          'ready_files', arch.ready_files,
+                          'archive_command_set', NOT arch.unconfigured) AS details,
        'wal_archiving'::text AS target,
        CASE WHEN arch.archive_mode = 'off' THEN 'info'
-            WHEN arch.failing THEN 'critical'
+            WHEN arch.unconfigured OR arch.failing THEN 'critical'
             WHEN arch.ready_files >= 16 THEN 'warning'
             ELSE 'ok' END AS severity,
-       CASE WHEN arch.failing
+       CASE WHEN arch.unconfigured
+            THEN format('WAL archiving is not configured: archive_mode = %s but archive_command and '
+                        'archive_library are empty, so nothing is archived and every WAL segment is '
+                        'kept for it (%s wait now): pg_wal grows until the disk is full, and there is '
+                        'no point-in-time recovery', arch.archive_mode, arch.ready_files)
+            WHEN arch.failing
             THEN format('WAL archiving is failing: the last attempt (%s, at %s) failed, %s failures '
                         'in all, and %s segment(s) wait; until it works pg_wal grows, and %s',
                         arch.last_failed_wal, date_trunc('second', arch.last_failed_time),
@@ -60,8 +73,14 @@ SELECT 'wal_archiving'::text AS component,
                           'last_failed_wal', arch.last_failed_wal, 'last_failed_time', arch.last_failed_time,
                           'last_archived_wal', arch.last_archived_wal,
                           'last_archived_time', arch.last_archived_time,
-                          'ready_files', arch.ready_files) AS evidence,
-       CASE WHEN arch.archive_mode = 'off'
+                          'ready_files', arch.ready_files,
+                          'archive_command', nullif(current_setting('archive_command'), ''),
+                          'archive_library', nullif(current_setting('archive_library'), '')) AS evidence,
+       CASE WHEN arch.unconfigured
+            THEN '-- set archive_command (or archive_library) to your archiver, e.g. ALTER SYSTEM SET '
+                 'archive_command = ''pgbackrest --stanza=main archive-push %p''; SELECT pg_reload_conf(); '
+                 '(or set archive_mode = off, which needs a restart)'
+            WHEN arch.archive_mode = 'off'
             THEN '-- set archive_mode = on and archive_command (or use pgBackRest/Barman); needs a restart'
             ELSE '-- check archive_command and the server log for its error: SHOW archive_command;'
        END AS apply_sql,
@@ -106,4 +125,5 @@ COMMENT ON VIEW perfmon.backup_status IS
     'One row per component: wal_archiving (archive_mode, archiver failures, segments waiting, '
     'lag_s = seconds the oldest has waited) and base_backup (the last successful backup recorded '
     'in perfmon.backup_log by `pgperfmon backup verify` or perfmon.record_backup(), lag_s = its age '
-    'in seconds). state: ok, off, failing, lagging (16 or more segments wait), none recorded, too old.';
+    'in seconds). state: ok, off, not configured (archive_mode on, archive_command and '
+    'archive_library empty), failing, lagging (16 or more segments wait), none recorded, too old.';

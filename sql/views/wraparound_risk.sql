@@ -32,14 +32,20 @@ holders AS (
                                  FROM pg_replication_slots)) AS xmin_holders
 ),
 oldest AS (
+    -- The tables that hold the database's oldest XID or MXID back, the nearer to its own
+    -- freeze_max_age first: VACUUM (FREEZE) of these advances datfrozenxid/datminmxid.
     SELECT jsonb_agg(jsonb_build_object('table', format('%s.%s', o.nspname, o.relname),
-                                        'xid_age', o.xid_age) ORDER BY o.xid_age DESC) AS tables,
+                                        'xid_age', o.xid_age, 'mxid_age', o.mxid_age)
+                     ORDER BY o.pressure DESC) AS tables,
            string_agg(format('VACUUM (FREEZE, VERBOSE) %I.%I;', o.nspname, o.relname), ' '
-                      ORDER BY o.xid_age DESC) AS freeze_sql
-    FROM (SELECT n.nspname, c.relname, age(c.relfrozenxid) AS xid_age
-          FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+                      ORDER BY o.pressure DESC) AS freeze_sql
+    FROM (SELECT n.nspname, c.relname, age(c.relfrozenxid) AS xid_age,
+                 mxid_age(c.relminmxid) AS mxid_age,
+                 greatest(age(c.relfrozenxid)::numeric / cfg.freeze_max_age,
+                          mxid_age(c.relminmxid)::numeric / cfg.mxid_freeze_max_age) AS pressure
+          FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace, cfg
           WHERE c.relkind IN ('r', 'm', 't') AND c.relfrozenxid <> '0'
-          ORDER BY age(c.relfrozenxid) DESC LIMIT 5) AS o
+          ORDER BY 5 DESC LIMIT 5) AS o
 ),
 d AS (
     SELECT db.datname, age(db.datfrozenxid)::bigint AS xid_age, mxid_age(db.datminmxid)::bigint AS mxid_age,
@@ -68,9 +74,10 @@ SELECT r.datname AS database, r.xid_age, r.mxid_age, r.freeze_max_age, r.mxid_fr
                  OR r.mxid_age >= r.mxid_freeze_max_age * r.warn_pct / 100 THEN 'warning'
             ELSE 'ok' END AS severity,
        format('database %s: oldest unfrozen XID is %s transactions old (%s%% of '
-              'autovacuum_freeze_max_age, %s%% of the wraparound limit), MXID %s (%s%%)%s',
+              'autovacuum_freeze_max_age, %s%% of the wraparound limit), oldest multixact ID %s '
+              'multixacts old (%s%% of autovacuum_multixact_freeze_max_age, %s%% of the limit)%s',
               r.datname, r.xid_age, r.xid_pct_of_freeze_max, r.xid_pct_of_limit, r.mxid_age,
-              r.mxid_pct_of_freeze_max,
+              r.mxid_pct_of_freeze_max, r.mxid_pct_of_limit,
               CASE WHEN least(r.xid_days_left, r.mxid_days_left) IS NOT NULL
                    THEN format('; at the sampled rate the limit is %s days away',
                                least(r.xid_days_left, r.mxid_days_left))
@@ -79,6 +86,10 @@ SELECT r.datname AS database, r.xid_age, r.mxid_age, r.freeze_max_age, r.mxid_fr
                           'autovacuum_freeze_max_age', r.freeze_max_age,
                           'autovacuum_multixact_freeze_max_age', r.mxid_freeze_max_age,
                           'xids_per_day', round(r.xids_per_day::numeric),
+                          'mxids_per_day', round(r.mxids_per_day::numeric),
+                          'xid_pct_of_freeze_max', r.xid_pct_of_freeze_max,
+                          'mxid_pct_of_freeze_max', r.mxid_pct_of_freeze_max,
+                          'hard_limit', r.hard_limit,
                           'oldest_tables', CASE WHEN r.is_current THEN oldest.tables END)
            || holders.xmin_holders AS evidence,
        CASE WHEN r.is_current THEN oldest.freeze_sql
@@ -91,7 +102,7 @@ FROM r, oldest, holders
 ORDER BY greatest(r.xid_pct_of_limit, r.mxid_pct_of_limit) DESC;
 COMMENT ON VIEW perfmon.wraparound_risk IS
     'Transaction ID (XID) and multixact ID (MXID) age of each database against '
-    'autovacuum_freeze_max_age and the hard limit (2^31 - 3M, where the server stops assigning '
+    'autovacuum_freeze_max_age (XID), autovacuum_multixact_freeze_max_age (MXID) and the hard limit (2^31 - 3M, where the server stops assigning '
     'IDs), as counts and %, the consumption per day from the sampled oldest ages, and the days '
     'left before the limit at that rate (xid_days_left, mxid_days_left). Evidence names the oldest '
     'tables of this database and what holds back the xmin horizon.';
