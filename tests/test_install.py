@@ -128,7 +128,7 @@ def previous_release(tmp_path: Path) -> Path:
 def test_upgrade_keeps_data(dsn: str, tmp_path: Path) -> None:
     """Install the release before the newest migration, add data, upgrade to this one."""
     old = previous_release(tmp_path)
-    newest = deploy.migrations()[-1]
+    before_newest, newest = deploy.migrations()[-2:]
     env = {**os.environ, "PYTHONPATH": str(old / "installer")}
     imported = subprocess.run([sys.executable, "-c", "import pgperfmon; print(pgperfmon.__file__)"],
                               env=env, capture_output=True, text=True, check=True).stdout
@@ -138,7 +138,7 @@ def test_upgrade_keeps_data(dsn: str, tmp_path: Path) -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     with psycopg.connect(dsn) as conn:
         assert conn.execute("SELECT max(version) FROM perfmon.schema_migrations").fetchone() == (
-            newest.version - 1,)
+            before_newest.version,)
         conn.execute("INSERT INTO perfmon.servers (server_id, name) VALUES (42, 'replica-b')")
         conn.execute("UPDATE perfmon.config SET value = '17' WHERE key = 'collection.retention_days'")
     report = deploy.install(dsn, DEFAULTS)
