@@ -79,7 +79,7 @@ BEGIN
         JOIN pg_language AS l ON l.oid = p.prolang
         WHERE p.pronamespace = 'perfmon'::regnamespace AND l.lanname = 'plpython3u'
     LOOP
-        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO perfmon_admin', f);
+        EXECUTE format('GRANT EXECUTE ON ROUTINE %s TO perfmon_admin', f);  -- procedures too
     END LOOP;
 END
 $$;

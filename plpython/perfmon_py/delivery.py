@@ -332,3 +332,29 @@ class PlpyStore:
         plan = self.plpy.prepare("select perfmon.outbox_result($1, $2, $3, $4, $5, $6) as s",
                                  ["bigint", "boolean", "integer", "text", "real", "text"])
         return self.plpy.execute(plan, [message_id, ok, status_code, error, duration_ms, worker])[0]["s"]
+
+
+def work_outbox(plpy, max_seconds: float, max_messages: int) -> int:
+    """The in-database worker (procedure perfmon.deliver_alerts): send due messages one by
+    one through perfmon.deliver_next, committing each; with max_seconds > 0 keep looking
+    at the outbox every alerting.delivery_poll_seconds until then. It waits holding no
+    snapshot (perfmon_py.slots). Returns how many messages it sent."""
+    from perfmon_py.slots import nap
+
+    # No channel on: nothing will ever be due, so do not hold a pg_cron worker for it.
+    if not plpy.execute("SELECT EXISTS (SELECT FROM perfmon.config AS c "
+                        "WHERE c.key LIKE 'alerting.channels.%.enabled' AND c.value = 'true') AS on")[0]["on"]:
+        return 0
+    poll = plpy.execute("SELECT perfmon.setting('alerting.delivery_poll_seconds')::float8 AS s")[0]["s"]
+    deadline = time.monotonic() + max_seconds
+    sent = 0
+    while sent < max_messages:
+        outcome = plpy.execute("SELECT perfmon.deliver_next('database') AS o")[0]["o"]
+        plpy.commit()
+        if outcome is not None:
+            sent += 1
+            continue
+        if time.monotonic() + poll >= deadline:
+            break
+        nap(plpy, poll)
+    return sent

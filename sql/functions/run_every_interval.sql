@@ -7,7 +7,9 @@ AS $$
 -- job calls this, which runs the command at each interval slot of the current
 -- minute and commits after each run, so every sample has its own transaction
 -- and time and is visible at once. While it sleeps between slots it holds a
--- snapshot, so it delays vacuum's cleanup horizon by at most one interval.
+-- snapshot (PL/pgSQL cannot wait without one), so it holds vacuum's cleanup horizon
+-- back by up to one interval, all the time. Where plpython3u is installed the jobs use
+-- perfmon.run_every_interval_py() instead, which waits without one (perfmon.job_plan).
 DECLARE
     minute_start timestamptz := pg_catalog.date_trunc('minute', pg_catalog.clock_timestamp());
     slot timestamptz;

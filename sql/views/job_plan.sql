@@ -3,7 +3,11 @@ SELECT j.name,
        coalesce(j.schedule, perfmon.cron_schedule(i.seconds)) AS schedule,
        CASE
            WHEN j.schedule IS NULL AND i.seconds < 60
-               THEN format('CALL perfmon.run_every_interval(%L, %s)', j.command, i.seconds)
+               -- The PL/Python loop waits between slots without a snapshot (see its comment).
+               THEN format('CALL perfmon.%s(%L, %s)',
+                           CASE WHEN to_regprocedure('perfmon.run_every_interval_py(text,integer)') IS NULL
+                                THEN 'run_every_interval' ELSE 'run_every_interval_py' END,
+                           j.command, i.seconds)
            ELSE j.command
        END AS command,
        j.description
