@@ -342,8 +342,9 @@ def work_outbox(plpy, max_seconds: float, max_messages: int) -> int:
     from perfmon_py.slots import nap
 
     # No channel on: nothing will ever be due, so do not hold a pg_cron worker for it.
-    if not plpy.execute("SELECT EXISTS (SELECT FROM perfmon.config AS c "
-                        "WHERE c.key LIKE 'alerting.channels.%.enabled' AND c.value = 'true') AS on")[0]["on"]:
+    channels_on = plpy.execute("SELECT EXISTS (SELECT FROM perfmon.config AS c "
+                               "WHERE c.key LIKE 'alerting.channels.%.enabled' AND c.value = 'true') AS on")
+    if not channels_on[0]["on"]:
         return 0
     poll = plpy.execute("SELECT perfmon.setting('alerting.delivery_poll_seconds')::float8 AS s")[0]["s"]
     deadline = time.monotonic() + max_seconds
