@@ -469,11 +469,12 @@ def test_sub_minute_jobs_wait_without_holding_back_vacuum(server, installed: str
     Both end promptly on a cancel, although Python's sleep does not see interrupts."""
     with psycopg.connect(installed, autocommit=True) as c:
         c.execute("UPDATE perfmon.config SET value = 'true' WHERE key = 'alerting.channels.webhook.enabled'")
-    calls = {"runner": "CALL perfmon.run_every_interval_py('SELECT 1', 30)",
+    calls = {"runner": "CALL perfmon.run_every_interval_py('SELECT 1', 5)",
              "delivery worker": "CALL perfmon.deliver_alerts(max_seconds => 55)",
-             "plpgsql runner": "CALL perfmon.run_every_interval('SELECT 1', 30)"}
-    # The runners end with their minute: start where the minute has 10 s left at least.
-    if (second := time.time() % 60) > 50:
+             "plpgsql runner": "CALL perfmon.run_every_interval('SELECT 1', 5)"}
+    # The runners end with their minute's last slot, and a slot of 30 s would end them at once
+    # when started after its last slot began: 5 s slots, and at least 15 s of the minute left.
+    if (second := time.time() % 60) > 45:
         time.sleep(61 - second)
     sessions = {name: psycopg.connect(installed, autocommit=True) for name in calls}
     pids = {name: s.info.backend_pid for name, s in sessions.items()}
