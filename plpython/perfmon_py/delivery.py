@@ -32,6 +32,7 @@ from email.message import EmailMessage
 from typing import Any, Protocol
 
 from perfmon_py.redact import redact
+from perfmon_py.slots import nap
 
 USER_AGENT = "pgperfmon-alerts/1"
 LEVEL_COLOURS = {"info": "#439FE0", "warning": "#E8A317", "critical": "#D00000", "emergency": "#7B0000"}
@@ -339,8 +340,6 @@ def work_outbox(plpy, max_seconds: float, max_messages: int) -> int:
     one through perfmon.deliver_next, committing each; with max_seconds > 0 keep looking
     at the outbox every alerting.delivery_poll_seconds until then. It waits holding no
     snapshot (perfmon_py.slots). Returns how many messages it sent."""
-    from perfmon_py.slots import nap
-
     # No channel on: nothing will ever be due, so do not hold a pg_cron worker for it.
     channels_on = plpy.execute("SELECT EXISTS (SELECT FROM perfmon.config AS c "
                                "WHERE c.key LIKE 'alerting.channels.%.enabled' AND c.value = 'true') AS on")

@@ -38,7 +38,6 @@ def run_every_interval(plpy, command: str, interval_s: int) -> int:
     pg_cron records the job as failed. Returns the number of runs."""
     if interval_s < 1 or 60 % interval_s:
         plpy.error(f"pgperfmon: interval {interval_s} s does not divide a minute", sqlstate=RAISED)
-    plpy.commit()  # the call's own transaction (its snapshot) ends before any wait
     minute_start = time.time() // 60 * 60
     runs = failures = 0
     last_error = ""

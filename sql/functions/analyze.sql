@@ -15,8 +15,8 @@ DECLARE
     parts jsonb := '{}';
     part text;
     answer jsonb;
+    outcome jsonb;
     err text;
-    state text;
     part_start timestamptz;
     t0 timestamptz := clock_timestamp();
     total_ms double precision;
@@ -41,25 +41,21 @@ BEGIN
                     answer := to_jsonb('recorded'::text);
             END CASE;
             result := result || jsonb_build_object(part, answer);
-            parts := parts || jsonb_build_object(part, jsonb_build_object(
-                'ms', round((extract(epoch FROM clock_timestamp() - part_start) * 1000)::numeric, 2)));
+            outcome := '{}';
         EXCEPTION WHEN OTHERS THEN
             -- An error may quote a statement: masked like every query text pgperfmon keeps.
             err := perfmon.redact_secrets(SQLERRM);
-            state := SQLSTATE;
             result := result || jsonb_build_object(part, jsonb_build_object('error', err));
-            parts := parts || jsonb_build_object(part, jsonb_build_object(
-                'error', err, 'sqlstate', state,
-                'ms', round((extract(epoch FROM clock_timestamp() - part_start) * 1000)::numeric, 2)));
-            RAISE WARNING 'pgperfmon: perfmon.analyze() part % failed: % (SQLSTATE %)', part, err, state
+            outcome := jsonb_build_object('error', err, 'sqlstate', SQLSTATE);
+            RAISE WARNING 'pgperfmon: perfmon.analyze() part % failed: % (SQLSTATE %)', part, err, SQLSTATE
                 USING HINT = 'The other parts ran. Each run''s parts are in perfmon.analyze_timings.';
         END;
+        parts := parts || jsonb_build_object(part, outcome || jsonb_build_object(
+            'ms', round((extract(epoch FROM clock_timestamp() - part_start) * 1000)::numeric, 2)));
     END LOOP;
 
     total_ms := extract(epoch FROM clock_timestamp() - t0) * 1000;
-    IF to_regclass(format('perfmon.%I', 'analyze_runs_p' || to_char(t0 AT TIME ZONE 'UTC', 'YYYYMMDD'))) IS NULL THEN
-        PERFORM perfmon.maintain_partitions(t0);
-    END IF;
+    PERFORM perfmon.ensure_day_partitions('analyze_runs', t0, t0);
     INSERT INTO perfmon.analyze_runs (server_id, ts, duration_ms, parts) VALUES (1, t0, total_ms, parts);
     RETURN result || jsonb_build_object('ms', round(total_ms::numeric, 2));
 END
