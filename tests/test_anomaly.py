@@ -200,17 +200,19 @@ def test_sql_fallback_without_plpython(dsn: str) -> None:
                             ).fetchall() == [("flat", None)]
 
 
-def _series(path: Path, n: int, spike_at: int | None) -> None:
+def _series(path: Path, n: int, spike_at: int | None, step: timedelta = timedelta(minutes=5)) -> None:
+    """A daily cycle with noise, sampled every step, with 5 samples spiking from spike_at."""
+    per_day = timedelta(days=1) / step
     rng = random.Random(5)
     t0 = datetime(2020, 1, 1)
     with path.open("w", newline="") as fh:
         out = csv.writer(fh)
         out.writerow(["timestamp", "value"])
         for i in range(n):
-            v = 10 + 3 * math.sin(i / 288 * 2 * math.pi) + rng.gauss(0, 0.5)
+            v = 10 + 3 * math.sin(i / per_day * 2 * math.pi) + rng.gauss(0, 0.5)
             if spike_at is not None and spike_at <= i < spike_at + 5:
                 v += 30
-            out.writerow([(t0 + timedelta(minutes=5 * i)).isoformat(sep=" "), f"{v:.3f}"])
+            out.writerow([(t0 + step * i).isoformat(sep=" "), f"{v:.3f}"])
 
 
 def test_backtest_runs_the_database_detector_walk_forward(installed: str, tmp_path: Path) -> None:
@@ -287,6 +289,30 @@ def test_backtest_settings_and_the_sql_envelope_are_walk_forward(installed: str,
     with psycopg.connect(installed) as conn:
         assert conn.execute("SELECT count(*) FROM perfmon.metric_series AS s JOIN perfmon.metrics "
                             "USING (metric_id) WHERE name = 'backtest.value'").fetchone()[0] == 0
+
+
+def test_a_sparse_series_gets_models_too(installed: str, tmp_path: Path) -> None:
+    """Hourly samples: a 7-day window holds 168, never the 288 a model needs at 5 minutes;
+    half of what the window holds is enough then, in both envelopes alike."""
+    from perfmon_py import anomaly
+
+    _series(tmp_path / "hourly.csv", 600, 500, step=timedelta(hours=1))
+    flagged = {}
+    for detector in ("envelope", "envelope_sql"):
+        code, output, rows = _backtest(installed, [tmp_path / "hourly.csv"], tmp_path / f"{detector}.csv",
+                                       "--detector", detector)
+        assert code == 0, output
+        scored = [r for r in rows if float(r["score"]) > 0]
+        # The first model: 84 samples (half of 168), the first point with 84 before it.
+        assert scored and scored[0]["timestamp"] >= "2020-01-04 12:00:00", scored[:1]
+        flagged[detector] = [r["timestamp"] for r in rows if r["is_anomaly"] == "true"]
+    assert flagged["envelope"] == flagged["envelope_sql"] == ["2020-01-21 20:00:00"]
+    with psycopg.connect(installed) as conn:
+        for n, span_s, window_s in ((288, 1.0, 1e9), (287, 287 * 300.0, 7 * 86400.0), (84, 83 * 3600.0,
+                                    7 * 86400.0), (83, 82 * 3600.0, 7 * 86400.0), (29, 28 * 86400.0,
+                                    7 * 86400.0), (30, 29 * 86400.0, 7 * 86400.0), (40, 0.0, 86400.0)):
+            got = conn.execute("SELECT perfmon.enough_to_train(%s, %s, %s)", (n, span_s, window_s)).fetchone()[0]
+            assert got == anomaly.enough_to_train(n, span_s, window_s), (n, span_s, window_s)
 
 
 def test_detector_settings_are_the_same_in_sql_and_python(conn: psycopg.Connection) -> None:

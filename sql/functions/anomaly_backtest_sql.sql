@@ -8,17 +8,20 @@ LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
     -- Walk-forward backtest of the SQL envelope on one stored series: refits every
-    -- refit_s seconds from the first point with 288 earlier points, each on the
-    -- window_s seconds before it; a point is scored by the latest fit before it.
+    -- refit_s seconds from the first point with enough earlier points
+    -- (perfmon.enough_to_train), each on the window_s seconds before it; a point is
+    -- scored by the latest fit before it.
     -- margin, mean_margin and mean_window: perfmon.anomaly_settings().
     WITH s AS (
         SELECT m.ts, m.value, row_number() OVER (ORDER BY m.ts) AS rn,
                avg(m.value) OVER (ORDER BY m.ts ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean,
-               count(*) OVER (ORDER BY m.ts RANGE BETWEEN make_interval(secs => window_s) PRECEDING
-                                                  AND CURRENT ROW) - 1 AS earlier
+               count(*) OVER w - 1 AS earlier, min(m.ts) OVER w AS window_start,
+               lag(m.ts) OVER (ORDER BY m.ts) AS prev_ts
           FROM perfmon.metric_samples AS m WHERE m.series_id = anomaly_backtest_sql.series_id
+        WINDOW w AS (ORDER BY m.ts RANGE BETWEEN make_interval(secs => window_s) PRECEDING AND CURRENT ROW)
     ), first_fit AS (
-        SELECT min(s.ts) AS t0 FROM s WHERE s.earlier >= 288
+        SELECT min(s.ts) AS t0 FROM s
+         WHERE perfmon.enough_to_train(s.earlier, extract(epoch FROM s.prev_ts - s.window_start), window_s)
     ), fits AS (
         SELECT first_fit.t0 + make_interval(secs => g * refit_s) AS fit_ts
           FROM first_fit, generate_series(0, floor(extract(epoch FROM (SELECT max(ts) FROM s) - first_fit.t0) / refit_s)::int) AS g
@@ -28,7 +31,8 @@ AS $$
                min(s.mean) AS mmin, max(s.mean) AS mmax,
                percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY s.mean) AS mq
           FROM fits AS f JOIN s ON s.ts < f.fit_ts AND s.ts >= f.fit_ts - make_interval(secs => window_s)
-         GROUP BY f.fit_ts HAVING count(*) >= 288
+         GROUP BY f.fit_ts
+        HAVING perfmon.enough_to_train(count(*), extract(epoch FROM max(s.ts) - min(s.ts)), window_s)
     ), scored AS (
         SELECT s.ts, s.value, s.rn,
                coalesce(greatest(

@@ -28,7 +28,9 @@ BEGIN
                percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY v.value) AS vq,
                min(v.mean) AS mmin, max(v.mean) AS mmax,
                percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY v.mean) AS mq
-        FROM v GROUP BY v.feature, v.series HAVING count(*) >= 288
+        FROM v GROUP BY v.feature, v.series
+        HAVING perfmon.enough_to_train(count(*), extract(epoch FROM max(v.ts) - min(v.ts)),
+                                       extract(epoch FROM until - since))
     )
     INSERT INTO perfmon_new_models (model_id, detector, feature, series, trained_at, trained_from,
                                     trained_to, samples, params, model, current)
@@ -56,5 +58,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION perfmon.train_anomaly_models_sql(timestamptz, timestamptz, text) IS
-    'Fits the SQL envelope (detector envelope_sql) of every anomaly feature with at least 288 '
-    'samples between two times and makes those models current; returns {models}.';
+    'Fits the SQL envelope (detector envelope_sql) of every anomaly feature with enough samples '
+    '(perfmon.enough_to_train) between two times and makes those models current; returns {models}.';
