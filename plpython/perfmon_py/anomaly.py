@@ -40,8 +40,12 @@ ALGORITHMS = ("envelope", "robust_zscore", "isolation_forest")
 MEAN_WINDOW = 36
 # An episode ends after this many consecutive normal samples.
 EPISODE_QUIET_SAMPLES = 72
-# Fewest training samples for a model.
+# Fewest training samples for a model (a day at NAB's 5-minute interval) ...
 MIN_TRAIN = 288
+# ... unless the series is too sparse for its training window to ever hold that many
+# (hourly samples: 168 in 7 days): then half of what the window holds at the series'
+# mean interval, but never fewer than this. See enough_to_train().
+MIN_TRAIN_FLOOR = 30
 
 # Sensitivity -> thresholds. Envelope margins are in robust spreads beyond the
 # training range; zscore in robust standard deviations; contamination is the share
@@ -83,6 +87,15 @@ def thresholds(sensitivity: str, overrides: dict[str, float] | None = None) -> d
         out[key] = float(value)
     out["mean_window"] = int(out["mean_window"])
     return out
+
+
+def enough_to_train(n: int, span_s: float, window_s: float, min_train: int = MIN_TRAIN) -> bool:
+    """Whether n samples spread over span_s seconds are enough for a model on a window_s window."""
+    if n >= min_train:
+        return True
+    if n < MIN_TRAIN_FLOOR or span_s <= 0:
+        return False
+    return n >= 0.5 * window_s * (n - 1) / span_s
 
 
 def _clean(values: Sequence[float] | np.ndarray) -> np.ndarray:
@@ -280,7 +293,7 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
     for i in range(n):
         if t[i] - last_fit >= refit_s:
             lo = int(np.searchsorted(t, t[i] - window_s))
-            if i - lo >= min_train:
+            if i > lo and enough_to_train(i - lo, t[i - 1] - t[lo], window_s, min_train):
                 fits.append((i, load(fit(algorithm, x[lo:i], sensitivity, overrides))))
                 last_fit = t[i]
     scores: list[Score | None] = [None] * n
@@ -379,8 +392,11 @@ def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: 
     stored = 0
     per_metric = "envelope" if detector == "isolation_forest_multi" else detector
     per_metric = "isolation_forest" if detector == "isolation_forest" else per_metric
+    window_s = float(plpy.execute(plpy.prepare(
+        "SELECT extract(epoch FROM $2 - $1)::float8 AS s", ["timestamptz", "timestamptz"]),
+        [since, until])[0]["s"])
     for g in groups:
-        if len(g["x"]) < MIN_TRAIN:
+        if not enough_to_train(len(g["x"]), g["t"][-1] - g["t"][0], window_s):
             continue
         start = time.perf_counter()
         blob = fit(per_metric, g["x"], sensitivity)
