@@ -307,12 +307,13 @@ def test_a_sparse_series_gets_models_too(installed: str, tmp_path: Path) -> None
         assert scored and scored[0]["timestamp"] >= "2020-01-04 12:00:00", scored[:1]
         flagged[detector] = [r["timestamp"] for r in rows if r["is_anomaly"] == "true"]
     assert flagged["envelope"] == flagged["envelope_sql"] == ["2020-01-21 20:00:00"]
+    week = 7 * 86400.0
+    grid = ((288, 1.0, 1e9), (287, 287 * 300.0, week), (84, 83 * 3600.0, week), (83, 82 * 3600.0, week),
+            (29, 28 * 86400.0, week), (30, 29 * 86400.0, week), (40, 0.0, 86400.0))
     with psycopg.connect(installed) as conn:
-        for n, span_s, window_s in ((288, 1.0, 1e9), (287, 287 * 300.0, 7 * 86400.0), (84, 83 * 3600.0,
-                                    7 * 86400.0), (83, 82 * 3600.0, 7 * 86400.0), (29, 28 * 86400.0,
-                                    7 * 86400.0), (30, 29 * 86400.0, 7 * 86400.0), (40, 0.0, 86400.0)):
-            got = conn.execute("SELECT perfmon.enough_to_train(%s, %s, %s)", (n, span_s, window_s)).fetchone()[0]
-            assert got == anomaly.enough_to_train(n, span_s, window_s), (n, span_s, window_s)
+        for n, span_s, window_s in grid:
+            got = conn.execute("SELECT perfmon.enough_to_train(%s, %s, %s)", (n, span_s, window_s))
+            assert got.fetchone()[0] == anomaly.enough_to_train(n, span_s, window_s), (n, span_s, window_s)
 
 
 def test_detector_settings_are_the_same_in_sql_and_python(conn: psycopg.Connection) -> None:
