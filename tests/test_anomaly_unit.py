@@ -90,3 +90,142 @@ def test_overridden_settings_reach_the_model_and_the_walk_forward() -> None:
                          ({"mean_window": 2.5}, "whole number")):
         with pytest.raises(ValueError, match=message):
             anomaly.thresholds("medium", bad)
+
+
+# ----------------------------------------------------------------- Isolation Forest without pickle
+
+def _fitted(nf: int, n: int, contamination: float | str, max_features: float = 1.0,
+            seed: int = 0) -> tuple[np.ndarray, object, object]:
+    """Training rows of very unequal scales, and the scaler and forest fit_iforest fits on them."""
+    from sklearn.ensemble import IsolationForest
+    from sklearn.preprocessing import StandardScaler
+
+    rng = np.random.default_rng(seed + 100 * nf + n)
+    m = rng.normal(5, 3, (n, nf)) * rng.uniform(0.01, 1000, nf)
+    scaler = StandardScaler().fit(m)
+    forest = IsolationForest(n_estimators=100, max_samples=min(256, n), contamination=contamination,
+                             max_features=max_features, random_state=seed).fit(scaler.transform(m))
+    return m, scaler, forest
+
+
+def _probes(m: np.ndarray, seed: int = 7) -> np.ndarray:
+    """The training rows, rows near and far outside them, and rows at +-1e12 and 0."""
+    rng = np.random.default_rng(seed)
+    lo, hi = m.min(axis=0), m.max(axis=0)
+    width = hi - lo
+    near = rng.uniform(lo - width, hi + width, (300, m.shape[1]))
+    far = rng.uniform(-1e6, 1e6, (50, m.shape[1])) * width
+    edges = np.vstack([np.full(m.shape[1], 1e12), np.full(m.shape[1], -1e12), np.zeros(m.shape[1])])
+    return np.vstack([m, near, far, edges])
+
+
+@pytest.mark.parametrize("nf", [1, 3, 12])
+@pytest.mark.parametrize("n", [50, 255, 257, 2000])
+@pytest.mark.parametrize("contamination", [0.002, 0.01, "auto"])
+def test_flattened_forest_scores_as_sklearn(nf: int, n: int, contamination: float | str) -> None:
+    from perfmon_py import forest
+
+    m, scaler, fitted = _fitted(nf, n, contamination)
+    model = forest.loads(forest.dumps(forest.flatten(scaler, fitted, [f"f{j}" for j in range(nf)],
+                                                     m[0], m[0], m[0], n)))
+    x = _probes(m)
+    expected = fitted.score_samples(scaler.transform(x))
+    got = forest.score_samples(model, forest.scale(model, x))
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+    assert model["offset"] == fitted.offset_ and model["max_samples"] == fitted.max_samples_
+    # Scaled rows at the trees' thresholds, and one float64 step either side: the trees
+    # compare float32 values, so these go where float32 sends them.
+    at = _at_thresholds(fitted, scaler.transform(m))
+    np.testing.assert_allclose(forest.score_samples(model, at), fitted.score_samples(at),
+                               rtol=0, atol=1e-12)
+
+
+def _at_thresholds(fitted: object, scaled: np.ndarray, trees: int = 5) -> np.ndarray:
+    rows = []
+    for estimator in fitted.estimators_[:trees]:
+        tree = estimator.tree_
+        for node in np.flatnonzero(tree.children_left >= 0):
+            t = tree.threshold[node]
+            for value in (np.nextafter(t, -np.inf), t, np.nextafter(t, np.inf)):
+                row = scaled[node % len(scaled)].copy()
+                row[tree.feature[node]] = value
+                rows.append(row)
+    return np.array(rows)
+
+
+@pytest.mark.parametrize("max_features", [0.5, 2])
+def test_flattened_forest_maps_a_tree_s_feature_subset(max_features: float) -> None:
+    # fit_iforest uses every feature; a forest drawing a subset per tree must map each
+    # tree's features back to X's columns (estimators_features_), as sklearn does.
+    from perfmon_py import forest
+
+    m, scaler, fitted = _fitted(6, 600, 0.01, max_features=max_features)
+    model = forest.flatten(scaler, fitted, list("abcdef"), m[0], m[0], m[0], 600)
+    x = _probes(m)
+    np.testing.assert_allclose(forest.score_samples(model, forest.scale(model, x)),
+                               fitted.score_samples(scaler.transform(x)), rtol=0, atol=1e-12)
+
+
+def test_average_path_length_is_sklearn_s() -> None:
+    from sklearn.ensemble._iforest import _average_path_length
+
+    from perfmon_py import forest
+
+    n = np.arange(0, 5000)
+    np.testing.assert_array_equal(forest.average_path_length(n), _average_path_length(n))
+
+
+def test_fit_iforest_stores_arrays_and_scores_as_sklearn() -> None:
+    rng = np.random.default_rng(5)
+    m = np.column_stack([rng.normal(100, 5, 800), rng.normal(20, 2, 800), np.full(800, 3.0)])
+    blob = anomaly.fit_iforest(m, ["tps", "connections", "flat"], "high")
+    assert blob[:2] == b"PK"  # an npz archive: arrays only, loaded with allow_pickle=False
+    with np.load(__import__("io").BytesIO(blob), allow_pickle=False) as archive:
+        assert all(archive[k].dtype != object for k in archive.files)
+    model = anomaly.load(blob)
+    assert model["names"] == ["tps", "connections", "flat"] and model["n"] == 800
+    # The same fit by sklearn (fit_iforest's parameters and seed) scores the same.
+    from sklearn.ensemble import IsolationForest
+    from sklearn.preprocessing import StandardScaler
+
+    scaler = StandardScaler().fit(m)
+    scaler.scale_ = np.where(scaler.scale_ > 0, scaler.scale_, 1.0)
+    fitted = IsolationForest(n_estimators=100, max_samples=256, contamination=0.01,
+                             random_state=0).fit(scaler.transform(m))
+    x = _probes(m)
+    scores = anomaly.score_iforest(model, x)
+    expected = fitted.score_samples(scaler.transform(x)) / fitted.offset_
+    np.testing.assert_allclose([s.score for s in scores], expected, rtol=0, atol=1e-12)
+    assert [s.anomalous for s in scores] == list(expected >= 1.0)
+    # Round trip: the archive of the loaded model is the same model.
+    again = anomaly.load(anomaly.forest_arrays.dumps(model))
+    for key, value in model.items():
+        np.testing.assert_array_equal(np.asarray(again[key]), np.asarray(value))
+
+
+def test_loading_and_scoring_a_forest_imports_neither_sklearn_nor_pickle_loads(tmp_path) -> None:
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    rng = np.random.default_rng(2)
+    (tmp_path / "model.npz").write_bytes(anomaly.fit(
+        "isolation_forest", rng.normal(50, 2, 1000)))
+    plpython = Path(anomaly.__file__).resolve().parents[1]
+    script = (
+        "import sys, pickle\n"
+        "pickle.loads = pickle.load = None\n"
+        f"sys.path.insert(0, {str(plpython)!r})\n"
+        "from perfmon_py import anomaly\n"
+        f"model = anomaly.load(open({str(tmp_path / 'model.npz')!r}, 'rb').read())\n"
+        "print(anomaly.score(model, [50.0] * 40 + [500.0]).anomalous, 'sklearn' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["True", "False"]
+
+
+def test_a_pickled_forest_is_refused_not_unpickled() -> None:
+    import pickle
+
+    blob = pickle.dumps({"algorithm": "isolation_forest", "forest": None})
+    with pytest.raises(ValueError, match=r"pickle.*train_anomaly_models\(true\)"):
+        anomaly.load(blob)

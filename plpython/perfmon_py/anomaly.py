@@ -14,7 +14,7 @@ new sample is scored without retraining (``perfmon.score_anomalies()``):
   (1.4826 MAD, floored by the IQR).
 * ``isolation_forest``: scikit-learn's IsolationForest over StandardScaler-scaled
   vectors (several metrics at one sample, or one metric's value, moving mean and change);
-  the model is pickled.
+  stored as numpy arrays and scored without scikit-learn (perfmon_py.forest).
 
 Every score is normalised so that 1 is the threshold: ``score >= 1`` is anomalous.
 ``walk_forward`` is the backtest: each point is scored by the model fitted on points
@@ -25,15 +25,15 @@ episode's first point is reported as an anomaly (``onset``).
 
 from __future__ import annotations
 
-import io
 import json
 import math
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+from perfmon_py import forest as forest_arrays
 
 ALGORITHMS = ("envelope", "robust_zscore", "isolation_forest")
 # Samples of the moving mean the envelope also watches (3 hours at NAB's 5 minutes).
@@ -191,7 +191,7 @@ def series_vectors(x: np.ndarray) -> np.ndarray:
 
 def fit_iforest(matrix: np.ndarray, names: Sequence[str], sensitivity: str = "medium",
                 seed: int = 0, overrides: dict[str, float] | None = None) -> bytes:
-    """Pickled (scaler, forest, names, centre, scale) for vectors in the rows of matrix."""
+    """The scaler and forest fitted on the rows of matrix, as perfmon_py.forest's archive."""
     from sklearn.ensemble import IsolationForest
     from sklearn.preprocessing import StandardScaler
 
@@ -205,25 +205,25 @@ def fit_iforest(matrix: np.ndarray, names: Sequence[str], sensitivity: str = "me
     forest = IsolationForest(n_estimators=100, max_samples=min(256, len(m)),
                              contamination=thresholds(sensitivity, overrides)["contamination"],
                              random_state=seed).fit(scaler.transform(m))
-    centre = np.median(m, axis=0)
-    buf = io.BytesIO()
-    pickle.dump({"algorithm": "isolation_forest", "scaler": scaler, "forest": forest,
-                 "names": list(names), "centre": centre, "low": np.quantile(m, 0.005, axis=0),
-                 "high": np.quantile(m, 0.995, axis=0), "n": len(m)}, buf)
-    return buf.getvalue()
+    return forest_arrays.dumps(forest_arrays.flatten(
+        scaler, forest, list(names), np.median(m, axis=0), np.quantile(m, 0.005, axis=0),
+        np.quantile(m, 0.995, axis=0), len(m)))
 
 
 def load_iforest(blob: bytes) -> dict[str, Any]:
-    # Only models this module pickled into perfmon.anomaly_models (superuser-owned
-    # code path, written by perfmon_admin's training job) are ever loaded here.
-    return pickle.loads(blob)
+    data = bytes(blob)
+    if data[:1] == b"\x80":
+        # Earlier versions pickled the sklearn objects; unpickling runs code, so never.
+        raise ValueError("a pickled Isolation Forest model (stored by pgperfmon 0.1): pickles "
+                         "are no longer loaded; retrain with SELECT perfmon.train_anomaly_models(true)")
+    return forest_arrays.loads(data)
 
 
 def score_iforest(model: dict[str, Any], vectors: np.ndarray) -> list[Score]:
     m = np.nan_to_num(np.atleast_2d(np.asarray(vectors, dtype=float)))
-    scaled = model["scaler"].transform(m)
-    raw = -model["forest"].score_samples(scaled)  # about 0.5 normal, towards 1 anomalous
-    threshold = -model["forest"].offset_
+    scaled = forest_arrays.scale(model, m)
+    raw = -forest_arrays.score_samples(model, scaled)  # about 0.5 normal, towards 1 anomalous
+    threshold = -model["offset"]
     out = []
     for row, z, s in zip(m, scaled, raw, strict=False):
         order = np.argsort(-np.abs(z))[:3]
@@ -239,7 +239,7 @@ def score_iforest(model: dict[str, Any], vectors: np.ndarray) -> list[Score]:
 
 def fit(algorithm: str, values: Sequence[float] | np.ndarray, sensitivity: str = "medium",
         overrides: dict[str, float] | None = None) -> bytes:
-    """A serialised single-metric model (JSON bytes, or a pickle for Isolation Forest)."""
+    """A serialised single-metric model (JSON bytes, or an npz archive for Isolation Forest)."""
     if algorithm == "envelope":
         return json.dumps(fit_envelope(values, sensitivity, overrides)).encode()
     if algorithm == "robust_zscore":
