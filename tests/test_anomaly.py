@@ -291,6 +291,33 @@ def test_backtest_settings_and_the_sql_envelope_are_walk_forward(installed: str,
                             "USING (metric_id) WHERE name = 'backtest.value'").fetchone()[0] == 0
 
 
+def test_both_envelopes_agree_on_an_irregular_series_longer_than_the_window(installed: str,
+                                                                          tmp_path: Path) -> None:
+    """Jittered intervals, dropped samples, a 9-hour outage and 10 days of history: the
+    refits follow the clock in both envelopes, and the moving means a model is trained
+    on are taken within its window, so the two score every point alike."""
+    rng = random.Random(11)
+    t, rows = datetime(2020, 1, 1), []
+    while t < datetime(2020, 1, 11):
+        t += timedelta(seconds=rng.randint(200, 420))
+        if rng.random() < 0.2 or datetime(2020, 1, 8, 3) <= t < datetime(2020, 1, 8, 12):
+            continue
+        v = 10 + 3 * math.sin(t.timestamp() / 86400 * 2 * math.pi) + rng.gauss(0, 0.5) + t.day * 0.4
+        rows.append([t.isoformat(sep=" "), f"{v + (25 if t.day == 9 and t.hour == 15 else 0):.3f}"])
+    with (tmp_path / "irregular.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["timestamp", "value"], *rows])
+    scored = {}
+    for detector in ("envelope", "envelope_sql"):
+        code, output, scored[detector] = _backtest(installed, [tmp_path / "irregular.csv"],
+                                                   tmp_path / f"{detector}.csv", "--detector", detector)
+        assert code == 0, output
+    py, sql = scored["envelope"], scored["envelope_sql"]
+    assert [r["timestamp"] for r in py] == [r["timestamp"] for r in sql]
+    assert [float(r["score"]) for r in py] == pytest.approx([float(r["score"]) for r in sql], abs=1e-3)
+    assert [r["is_anomaly"] for r in py] == [r["is_anomaly"] for r in sql]
+    assert any(r["timestamp"].startswith("2020-01-09 15:") for r in py if r["is_anomaly"] == "true")
+
+
 def test_a_sparse_series_gets_models_too(installed: str, tmp_path: Path) -> None:
     """Hourly samples: a 7-day window holds 168, never the 288 a model needs at 5 minutes;
     half of what the window holds is enough then, in both envelopes alike."""

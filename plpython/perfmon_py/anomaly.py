@@ -278,30 +278,38 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
                  overrides: dict[str, float] | None = None) -> list[tuple[float, bool, bool]]:
     """(score, anomalous, onset) for each point, scored only with points before it.
 
-    The model is refitted every refit_s seconds (the retraining schedule) on the points
-    of the training window before the refit; points before the first model score 0.
+    The model is refitted on a clock, every refit_s seconds (the retraining job's
+    schedule), from the first point with enough earlier points in its window; each
+    refit uses the points of the training window before it, and one whose window
+    holds too few is skipped. Points before the first model score 0. Sampled
+    irregularly or not, this is the schedule of perfmon.anomaly_backtest_sql().
     overrides replaces settings of the sensitivity (see thresholds()).
     """
     w = thresholds(sensitivity, overrides)["mean_window"]
     t = np.asarray(ts, dtype=float)
     x = np.asarray(values, dtype=float)
     n = len(x)
-    # The refits: the first point with min_train earlier points in its window, then
-    # the first point at least refit_s after the previous refit.
-    fits: list[tuple[int, dict[str, Any]]] = []
-    last_fit = -math.inf
+    first = None
     for i in range(n):
-        if t[i] - last_fit >= refit_s:
-            lo = int(np.searchsorted(t, t[i] - window_s))
-            if i > lo and enough_to_train(i - lo, t[i - 1] - t[lo], window_s, min_train):
-                fits.append((i, load(fit(algorithm, x[lo:i], sensitivity, overrides))))
-                last_fit = t[i]
+        lo = int(np.searchsorted(t, t[i] - window_s))
+        if i > lo and enough_to_train(i - lo, t[i - 1] - t[lo], window_s, min_train):
+            first = t[i]
+            break
+    # (index of the first point the model scores, model), in the order of the refits.
+    fits: list[tuple[int, dict[str, Any]]] = []
+    for k in range(int((t[-1] - first) // refit_s) + 1 if first is not None else 0):
+        at = first + k * refit_s
+        lo, hi = (int(i) for i in np.searchsorted(t, [at - window_s, at]))
+        if hi > lo and enough_to_train(hi - lo, t[hi - 1] - t[lo], window_s, min_train):
+            fits.append((hi, load(fit(algorithm, x[lo:hi], sensitivity, overrides))))
     scores: list[Score | None] = [None] * n
     # Vectors of a forest use only a point and those before it: scoring a segment
     # between two refits in one call sees no later point.
     vectors = series_vectors(x) if algorithm == "isolation_forest" else None
     for k, (start, model) in enumerate(fits):
         end = fits[k + 1][0] if k + 1 < len(fits) else n
+        if end == start:  # refitted again before a new point arrived (a gap in the series)
+            continue
         if vectors is not None:
             scores[start:end] = score_iforest(model, vectors[start:end])
         else:

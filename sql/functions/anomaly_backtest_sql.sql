@@ -7,14 +7,15 @@ RETURNS TABLE (ts timestamptz, value double precision, score double precision, a
 LANGUAGE sql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- Walk-forward backtest of the SQL envelope on one stored series: refits every
-    -- refit_s seconds from the first point with enough earlier points
+    -- Walk-forward backtest of the SQL envelope on one stored series: refits on a
+    -- clock, every refit_s seconds from the first point with enough earlier points
     -- (perfmon.enough_to_train), each on the window_s seconds before it; a point is
-    -- scored by the latest fit before it.
+    -- scored by the latest fit before it. The schedule of perfmon_py.anomaly.walk_forward.
     -- margin, mean_margin and mean_window: perfmon.anomaly_settings().
     WITH s AS (
         SELECT m.ts, m.value, row_number() OVER (ORDER BY m.ts) AS rn,
                avg(m.value) OVER (ORDER BY m.ts ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean,
+               sum(m.value) OVER (ORDER BY m.ts ROWS UNBOUNDED PRECEDING) AS running_sum,
                count(*) OVER w - 1 AS earlier, min(m.ts) OVER w AS window_start,
                lag(m.ts) OVER (ORDER BY m.ts) AS prev_ts
           FROM perfmon.metric_samples AS m WHERE m.series_id = anomaly_backtest_sql.series_id
@@ -25,14 +26,24 @@ AS $$
     ), fits AS (
         SELECT first_fit.t0 + make_interval(secs => g * refit_s) AS fit_ts
           FROM first_fit, generate_series(0, floor(extract(epoch FROM (SELECT max(ts) FROM s) - first_fit.t0) / refit_s)::int) AS g
+    ), training AS (
+        -- Each fit's points, with their moving means taken within its window only, as
+        -- a model trained on that window sees them (perfmon.train_anomaly_models_sql).
+        SELECT f.fit_ts, s.ts, s.value,
+               (s.running_sum - first.running_sum + first.value) / (s.rn - first.rn + 1) AS mean
+          FROM fits AS f
+          JOIN s ON s.ts < f.fit_ts AND s.ts >= f.fit_ts - make_interval(secs => window_s)
+          JOIN LATERAL (SELECT min(s0.rn) AS rn FROM s AS s0
+                         WHERE s0.ts >= f.fit_ts - make_interval(secs => window_s)) AS w ON true
+          JOIN s AS first ON first.rn = greatest(s.rn - mean_window + 1, w.rn)
     ), stats AS MATERIALIZED (
-        SELECT f.fit_ts, min(s.value) AS vmin, max(s.value) AS vmax,
-               percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY s.value) AS vq,
-               min(s.mean) AS mmin, max(s.mean) AS mmax,
-               percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY s.mean) AS mq
-          FROM fits AS f JOIN s ON s.ts < f.fit_ts AND s.ts >= f.fit_ts - make_interval(secs => window_s)
-         GROUP BY f.fit_ts
-        HAVING perfmon.enough_to_train(count(*), extract(epoch FROM max(s.ts) - min(s.ts)), window_s)
+        SELECT t.fit_ts, min(t.value) AS vmin, max(t.value) AS vmax,
+               percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY t.value) AS vq,
+               min(t.mean) AS mmin, max(t.mean) AS mmax,
+               percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY t.mean) AS mq
+          FROM training AS t
+         GROUP BY t.fit_ts
+        HAVING perfmon.enough_to_train(count(*), extract(epoch FROM max(t.ts) - min(t.ts)), window_s)
     ), scored AS (
         SELECT s.ts, s.value, s.rn,
                coalesce(greatest(
