@@ -293,9 +293,9 @@ def test_backtest_settings_and_the_sql_envelope_are_walk_forward(installed: str,
 
 def test_both_envelopes_agree_on_an_irregular_series_longer_than_the_window(installed: str,
                                                                           tmp_path: Path) -> None:
-    """Jittered intervals, dropped samples, a 9-hour outage and 10 days of history: the
-    refits follow the clock in both envelopes, and the moving means a model is trained
-    on are taken within its window, so the two score every point alike."""
+    """Jittered intervals, dropped samples, a 9-hour outage, a repeated timestamp and 10 days
+    of history: the refits follow the clock in both envelopes, and the moving means a
+    model is trained on are taken within its window, so the two score every point alike."""
     rng = random.Random(11)
     t, rows = datetime(2020, 1, 1), []
     while t < datetime(2020, 1, 11):
@@ -304,6 +304,7 @@ def test_both_envelopes_agree_on_an_irregular_series_longer_than_the_window(inst
             continue
         v = 10 + 3 * math.sin(t.timestamp() / 86400 * 2 * math.pi) + rng.gauss(0, 0.5) + t.day * 0.4
         rows.append([t.isoformat(sep=" "), f"{v + (25 if t.day == 9 and t.hour == 15 else 0):.3f}"])
+    rows.insert(2000, [rows[1999][0], "13.5"])  # a second value at the same time, as NAB has
     with (tmp_path / "irregular.csv").open("w", newline="") as fh:
         csv.writer(fh).writerows([["timestamp", "value"], *rows])
     scored = {}

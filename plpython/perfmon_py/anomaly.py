@@ -510,8 +510,8 @@ def backtest(plpy: Any, series_id: int, detector: str, sensitivity: str, window_
     algorithm = "envelope" if detector == "isolation_forest_multi" else detector
     overrides = json.loads(params) if params else None
     rows = plpy.execute(plpy.prepare(
-        "SELECT array_agg(extract(epoch FROM ts)::float8 ORDER BY ts) AS t, "
-        "array_agg(value ORDER BY ts) AS x, array_agg(ts::text ORDER BY ts) AS ts "
+        "SELECT array_agg(extract(epoch FROM ts)::float8 ORDER BY ts, value) AS t, "
+        "array_agg(value ORDER BY ts, value) AS x, array_agg(ts::text ORDER BY ts, value) AS ts "
         "FROM perfmon.metric_samples WHERE series_id = $1", ["int4"]), [series_id])
     t, x, stamps = rows[0]["t"] or [], rows[0]["x"] or [], rows[0]["ts"] or []
     result = walk_forward(t, x, algorithm, sensitivity, window_s, refit_s, MIN_TRAIN, quiet, overrides)

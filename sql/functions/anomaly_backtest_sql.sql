@@ -11,11 +11,12 @@ AS $$
     -- clock, every refit_s seconds from the first point with enough earlier points
     -- (perfmon.enough_to_train), each on the window_s seconds before it; a point is
     -- scored by the latest fit before it. The schedule of perfmon_py.anomaly.walk_forward.
-    -- margin, mean_margin and mean_window: perfmon.anomaly_settings().
+    -- margin, mean_margin and mean_window: perfmon.anomaly_settings(). Samples with the
+    -- same timestamp are taken in the order of their values, as the PL/Python twin does.
     WITH s AS (
-        SELECT m.ts, m.value, row_number() OVER (ORDER BY m.ts) AS rn,
-               avg(m.value) OVER (ORDER BY m.ts ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean,
-               sum(m.value) OVER (ORDER BY m.ts ROWS UNBOUNDED PRECEDING) AS running_sum,
+        SELECT m.ts, m.value, row_number() OVER (ORDER BY m.ts, m.value) AS rn,
+               avg(m.value) OVER (ORDER BY m.ts, m.value ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean,
+               sum(m.value) OVER (ORDER BY m.ts, m.value ROWS UNBOUNDED PRECEDING) AS running_sum,
                count(*) OVER w - 1 AS earlier, min(m.ts) OVER w AS window_start,
                lag(m.ts) OVER (ORDER BY m.ts) AS prev_ts
           FROM perfmon.metric_samples AS m WHERE m.series_id = anomaly_backtest_sql.series_id
@@ -55,12 +56,12 @@ AS $$
           LEFT JOIN LATERAL (SELECT * FROM stats WHERE stats.fit_ts <= s.ts ORDER BY stats.fit_ts DESC LIMIT 1) AS st ON true
     ), flagged AS (
         SELECT sc.*, sc.score >= 1 AS anomalous,
-               lag(sc.rn) OVER (PARTITION BY sc.score >= 1 ORDER BY sc.ts) AS prev_rn
+               lag(sc.rn) OVER (PARTITION BY sc.score >= 1 ORDER BY sc.rn) AS prev_rn
           FROM scored AS sc
     )
     SELECT f.ts, f.value, f.score, f.anomalous,
            f.anomalous AND (f.prev_rn IS NULL OR f.rn - f.prev_rn > quiet)
-      FROM flagged AS f ORDER BY f.ts
+      FROM flagged AS f ORDER BY f.rn
 $$;
 COMMENT ON FUNCTION perfmon.anomaly_backtest_sql(integer, double precision, double precision, integer, double precision, double precision, integer) IS
     'Walk-forward backtest of the SQL envelope (envelope_sql) on one stored series.';
