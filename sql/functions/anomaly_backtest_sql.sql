@@ -30,13 +30,15 @@ AS $$
     ), training AS (
         -- Each fit's points, with their moving means taken within its window only, as
         -- a model trained on that window sees them (perfmon.train_anomaly_models_sql).
+        -- The first mean_window - 1 points of the window average fewer points.
         SELECT f.fit_ts, s.ts, s.value,
-               (s.running_sum - first.running_sum + first.value) / (s.rn - first.rn + 1) AS mean
+               CASE WHEN s.rn - mean_window + 1 >= w.rn THEN s.mean
+                    ELSE (s.running_sum - w.sum_before) / (s.rn - w.rn + 1) END AS mean
           FROM fits AS f
+          CROSS JOIN LATERAL (
+                SELECT s0.rn, s0.running_sum - s0.value AS sum_before FROM s AS s0
+                 WHERE s0.ts >= f.fit_ts - make_interval(secs => window_s) ORDER BY s0.rn LIMIT 1) AS w
           JOIN s ON s.ts < f.fit_ts AND s.ts >= f.fit_ts - make_interval(secs => window_s)
-          JOIN LATERAL (SELECT min(s0.rn) AS rn FROM s AS s0
-                         WHERE s0.ts >= f.fit_ts - make_interval(secs => window_s)) AS w ON true
-          JOIN s AS first ON first.rn = greatest(s.rn - mean_window + 1, w.rn)
     ), stats AS MATERIALIZED (
         SELECT t.fit_ts, min(t.value) AS vmin, max(t.value) AS vmax,
                percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY t.value) AS vq,
