@@ -37,8 +37,9 @@ test: deps
 	$(VENV)/bin/pytest
 
 # The soak (bench/soak.py, 30 minutes of load by default) is run on its own: make soak.
+# bench/anomaly_heldout.py needs labelled series from outside this repository (its docstring).
 bench: deps
-	@for b in bench/*.py; do [ "$$b" = bench/soak.py ] && continue; \
+	@for b in bench/*.py; do case "$$b" in bench/soak.py|bench/anomaly_heldout.py) continue;; esac; \
 	    echo "== $$b"; $(VENV)/bin/python $$b || exit 1; done
 
 soak: deps
