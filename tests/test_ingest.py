@@ -265,6 +265,17 @@ def test_read_csv_reports_malformed_lines() -> None:
     assert items[1][0] == 2 and items[1][3] == 2.0
 
 
+def test_read_csv_takes_the_columns_a_header_names() -> None:
+    """NAB's older files have timestamp,value,label: the label column is not a value."""
+    key = series_key("m")
+    text = "Timestamp,value,label\n2014-03-07 03:41:00,45.868,0\n2014-03-07 03:46:00,47.606\n"
+    items = list(ingest.read_csv(io.StringIO(text), key))
+    assert items[0] == (2, key, "2014-03-07T03:41:00+00:00", 45.868)
+    assert items[1] == (3, "expected 3 fields (as the header names 3), got 2")
+    swapped = list(ingest.read_csv(io.StringIO("value,timestamp\n2.5,1700000000\n"), key))
+    assert swapped == [(2, key, "2023-11-14T22:13:20+00:00", 2.5)]
+
+
 def test_timestamps_of_every_form_are_stored_to_the_microsecond(conn, agent_dsn: str) -> None:
     # The Writer sends binary COPY; what the server stores must be the very instant given.
     now = datetime.now(timezone.utc).replace(microsecond=123456)

@@ -240,15 +240,23 @@ def parse_timestamp(text: str) -> datetime:
 def read_csv(stream: io.TextIOBase, key: SeriesKey) -> Iterator[Row | tuple[int, str]]:
     """Rows of a `timestamp,value` file, or (line, reason) for a line that cannot be read.
 
-    A first line whose value is not a number is a header and is skipped.
+    A first line whose value is not a number is a header and is skipped. A header that
+    names columns `timestamp` and `value` picks them from lines of its width, and the
+    others (a label column, say) are ignored.
     """
+    width, ts_col, value_col = 2, 0, 1
     for number, record in enumerate(csv.reader(stream), start=1):
         if not record or (len(record) == 1 and not record[0].strip()):
             continue
-        if len(record) != 2:
-            yield number, f"expected 2 fields (timestamp,value), got {len(record)}"
+        names = [name.strip().lower() for name in record]
+        if number == 1 and "timestamp" in names and "value" in names:
+            width, ts_col, value_col = len(names), names.index("timestamp"), names.index("value")
             continue
-        ts_text, value_text = record
+        if len(record) != width:
+            columns = "timestamp,value" if width == 2 else f"as the header names {width}"
+            yield number, f"expected {width} fields ({columns}), got {len(record)}"
+            continue
+        ts_text, value_text = record[ts_col], record[value_col]
         try:
             value = float(value_text)
         except ValueError:
