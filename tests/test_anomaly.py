@@ -319,6 +319,32 @@ def test_both_envelopes_agree_on_an_irregular_series_longer_than_the_window(inst
     assert any(r["timestamp"].startswith("2020-01-09 15:") for r in py if r["is_anomaly"] == "true")
 
 
+def test_both_envelopes_report_an_episode_again_when_its_severity_rises(installed: str,
+                                                                       tmp_path: Path) -> None:
+    """A slight excursion, then in the same episode a far larger one: both backtests report
+    the start and the rise to critical, by the rule of perfmon.anomalies' severity."""
+    from perfmon_py import anomaly
+
+    _series(tmp_path / "rising.csv", 1500, None)
+    rows = list(csv.reader((tmp_path / "rising.csv").open()))
+    top = max(float(r[1]) for r in rows[1:1201])
+    rows[1201][1] = f"{top + 1.5:.3f}"  # the 1200th sample: just beyond the range and its margin
+    rows[1221][1] = f"{top + 100:.3f}"
+    with (tmp_path / "rising.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows(rows)
+    for detector in ("envelope", "envelope_sql"):
+        code, output, scored = _backtest(installed, [tmp_path / "rising.csv"], tmp_path / f"{detector}.csv",
+                                         "--detector", detector)
+        assert code == 0, output
+        flagged = [(r["timestamp"], float(r["score"])) for r in scored if r["is_anomaly"] == "true"]
+        assert [ts for ts, _ in flagged] == [rows[1201][0], rows[1221][0]], (detector, flagged)
+        assert 1 <= flagged[0][1] < 2 and flagged[1][1] >= 4
+    with psycopg.connect(installed) as conn:
+        for peak, samples in ((1.0, 1), (1.99, 9), (1.99, 10), (2.0, 1), (3.99, 50), (4.0, 1)):
+            got = conn.execute("SELECT perfmon.anomaly_severity(%s, %s)", (peak, samples)).fetchone()[0]
+            assert got == anomaly.severity(peak, samples), (peak, samples)
+
+
 def test_a_sparse_series_gets_models_too(installed: str, tmp_path: Path) -> None:
     """Hourly samples: a 7-day window holds 168, never the 288 a model needs at 5 minutes;
     half of what the window holds is enough then, in both envelopes alike."""

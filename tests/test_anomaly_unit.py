@@ -62,6 +62,24 @@ def test_walk_forward_uses_only_earlier_points() -> None:
     assert not any(1200 < i < 1210 for i in onsets)
 
 
+def test_an_episode_is_reported_again_when_its_severity_rises() -> None:
+    """A small excursion, then within the same episode a far larger one: reported at the
+    start (info) and again where it turns critical, as alerting notifies a raised level."""
+    t = np.arange(1500) * 300.0
+    x = _noise(1500)
+    top = x[:1100].max()
+    x[1100] = top + 2.0  # just beyond the range and its margin: an info-level start
+    x[1120] = top + 200  # 20 samples later, well inside the 72 quiet ones
+    scores = anomaly.walk_forward(t, x)
+    assert 1 <= scores[1100][0] < 2 and scores[1120][0] >= 4
+    assert [i for i, (_s, _a, f) in enumerate(scores) if f and i >= 1000] == [1100, 1120]
+    # Without the second excursion the episode is reported once.
+    x[1120] = x[1119]
+    assert [i for i, (_s, _a, f) in enumerate(anomaly.walk_forward(t, x)) if f and i >= 1000] == [1100]
+    assert [anomaly.severity(*a) for a in ((1.0, 1), (1.9, 9), (1.9, 10), (2.0, 1), (4.0, 1))] == \
+        ["info", "info", "warning", "warning", "critical"]
+
+
 def test_isolation_forest_names_the_feature_that_moved() -> None:
     rng = np.random.default_rng(3)
     m = np.column_stack([rng.normal(100, 5, 1000), rng.normal(20, 2, 1000), rng.normal(1, 0.1, 1000)])

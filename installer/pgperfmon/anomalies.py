@@ -93,8 +93,9 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
              sensitivity: str | None, params: tuple[str, ...], anomalies_only: bool, keep: bool) -> None:
     """Score each input walk-forward with the in-database detector; write the scores.
 
-    is_anomaly is true at the first sample of each anomaly episode (what
-    perfmon.anomalies lists); score is 1 at the detector's threshold.
+    is_anomaly is true at the first sample of each anomaly episode and where its
+    severity rises (perfmon.anomalies shows it new or worse); score is 1 at the
+    detector's threshold.
     """
     settings = parse_params(params)
     run = uuid.uuid4().hex[:12]

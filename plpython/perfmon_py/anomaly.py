@@ -19,8 +19,9 @@ new sample is scored without retraining (``perfmon.score_anomalies()``):
 Every score is normalised so that 1 is the threshold: ``score >= 1`` is anomalous.
 ``walk_forward`` is the backtest: each point is scored by the model fitted on points
 strictly before the last refit, refitting every ``refit_s`` seconds, exactly as the
-schedule does in production; consecutive anomalous points form one episode, and only an
-episode's first point is reported as an anomaly (``onset``).
+schedule does in production; consecutive anomalous points form one episode, reported at
+its first point and again where its severity rises (``flagged``), as perfmon.anomalies
+shows it appear and worsen and alerting notifies a raised level.
 """
 
 from __future__ import annotations
@@ -40,6 +41,12 @@ ALGORITHMS = ("envelope", "robust_zscore", "isolation_forest")
 MEAN_WINDOW = 36
 # An episode ends after this many consecutive normal samples.
 EPISODE_QUIET_SAMPLES = 72
+# An episode's severity from its peak score and anomalous samples so far: the rule of
+# the view perfmon.anomalies (perfmon.anomaly_severity(), kept equal by a test).
+SEVERITY_CRITICAL_SCORE = 4.0
+SEVERITY_WARNING_SCORE = 2.0
+SEVERITY_WARNING_SAMPLES = 10
+SEVERITIES = ("info", "warning", "critical")
 # Fewest training samples for a model (a day at NAB's 5-minute interval) ...
 MIN_TRAIN = 288
 # ... unless the series is too sparse for its training window to ever hold that many
@@ -271,12 +278,24 @@ def score(model: dict[str, Any], recent: Sequence[float]) -> Score:
     return score_iforest(model, series_vectors(x)[-1:])[0]
 
 
+def severity(peak_score: float, samples: int) -> str:
+    """An episode's severity: critical from score 4, warning from 2 or 10 anomalous samples."""
+    if peak_score >= SEVERITY_CRITICAL_SCORE:
+        return "critical"
+    if peak_score >= SEVERITY_WARNING_SCORE or samples >= SEVERITY_WARNING_SAMPLES:
+        return "warning"
+    return "info"
+
+
 def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = "envelope",
                  sensitivity: str = "medium", window_s: float = 7 * 86400,
                  refit_s: float = 6 * 3600, min_train: int = MIN_TRAIN,
                  quiet: int = EPISODE_QUIET_SAMPLES,
                  overrides: dict[str, float] | None = None) -> list[tuple[float, bool, bool]]:
-    """(score, anomalous, onset) for each point, scored only with points before it.
+    """(score, anomalous, flagged) for each point, scored only with points before it.
+
+    flagged: the first point of an episode, and a point at which the episode's severity
+    rises (info, warning, critical), i.e. where an anomaly is reported new or worse.
 
     The model is refitted on a clock, every refit_s seconds (the retraining job's
     schedule), from the first point with enough earlier points in its window; each
@@ -317,20 +336,27 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
                 scores[i] = score(model, x[max(0, i - w + 1):i + 1])
     out: list[tuple[float, bool, bool]] = []
     active = False
-    calm = 0
+    calm = samples = 0
+    peak = 0.0
+    level = -1
     for s in scores:
         if s is None:
             out.append((0.0, False, False))
             continue
-        onset = False
+        flagged = False
         if s.anomalous:
-            onset = not active
-            active, calm = True, 0
+            if not active:
+                active, peak, samples, level = True, 0.0, 0, -1
+            calm = 0
+            peak = max(peak, s.score)
+            samples += 1
+            now = SEVERITIES.index(severity(peak, samples))
+            flagged, level = now > level, max(level, now)
         else:
             calm += 1
             if calm >= quiet:
                 active = False
-        out.append((float(s.score), s.anomalous, onset))
+        out.append((float(s.score), s.anomalous, flagged))
     return out
 
 

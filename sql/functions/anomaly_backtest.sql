@@ -8,8 +8,10 @@ AS $$
 -- Walk-forward backtest of a detector (default: the one in force) on one series of
 -- perfmon.metric_samples: each point is scored only with the model refitted, every
 -- anomaly_detection.retrain_interval_hours, on the training window before it - the
--- models' schedule in production. is_anomaly marks the first sample of an episode,
--- i.e. what perfmon.anomalies lists; anomalous marks every sample at or over score 1.
+-- models' schedule in production. is_anomaly marks the first sample of an episode and
+-- each sample at which its severity rises (perfmon.anomaly_severity), i.e. where
+-- perfmon.anomalies shows an anomaly new or worse and alerting notifies a raised level;
+-- anomalous marks every sample at or over score 1.
 -- params replaces settings of the sensitivity (perfmon.anomaly_settings), so that
 -- other values are evaluated on this same path (bench/anomaly_nab.py).
 DECLARE
@@ -43,5 +45,6 @@ END
 $$;
 COMMENT ON FUNCTION perfmon.anomaly_backtest(integer, text, text, jsonb) IS
     'Walk-forward backtest of an anomaly detector on one stored metric series: per sample the score '
-    '(1 = threshold), anomalous (score >= 1) and is_anomaly (first sample of an episode). params '
+    '(1 = threshold), anomalous (score >= 1) and is_anomaly (first sample of an episode, or its '
+    'severity rising). params '
     '(JSON object, optional) replaces settings of the sensitivity: see perfmon.anomaly_settings.';

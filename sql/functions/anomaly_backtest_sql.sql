@@ -60,10 +60,24 @@ AS $$
         SELECT sc.*, sc.score >= 1 AS anomalous,
                lag(sc.rn) OVER (PARTITION BY sc.score >= 1 ORDER BY sc.rn) AS prev_rn
           FROM scored AS sc
+    ), episodes AS (
+        -- An episode starts at an anomalous sample with more than quiet samples since the
+        -- last one; numbered by the starts so far.
+        SELECT f.*, count(*) FILTER (WHERE f.anomalous AND (f.prev_rn IS NULL OR f.rn - f.prev_rn > quiet))
+                        OVER (ORDER BY f.rn) AS episode
+          FROM flagged AS f
+    ), levels AS (
+        SELECT e.*, CASE WHEN e.anomalous THEN perfmon.alert_level_rank(perfmon.anomaly_severity(
+                        max(e.score) FILTER (WHERE e.anomalous) OVER running,
+                        count(*) FILTER (WHERE e.anomalous) OVER running)) END AS level
+          FROM episodes AS e
+        WINDOW running AS (PARTITION BY e.episode ORDER BY e.rn)
     )
-    SELECT f.ts, f.value, f.score, f.anomalous,
-           f.anomalous AND (f.prev_rn IS NULL OR f.rn - f.prev_rn > quiet)
-      FROM flagged AS f ORDER BY f.rn
+    -- Reported: an episode's first sample, and each sample at which its severity rises.
+    SELECT l.ts, l.value, l.score, l.anomalous,
+           l.anomalous AND l.level > coalesce(max(l.level) OVER (PARTITION BY l.episode ORDER BY l.rn
+                                                ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), -1)
+      FROM levels AS l ORDER BY l.rn
 $$;
 COMMENT ON FUNCTION perfmon.anomaly_backtest_sql(integer, double precision, double precision, integer, double precision, double precision, integer) IS
     'Walk-forward backtest of the SQL envelope (envelope_sql) on one stored series.';

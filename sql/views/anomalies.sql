@@ -15,9 +15,7 @@ SELECT e.episode_id,
        e.expected_high,
        round(e.peak_score::numeric, 2) AS score,
        e.peak_at,
-       CASE WHEN e.peak_score >= 4 THEN 'critical'
-            WHEN e.peak_score >= 2 OR e.samples >= 10 THEN 'warning'
-            ELSE 'info' END AS severity,
+       perfmon.anomaly_severity(e.peak_score, e.samples) AS severity,
        e.contributors AS contributing_features,
        coalesce(f.impact, 'several metrics moved together away from their usual combination: '
                 || 'see the contributing features') AS business_impact,
