@@ -252,6 +252,13 @@ def _backtest(dsn: str, files: list[Path], out: Path, *options: str) -> tuple[in
     return result.exit_code, result.output, rows
 
 
+def test_backtest_where_pgperfmon_is_not_installed_says_so(dsn: str, tmp_path: Path) -> None:
+    _series(tmp_path / "quiet.csv", 300, None)
+    code, output, _rows = _backtest(dsn, [tmp_path / "quiet.csv"], tmp_path / "flags.csv")
+    assert code == 1
+    assert "pgperfmon is not installed in database" in output and "pgperfmon install" in output, output
+
+
 def test_backtest_settings_and_the_sql_envelope_are_walk_forward(installed: str, tmp_path: Path) -> None:
     """Settings replaced for a backtest (what bench/anomaly_nab.py cross-validates) reach both
     envelopes alike; the SQL envelope is walk-forward too."""
