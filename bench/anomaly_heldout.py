@@ -14,8 +14,9 @@ releases is dropped before the detector sees the file) or a folder of them. With
 clone of https://github.com/numenta/NAB, the run quoted in docs/anomalies.md is
 
     python3 bench/anomaly_heldout.py --windows NAB/labels/combined_windows.json \
-        NAB/data/realTraffic NAB/data/realAdExchange \
-        NAB/data/realKnownCause/ec2_request_latency_system_failure.csv
+        NAB/data/realTraffic NAB/data/realAdExchange NAB/data/artificialWithAnomaly \
+        NAB/data/realKnownCause/ec2_request_latency_system_failure.csv \
+        NAB/data/realKnownCause/ambient_temperature_system_failure.csv
 
 WINDOWS.json maps a series -
 its file name, or NAB's 'category/name.csv' - to its labelled windows, as NAB's
