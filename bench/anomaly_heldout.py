@@ -27,33 +27,22 @@ from __future__ import annotations
 
 import argparse
 import csv
-import importlib.util
 import json
 import sys
 import tempfile
-import types
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SCORER = REPO.parent / "shared" / "tools" / "nab_score.py"
 sys.path.insert(0, str(REPO / "bench"))
 
-from anomaly_nab import DETECTORS, cli_backtest  # noqa: E402
+from anomaly_nab import DETECTORS, cli_backtest, load_scorer, per_file  # noqa: E402
 
 from common import bench_cluster, fresh_database  # noqa: E402
 
 
-def scorer(here: Path) -> types.ModuleType:
-    spec = importlib.util.spec_from_file_location("nab_score", SCORER)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    module.HERE = str(here)
-    return module
-
-
-def collect(paths: list[Path], windows_file: Path, here: Path) -> list[Path]:
-    """Copy each labelled series to here/data as timestamp,value and write here/windows.json."""
+def collect(paths: list[Path], windows_file: Path, here: Path) -> tuple[list[Path], dict[str, list]]:
+    """Copy each labelled series to here/data as timestamp,value and write here/windows.json:
+    nab_score.py's layout. Returns the copies and their windows."""
     for path in [*paths, windows_file]:
         if not path.exists():
             sys.exit(f"{path}: no such file or folder")
@@ -73,21 +62,7 @@ def collect(paths: list[Path], windows_file: Path, here: Path) -> list[Path]:
         windows[file.name] = labelled[file.name]
         inputs.append(here / "data" / file.name)
     (here / "windows.json").write_text(json.dumps(windows))
-    return inputs
-
-
-def per_series(flags: dict[str, list[str]], here: Path, names: list[str]) -> None:
-    """Each series scored alone: the scorer pointed at a layout holding only it."""
-    windows = json.loads((here / "windows.json").read_text())
-    for name in names:
-        alone = here / "alone" / name
-        if not alone.exists():
-            (alone / "data").mkdir(parents=True)
-            (alone / "data" / name).symlink_to(here / "data" / name)
-            (alone / "windows.json").write_text(json.dumps({name: windows[name]}))
-        nab = scorer(alone)
-        line = nab.score({name: [nab.ts(t) for t in flags.get(name, [])]})
-        print(f"   {name:44} {line.split(' precision')[0]}")
+    return inputs, windows
 
 
 def main() -> None:
@@ -98,11 +73,12 @@ def main() -> None:
     parser.add_argument("--sensitivity", default="medium", choices=("low", "medium", "high"))
     args = parser.parse_args()
     here = Path(tempfile.mkdtemp(prefix="pgpm-heldout-"))
-    inputs = collect(args.paths, args.windows, here)
+    inputs, windows = collect(args.paths, args.windows, here)
     if not inputs:
         sys.exit("no labelled series found")
-    nab = scorer(here)
-    windows = json.loads((here / "windows.json").read_text())
+    nab = load_scorer()
+    nab.HERE = str(here)
+    names = [p.name for p in inputs]
     print(f"== {len(inputs)} series, {sum(len(w) for w in windows.values())} labelled windows, "
           "shipped settings (nothing chosen on these series)")
     with bench_cluster() as cluster:
@@ -115,8 +91,9 @@ def main() -> None:
                 flags.setdefault(row["file"], []).append(row["timestamp"])
             print(f"-- {detector}, sensitivity {args.sensitivity}: backtested in {elapsed:.1f} s")
             print(f"   {detector:>16}  {nab.score({f: [nab.ts(t) for t in v] for f, v in flags.items()})}")
-            per_series(flags, here, [p.name for p in inputs])
-
+            counts = per_file(nab, {name: len(w) for name, w in windows.items()}, flags, names)
+            for name, (tp, fp, fn) in counts.items():
+                print(f"   {name:44} tp={tp} fp={fp} fn={fn}")
 
 if __name__ == "__main__":
     main()

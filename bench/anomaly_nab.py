@@ -116,6 +116,18 @@ def total(per_file: dict[str, Counts], files: Iterable[str]) -> Counts:
     return sum(p[0] for p in parts), sum(p[1] for p in parts), sum(p[2] for p in parts)
 
 
+def per_file(scorer: types.ModuleType, windows: dict[str, int], flag_set: dict[str, list[str]],
+             files: Iterable[str]) -> dict[str, Counts]:
+    """Each series' counts by the scorer's own score(), given only that series' flags;
+    windows: labelled windows per series of the scorer's layout (the others count as missed)."""
+    all_windows = sum(windows.values())
+    out = {}
+    for name in files:
+        tp, fp, fn = counts(scorer.score({name: [scorer.ts(t) for t in flag_set.get(name, [])]}))
+        out[name] = (tp, fp, fn - (all_windows - windows[name]))
+    return out
+
+
 def describe(setting: dict[str, float]) -> str:
     return " ".join(f"{k}={v}" for k, v in setting.items())
 
@@ -237,16 +249,7 @@ def cv(args: argparse.Namespace, dsn: str, inputs: list[Path], files: list[str],
               f"{'yes' if same else 'NO'}")
     scorer = load_scorer()
     windows = {name: len(w) for name, w in json.loads(WINDOWS.read_text()).items()}
-    all_windows = sum(windows.values())
-
-    def per_file(flag_set: dict[str, list[str]]) -> dict[str, Counts]:
-        out = {}
-        for name in files:
-            tp, fp, fn = counts(scorer.score({name: [scorer.ts(t) for t in flag_set.get(name, [])]}))
-            out[name] = (tp, fp, fn - (all_windows - windows[name]))  # other series: all missed
-        return out
-
-    per_setting = [per_file(fs) for fs in flags]
+    per_setting = [per_file(scorer, windows, fs, files) for fs in flags]
     in_sample = [f1(total(p, files)) for p in per_setting]
     best = max(range(len(settings)), key=lambda k: (in_sample[k], -k))
     ranked = sorted(in_sample, reverse=True)
