@@ -335,27 +335,26 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
             for i in range(start, end):
                 scores[i] = score(model, x[max(0, i - w + 1):i + 1])
     out: list[tuple[float, bool, bool]] = []
-    active = False
+    level = -1  # the open episode's severity (an index of SEVERITIES), -1 when none is open
     calm = samples = 0
     peak = 0.0
-    level = -1
     for s in scores:
         if s is None:
             out.append((0.0, False, False))
             continue
         flagged = False
         if s.anomalous:
-            if not active:
-                active, peak, samples, level = True, 0.0, 0, -1
+            if level < 0:
+                peak, samples = 0.0, 0
             calm = 0
             peak = max(peak, s.score)
             samples += 1
-            now = SEVERITIES.index(severity(peak, samples))
-            flagged, level = now > level, max(level, now)
+            now = SEVERITIES.index(severity(peak, samples))  # never falls within an episode
+            flagged, level = now > level, now
         else:
             calm += 1
             if calm >= quiet:
-                active = False
+                level = -1
         out.append((float(s.score), s.anomalous, flagged))
     return out
 
