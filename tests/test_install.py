@@ -264,6 +264,15 @@ def test_install_refuses_a_wrong_dsn() -> None:
     assert "the DSN is malformed" in malformed.output
 
 
+def test_commands_on_a_database_without_pgperfmon_say_so(dsn: str) -> None:
+    # One check (db.installed) and one message for every command that needs the schema.
+    for args in (["config", "show"], ["status"], ["report", "--format", "json"]):
+        result = CliRunner().invoke(cli.main, [*args, "--dsn", dsn])
+        assert result.exit_code == 1, (args, result.output)
+        assert "pgperfmon is not installed in database" in result.output, (args, result.output)
+        assert "run pgperfmon install --dsn DSN first" in result.output, (args, result.output)
+
+
 def test_advisor_reads_all_tables_is_granted_and_revoked(installed: str, tmp_path: Path) -> None:
     def member() -> bool:
         with psycopg.connect(installed) as conn:

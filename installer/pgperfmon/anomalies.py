@@ -103,12 +103,8 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
     try:
         with db.connection(db.resolve_dsn(dsn)) as conn, \
                 output.open("w", encoding="utf-8", newline="") as out:
-            installed = conn.execute(
-                "SELECT to_regprocedure('perfmon.anomaly_backtest(integer,text,text,jsonb)') IS NOT NULL"
-            ).fetchone()
-            if not installed or not installed[0]:
-                raise ingest.IngestError(f"pgperfmon is not installed in database {conn.info.dbname}: "
-                                         "run pgperfmon install --dsn ... first")
+            if not db.installed(conn):
+                raise ingest.IngestError(db.not_installed(conn))
             # Settings refused before any series is loaded.
             conn.execute(
                 "SELECT perfmon.anomaly_settings("

@@ -221,11 +221,8 @@ def config_show(dsn: str | None, file: Path | None) -> None:
         click.echo(config.to_yaml(config.unflatten(config.flatten(config.load(file)))), nl=False)
         return
     with db.connection(db.resolve_dsn(dsn)) as conn:
-        installed = conn.execute("SELECT to_regclass('perfmon.config') IS NOT NULL").fetchone()
-        if not installed or not installed[0]:
-            raise deploy.DeployError(
-                f"pgperfmon is not installed in database {conn.info.dbname}"
-            )
+        if not db.installed(conn):
+            raise deploy.DeployError(db.not_installed(conn))
         rows = dict(conn.execute("SELECT key, value FROM perfmon.config"))
     # In the documented order of the template, not alphabetically.
     order = list(config.flatten(config.Config()))

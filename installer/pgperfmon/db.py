@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
+from psycopg.rows import tuple_row
 
 from pgperfmon import resources
 
@@ -96,3 +97,20 @@ def connection(dsn: str, *, autocommit: bool = False) -> Iterator[psycopg.Connec
         yield conn
     finally:
         conn.close()
+
+
+def installed(conn: psycopg.Connection) -> bool:
+    """Whether pgperfmon is installed in the connection's database: its perfmon.meta,
+    created first by the first migration, exists. Read from the catalog, which any login
+    may read (to_regclass() needs USAGE on the schema)."""
+    with conn.cursor(row_factory=tuple_row) as cur:
+        row = cur.execute(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_class AS c JOIN pg_catalog.pg_namespace AS n "
+            "ON n.oid = c.relnamespace WHERE n.nspname = 'perfmon' AND c.relname = 'meta')").fetchone()
+    return bool(row and row[0])
+
+
+def not_installed(conn: psycopg.Connection) -> str:
+    """The message for a command run against a database without pgperfmon."""
+    return (f"pgperfmon is not installed in database {conn.info.dbname}: "
+            "run pgperfmon install --dsn DSN first")

@@ -27,12 +27,11 @@ def connect(dsn: str, application: str, statement_timeout_ms: int = 15_000) -> p
     """An autocommit connection acting as perfmon_reader, rows as dicts."""
     conn = db.connect(dsn, autocommit=True)
     try:
-        user, dbname, schema, role = conn.execute(
-            "SELECT session_user, current_database(), to_regnamespace('perfmon') IS NOT NULL, "
-            "EXISTS (SELECT FROM pg_roles WHERE rolname = %s)", (READER_ROLE,)).fetchone()
-        if not schema or not role:
-            raise ReaderError(f"pgperfmon is not installed in database {dbname}: "
-                              f"run pgperfmon install --dsn ... first")
+        user, role = conn.execute(
+            "SELECT session_user, EXISTS (SELECT FROM pg_roles WHERE rolname = %s)",
+            (READER_ROLE,)).fetchone()
+        if not db.installed(conn) or not role:
+            raise ReaderError(db.not_installed(conn))
         try:
             conn.execute(f"SET ROLE {READER_ROLE}")
         except psycopg.errors.InsufficientPrivilege:

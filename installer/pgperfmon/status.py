@@ -56,14 +56,8 @@ def collect(dsn: str) -> Status:
     with db.connection(dsn, autocommit=True) as conn:
         conn.row_factory = dict_row  # type: ignore[assignment]
         status = Status(database=conn.info.dbname)
-        installed = conn.execute(
-            "SELECT to_regclass('perfmon.meta') IS NOT NULL AS ok"
-        ).fetchone()
-        if not installed or not installed["ok"]:
-            status.problems.append(
-                f"pgperfmon is not installed in database {conn.info.dbname}: "
-                "run pgperfmon install --dsn DSN"
-            )
+        if not db.installed(conn):
+            status.problems.append(db.not_installed(conn))
             return status
         status.installed = True
         facts = conn.execute(resources.sql("queries/install_facts")).fetchone() or {}
