@@ -155,6 +155,57 @@ def test_models_survive_a_server_restart(server, conn: psycopg.Connection, insta
             == len(before)
 
 
+@pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
+def test_a_day_out_of_shape_is_flagged_through_the_daily_profile(conn: psycopg.Connection,
+                                                                  detector: str) -> None:
+    """Host CPU with a daily cycle, 4 days of 5-minute samples: the model holds its hourly
+    medians, the same from PL/Python and SQL. At the hour of the daily peak the CPU stays
+    at its daily mean - inside the week's range, and a moving mean the week has seen -
+    and the time-of-day channel flags it; the normal samples before are not flagged."""
+    from perfmon_py import anomaly
+
+    conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s::text) "
+                 "WHERE key = 'anomaly_detection.algorithm'", (detector,))
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    step, start = timedelta(minutes=5), now - timedelta(days=4)
+    w = Workload(conn, start)
+    rng = random.Random(3)
+    peak = now + timedelta(hours=1)  # the cycle peaks an hour after the training ends
+
+    def cpu(ts: datetime) -> float:
+        return 50 + 30 * math.cos((ts - peak).total_seconds() / 86400 * 2 * math.pi) + rng.gauss(0, 2)
+
+    def write(points: list[tuple[datetime, float]]) -> None:
+        conn.cursor().executemany("INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value) "
+                                  "VALUES (1, %s, %s, %s)", [(w.cpu_series, ts, v) for ts, v in points])
+
+    history = [(start + i * step, cpu(start + i * step)) for i in range(4 * 288)]
+    write(history)
+    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 1
+    stored = json.loads(conn.execute(
+        "SELECT convert_from(model, 'UTF8') FROM perfmon.anomaly_models WHERE current "
+        "AND feature = 'host.cpu.total_pct'").fetchone()[0])
+    expected = anomaly.fit_envelope([v for _, v in history], ts=[ts.timestamp() for ts, _ in history])
+    assert stored["season"]["profile"] == pytest.approx(expected["season"]["profile"], abs=1e-9)
+    assert stored["season"]["mean"] == pytest.approx(expected["season"]["mean"], abs=1e-9)
+    assert stored["season"]["explained"] == pytest.approx(expected["season"]["explained"], abs=1e-9)
+    ts = history[-1][0]
+    while ts + step < peak:  # normal samples up to the peak
+        ts += step
+        write([(ts, cpu(ts))])
+        assert conn.execute("SELECT perfmon.score_anomalies()").fetchone()[0]["anomalous"] == 0
+    level = 50 + rng.gauss(0, 2)  # the daily mean, where 80 is usual
+    assert stored["value"]["min"] < level < stored["value"]["max"]
+    for _ in range(6):
+        ts += step
+        write([(ts, level)])
+        conn.execute("SELECT perfmon.score_anomalies()")
+    found = conn.execute("SELECT started_at, contributing_features FROM perfmon.anomalies "
+                         "WHERE metrics = ARRAY['host.cpu.total_pct']").fetchall()
+    assert len(found) == 1 and found[0][0] > peak, found
+    assert found[0][1][0]["feature"] == "time of day", found
+
+
 def test_isolation_forest_stores_and_uses_a_multi_metric_model(conn: psycopg.Connection) -> None:
     w = _workload(conn, "isolation_forest")
     names = conn.execute("SELECT features FROM perfmon.anomaly_models WHERE current "
@@ -279,9 +330,10 @@ def test_backtest_settings_and_the_sql_envelope_are_walk_forward(installed: str,
                                   "--detector", "envelope_sql", *settings)
     assert code == 0, output
     assert [r["score"] for r in cut] == [r["score"] for r in sql][:1150]
-    # The settings are used: margins of 5 spreads let the spike through unflagged.
+    # The settings are used: margins of 5 and 20 spreads let the spike through unflagged
+    # (the moving mean of its departures from the daily profile is 13 spreads out).
     code, output, wide = _backtest(installed, spiky, tmp_path / "wide.csv", "--detector", "envelope_sql",
-                                   "--param", "margin=5", "--param", "mean_margin=5")
+                                   "--param", "margin=5", "--param", "mean_margin=20")
     assert code == 0, output
     assert not [r for r in wide if r["is_anomaly"] == "true"]
     # Bad settings are refused by name before any series is loaded.

@@ -44,6 +44,46 @@ def test_envelope_sees_a_sustained_shift_through_its_moving_mean() -> None:
     assert s.anomalous and s.contributors[0]["feature"] == "moving mean"
 
 
+def _daily(days: int, seed: int = 2) -> tuple[np.ndarray, np.ndarray]:
+    """5-minute samples of a daily cycle (peak at 06:00 UTC) with noise."""
+    t = np.arange(days * 288) * 300.0
+    noise = np.random.default_rng(seed).normal(0, 2, len(t))
+    return t, 50 + 30 * np.sin(2 * np.pi * t / anomaly.DAY_S) + noise
+
+
+def test_a_day_out_of_shape_is_flagged_through_the_daily_profile() -> None:
+    t, x = _daily(10)
+    # Day 8 keeps its level through its peak hours: every value inside the week's range.
+    flat = (t >= 8 * anomaly.DAY_S + 3 * 3600) & (t < 8 * anomaly.DAY_S + 9 * 3600)
+    x[flat] = 50 + np.random.default_rng(3).normal(0, 2, flat.sum())
+    result = anomaly.walk_forward(t, x)
+    onsets = [t[i] for i, (_s, _a, flagged) in enumerate(result) if flagged]
+    assert onsets and all(flat[np.searchsorted(t, o)] for o in onsets), onsets
+    # The same series with the profile's channel off (no timestamps): nothing at all.
+    model = anomaly.fit_envelope(x[:7 * 288])
+    assert "season" not in model
+    assert not any(anomaly.score_envelope(model, x[i - 35:i + 1]).anomalous for i in np.flatnonzero(flat))
+    # With timestamps the model holds the hourly medians; the channel names itself.
+    model = anomaly.fit_envelope(x[:7 * 288], ts=t[:7 * 288])
+    assert model["season"]["explained"] > 0.9
+    assert model["season"]["profile"][6] == pytest.approx(80, abs=1.5)
+    i = int(np.flatnonzero(flat)[-1])
+    s = anomaly.score_envelope(model, x[i - 35:i + 1], t[i - 35:i + 1])
+    assert s.anomalous and s.contributors[0]["feature"] == "time of day"
+    assert model["value"]["min"] < s.observed < model["value"]["max"]
+
+
+def test_no_daily_profile_without_one_or_without_three_days() -> None:
+    t = np.arange(10 * 288) * 300.0
+    assert "season" not in anomaly.fit_envelope(_noise(len(t)), ts=t)  # no daily cycle
+    t, x = _daily(4)
+    assert "season" not in anomaly.fit_envelope(x[:864], ts=t[:864])  # 5 minutes short of 3 days
+    assert "season" in anomaly.fit_envelope(x[:865], ts=t[:865])
+    # A window missing an hour of the day (here 02:00-03:00 every day) has no profile.
+    hole = ((t % anomaly.DAY_S) // 3600) == 2
+    assert "season" not in anomaly.fit_envelope(x[~hole], ts=t[~hole])
+
+
 def test_walk_forward_uses_only_earlier_points() -> None:
     t = np.arange(1500) * 300.0
     x = _noise(1500)

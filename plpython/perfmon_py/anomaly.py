@@ -8,8 +8,11 @@ new sample is scored without retraining (``perfmon.score_anomalies()``):
   is anomalous when it leaves the range the metric covered in its training window by more
   than a margin of its robust spread (the 5th-95th percentile distance), either itself or
   as a moving mean over the last ``MEAN_WINDOW`` samples (a sustained shift too small for
-  one sample to show). The model is a few numbers (JSON); perfmon's SQL fallback fits and
-  scores the same model without PL/Python.
+  one sample to show); and, for a metric that follows a daily profile, when that moving
+  mean taken from the profile's hourly medians leaves the range it covered in training
+  (a day that departs from the usual shape of a day without leaving the week's range).
+  The model is a few numbers (JSON); perfmon's SQL fallback fits and scores the same
+  model without PL/Python.
 * ``robust_zscore``: distance from the training median in robust standard deviations
   (1.4826 MAD, floored by the IQR).
 * ``isolation_forest``: scikit-learn's IsolationForest over StandardScaler-scaled
@@ -47,6 +50,16 @@ SEVERITY_CRITICAL_SCORE = 4.0
 SEVERITY_WARNING_SCORE = 2.0
 SEVERITY_WARNING_SAMPLES = 10
 SEVERITIES = ("info", "warning", "critical")
+# The time-of-day channel of the envelope. A metric follows a daily profile when the
+# medians of its training values per hour of the day (UTC) explain at least
+# SEASON_MIN_EXPLAINED of their variance, over a window of at least SEASON_MIN_DAYS days
+# (each hour's median then comes from 3 days or more) that holds every hour. Both fixed
+# a priori (half the variance; the fewest days for a median that one odd day cannot
+# set), not tuned: docs/anomalies.md.
+DAY_S = 86400
+SEASON_BIN_S = 3600
+SEASON_MIN_DAYS = 3
+SEASON_MIN_EXPLAINED = 0.5
 # Fewest training samples for a model (a day at NAB's 5-minute interval) ...
 MIN_TRAIN = 288
 # ... unless the series is too sparse for its training window to ever hold that many
@@ -80,10 +93,12 @@ class Score:
 
 
 def thresholds(sensitivity: str, overrides: dict[str, float] | None = None) -> dict[str, float]:
-    """The settings of a sensitivity (and the moving mean's window), with overrides applied."""
+    """The settings of a sensitivity (and the moving mean's window and the time-of-day
+    channel's conditions, the same for all), with overrides applied."""
     if sensitivity not in SENSITIVITY:
         raise ValueError(f"sensitivity {sensitivity!r}: expected one of {', '.join(SENSITIVITY)}")
-    out = {**SENSITIVITY[sensitivity], "mean_window": MEAN_WINDOW}
+    out = {**SENSITIVITY[sensitivity], "mean_window": MEAN_WINDOW,
+           "season_min_days": SEASON_MIN_DAYS, "season_min_explained": SEASON_MIN_EXPLAINED}
     for key, value in (overrides or {}).items():
         if key not in OVERRIDABLE:
             raise ValueError(f"setting {key!r}: expected one of {', '.join(OVERRIDABLE)}")
@@ -120,22 +135,60 @@ def _moving_mean(x: np.ndarray, w: int = MEAN_WINDOW) -> np.ndarray:
 
 # ----------------------------------------------------------------- envelope
 
-def _band(x: np.ndarray) -> dict[str, float]:
+def _band(x: np.ndarray, level: float | None = None) -> dict[str, float]:
+    """Range and spread of x; the spread's floor is 1% of level (default: x's median)."""
     p5, p95, med = np.quantile(x, [0.05, 0.95, 0.5])
     # A flat metric still gets a spread: 1% of its level (or a tiny absolute floor).
-    spread = max(float(p95 - p5), abs(float(med)) * 0.01, 1e-9)
+    spread = max(float(p95 - p5), abs(float(med if level is None else level)) * 0.01, 1e-9)
     return {"min": float(x.min()), "max": float(x.max()), "spread": spread}
 
 
+def _finite(values: Sequence[float] | np.ndarray,
+            ts: Sequence[float] | np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The finite values, and their timestamps when given."""
+    x = np.asarray(values, dtype=float)
+    keep = np.isfinite(x)
+    return x[keep], None if ts is None else np.asarray(ts, dtype=float)[keep]
+
+
+def hour_of_day(ts: np.ndarray) -> np.ndarray:
+    """The hour of the day (UTC, 0-23) of epoch seconds."""
+    return ((ts % DAY_S) // SEASON_BIN_S).astype(int)
+
+
+def fit_season(ts: np.ndarray, x: np.ndarray, settings: dict[str, float]) -> dict[str, Any] | None:
+    """The daily profile of a training window (hourly medians) and the range of the moving
+    mean of the values' departures from it; None when the metric does not follow one."""
+    if len(x) < 2 or ts[-1] - ts[0] < settings["season_min_days"] * DAY_S:
+        return None
+    hours = hour_of_day(ts)
+    if len(np.unique(hours)) < DAY_S // SEASON_BIN_S:
+        return None
+    profile = np.array([np.median(x[hours == h]) for h in range(DAY_S // SEASON_BIN_S)])
+    departure = x - profile[hours]
+    variance = float(np.var(x))
+    explained = 1.0 - float(np.var(departure)) / variance if variance > 0 else 0.0
+    if explained < settings["season_min_explained"]:
+        return None
+    return {"profile": profile.tolist(), "explained": explained,
+            "mean": _band(_moving_mean(departure, int(settings["mean_window"])), level=float(np.median(x)))}
+
+
 def fit_envelope(values: Sequence[float] | np.ndarray, sensitivity: str = "medium",
-                 overrides: dict[str, float] | None = None) -> dict[str, Any]:
-    x = _clean(values)
+                 overrides: dict[str, float] | None = None,
+                 ts: Sequence[float] | np.ndarray | None = None) -> dict[str, Any]:
+    """ts: the values' epoch seconds, for the time-of-day channel (none without them)."""
+    x, t_x = _finite(values, ts)
     if len(x) < 2:
         raise ValueError("the envelope needs at least 2 training values")
     t = thresholds(sensitivity, overrides)
-    return {"algorithm": "envelope", "n": len(x), "value": _band(x),
-            "mean": _band(_moving_mean(x, t["mean_window"])), "margin": t["margin"],
-            "mean_margin": t["mean_margin"], "mean_window": t["mean_window"]}
+    model = {"algorithm": "envelope", "n": len(x), "value": _band(x),
+             "mean": _band(_moving_mean(x, t["mean_window"])), "margin": t["margin"],
+             "mean_margin": t["mean_margin"], "mean_window": t["mean_window"]}
+    season = None if t_x is None else fit_season(t_x, x, t)
+    if season is not None:
+        model["season"] = season
+    return model
 
 
 def _excess(v: float, band: dict[str, float], margin: float) -> tuple[float, float, float]:
@@ -146,17 +199,24 @@ def _excess(v: float, band: dict[str, float], margin: float) -> tuple[float, flo
     return beyond / margin if margin > 0 else float(beyond > 0), low, high
 
 
-def score_envelope(model: dict[str, Any], recent: Sequence[float]) -> Score:
-    """recent: the metric's last values, oldest first, ending with the one scored."""
-    x = _clean(recent)
+def score_envelope(model: dict[str, Any], recent: Sequence[float],
+                   ts: Sequence[float] | np.ndarray | None = None) -> Score:
+    """recent: the metric's last values, oldest first, ending with the one scored;
+    ts: their epoch seconds (the time-of-day channel needs them)."""
+    x, t_x = _finite(recent, ts)
     if not len(x):
         return Score(0.0, False, None, None, None)
     v = float(x[-1])
+    w = model.get("mean_window", MEAN_WINDOW)
     s_value, low, high = _excess(v, model["value"], model["margin"])
-    mean = float(x[-model.get("mean_window", MEAN_WINDOW):].mean())
-    s_mean, _, _ = _excess(mean, model["mean"], model["mean_margin"])
-    channel = "value" if s_value >= s_mean else "moving mean"
-    score = max(s_value, s_mean)
+    s_mean, _, _ = _excess(float(x[-w:].mean()), model["mean"], model["mean_margin"])
+    channels = {"value": s_value, "moving mean": s_mean}
+    season = model.get("season")
+    if season is not None and t_x is not None:
+        departure = x[-w:] - np.asarray(season["profile"])[hour_of_day(t_x[-w:])]
+        channels["time of day"] = _excess(float(departure.mean()), season["mean"], model["mean_margin"])[0]
+    channel = max(channels, key=lambda c: channels[c])  # the first of equal scores
+    score = channels[channel]
     return Score(score, score >= 1.0, v, low, high,
                  [{"feature": channel, "score": round(score, 3)}])
 
@@ -245,10 +305,11 @@ def score_iforest(model: dict[str, Any], vectors: np.ndarray) -> list[Score]:
 # ----------------------------------------------------------------- one metric, any detector
 
 def fit(algorithm: str, values: Sequence[float] | np.ndarray, sensitivity: str = "medium",
-        overrides: dict[str, float] | None = None) -> bytes:
-    """A serialised single-metric model (JSON bytes, or an npz archive for Isolation Forest)."""
+        overrides: dict[str, float] | None = None, ts: Sequence[float] | np.ndarray | None = None) -> bytes:
+    """A serialised single-metric model (JSON bytes, or an npz archive for Isolation Forest);
+    ts, the values' epoch seconds, serve the envelope's time-of-day channel."""
     if algorithm == "envelope":
-        return json.dumps(fit_envelope(values, sensitivity, overrides)).encode()
+        return json.dumps(fit_envelope(values, sensitivity, overrides, ts)).encode()
     if algorithm == "robust_zscore":
         return json.dumps(fit_zscore(values, sensitivity, overrides)).encode()
     if algorithm == "isolation_forest":
@@ -265,11 +326,13 @@ def load(blob: bytes) -> dict[str, Any]:
     return load_iforest(data)
 
 
-def score(model: dict[str, Any], recent: Sequence[float]) -> Score:
-    """Score the last of recent (oldest first) with a loaded single-metric model."""
+def score(model: dict[str, Any], recent: Sequence[float],
+          ts: Sequence[float] | np.ndarray | None = None) -> Score:
+    """Score the last of recent (oldest first, at epoch seconds ts) with a loaded
+    single-metric model."""
     algorithm = model["algorithm"]
     if algorithm == "envelope":
-        return score_envelope(model, recent)
+        return score_envelope(model, recent, ts)
     if algorithm == "robust_zscore":
         return score_zscore(model, recent)
     x = _clean(recent)
@@ -320,7 +383,7 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
         at = first + k * refit_s
         lo, hi = (int(i) for i in np.searchsorted(t, [at - window_s, at]))
         if hi > lo and enough_to_train(hi - lo, t[hi - 1] - t[lo], window_s, min_train):
-            fits.append((hi, load(fit(algorithm, x[lo:hi], sensitivity, overrides))))
+            fits.append((hi, load(fit(algorithm, x[lo:hi], sensitivity, overrides, t[lo:hi]))))
     scores: list[Score | None] = [None] * n
     # Vectors of a forest use only a point and those before it: scoring a segment
     # between two refits in one call sees no later point.
@@ -333,7 +396,7 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
             scores[start:end] = score_iforest(model, vectors[start:end])
         else:
             for i in range(start, end):
-                scores[i] = score(model, x[max(0, i - w + 1):i + 1])
+                scores[i] = score(model, x[max(0, i - w + 1):i + 1], t[max(0, i - w + 1):i + 1])
     out: list[tuple[float, bool, bool]] = []
     level = -1  # the open episode's severity (an index of SEVERITIES), -1 when none is open
     calm = samples = 0
@@ -432,7 +495,7 @@ def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: 
         if not enough_to_train(len(g["x"]), g["t"][-1] - g["t"][0], window_s):
             continue
         start = time.perf_counter()
-        blob = fit(per_metric, g["x"], sensitivity)
+        blob = fit(per_metric, g["x"], sensitivity, ts=g["t"])
         plpy.execute(retire, [per_metric, g["feature"], g["series"]])
         plpy.execute(insert, [per_metric, g["feature"], g["series"], None, g["t0"], g["t1"],
                               len(g["x"]), params, blob, (time.perf_counter() - start) * 1000])
@@ -504,7 +567,7 @@ def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dic
         todo = [len(t) - 1] if last is None else [i for i, ti in enumerate(t) if ti > last]
         w = int(model.get("mean_window", MEAN_WINDOW))
         for i in todo:
-            s = score(model, x[max(0, i - w + 1):i + 1])
+            s = score(model, x[max(0, i - w + 1):i + 1], t[max(0, i - w + 1):i + 1])
             out.append(_row(per_metric, g["feature"], g["series"], t[i], s, model_id))
     multi = models.get(("isolation_forest_multi", "multi", ""))
     if multi is not None:

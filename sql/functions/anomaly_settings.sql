@@ -9,7 +9,9 @@ AS $$
 -- some of them - what a backtest evaluates (perfmon.anomaly_backtest); production
 -- models use the sensitivity alone. Where each value comes from: docs/anomalies.md.
 DECLARE
-    settings jsonb := jsonb_build_object('mean_window', 36) || CASE sensitivity
+    -- mean_window and the time-of-day channel's conditions are the same for all.
+    settings jsonb := jsonb_build_object('mean_window', 36, 'season_min_days', 3,
+                                         'season_min_explained', 0.5) || CASE sensitivity
         WHEN 'low'    THEN '{"margin": 0.5, "mean_margin": 1.0, "z": 9.0, "contamination": 0.002}'
         WHEN 'medium' THEN '{"margin": 0.2, "mean_margin": 0.5, "z": 6.0, "contamination": 0.005}'
         WHEN 'high'   THEN '{"margin": 0.1, "mean_margin": 0.25, "z": 4.0, "contamination": 0.01}'
