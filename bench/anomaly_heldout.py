@@ -18,6 +18,11 @@ clone of https://github.com/numenta/NAB, the run quoted in docs/anomalies.md is
         NAB/data/realKnownCause/ec2_request_latency_system_failure.csv \
         NAB/data/realKnownCause/ambient_temperature_system_failure.csv
 
+and, for false alarms alone (NAB labels no window in these series),
+
+    python3 bench/anomaly_heldout.py --windows NAB/labels/combined_windows.json \
+        NAB/data/artificialNoAnomaly
+
 WINDOWS.json maps a series -
 its file name, or NAB's 'category/name.csv' - to its labelled windows, as NAB's
 combined_windows.json does. A series without an entry there is reported and left out.
