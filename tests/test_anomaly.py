@@ -200,10 +200,15 @@ def test_a_day_out_of_shape_is_flagged_through_the_daily_profile(conn: psycopg.C
         ts += step
         write([(ts, level)])
         conn.execute("SELECT perfmon.score_anomalies()")
-    found = conn.execute("SELECT started_at, contributing_features FROM perfmon.anomalies "
+    found = conn.execute("SELECT started_at, contributing_features, observed_value, expected_low, "
+                         "expected_high, peak_at FROM perfmon.anomalies "
                          "WHERE metrics = ARRAY['host.cpu.total_pct']").fetchall()
     assert len(found) == 1 and found[0][0] > peak, found
-    assert found[0][1][0]["feature"] == "time of day", found
+    _started, contributors, observed, low, high, peak_at = found[0]
+    assert contributors[0]["feature"] == "time of day", found
+    # The expected range shown is the hour's, around its median, not the week's.
+    usual = stored["season"]["profile"][int(peak_at.timestamp() % 86400 // 3600)]
+    assert low < usual < high and high - low < 30 and not low <= observed <= high, found
 
 
 def test_isolation_forest_stores_and_uses_a_multi_metric_model(conn: psycopg.Connection) -> None:

@@ -71,6 +71,10 @@ def test_a_day_out_of_shape_is_flagged_through_the_daily_profile() -> None:
     s = anomaly.score_envelope(model, x[i - 35:i + 1], t[i - 35:i + 1])
     assert s.anomalous and s.contributors[0]["feature"] == "time of day"
     assert model["value"]["min"] < s.observed < model["value"]["max"]
+    # The expected range is the hour's, which the observed value is well outside.
+    hour = int(t[i] % anomaly.DAY_S // 3600)
+    assert s.expected_low < model["season"]["profile"][hour] < s.expected_high
+    assert s.expected_high - s.expected_low < 20 and not s.expected_low <= s.observed <= s.expected_high
 
 
 def test_no_daily_profile_without_one_or_without_three_days() -> None:

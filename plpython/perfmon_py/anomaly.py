@@ -213,10 +213,17 @@ def score_envelope(model: dict[str, Any], recent: Sequence[float],
     channels = {"value": s_value, "moving mean": s_mean}
     season = model.get("season")
     if season is not None and t_x is not None:
-        departure = x[-w:] - np.asarray(season["profile"])[hour_of_day(t_x[-w:])]
-        channels["time of day"] = _excess(float(departure.mean()), season["mean"], model["mean_margin"])[0]
+        profile = np.asarray(season["profile"])
+        departure = x[-w:] - profile[hour_of_day(t_x[-w:])]
+        s_season, d_low, d_high = _excess(float(departure.mean()), season["mean"], model["mean_margin"])
+        channels["time of day"] = s_season
     channel = max(channels, key=lambda c: channels[c])  # the first of equal scores
     score = channels[channel]
+    if channel == "time of day":
+        # What is expected at this hour: its median, moved as far as the departures'
+        # moving mean may go.
+        usual = float(profile[hour_of_day(t_x[-1:])[0]])
+        low, high = usual + d_low, usual + d_high
     return Score(score, score >= 1.0, v, low, high,
                  [{"feature": channel, "score": round(score, 3)}])
 

@@ -22,6 +22,7 @@ AS $$
          WHERE a.current AND a.detector = 'envelope_sql'
     ), v AS (
         SELECT f.feature, f.series, f.ts, f.value, m.model_id,
+               m.profile[floor(mod(extract(epoch FROM f.ts), 86400) / 3600)::int + 1] AS usual,
                avg(f.value) OVER w AS mean,
                -- NULL without a daily profile in the model.
                avg(f.value - m.profile[floor(mod(extract(epoch FROM f.ts), 86400) / 3600)::int + 1]) OVER w
@@ -43,18 +44,30 @@ AS $$
           LEFT JOIN perfmon.state_anomaly_scoring AS st
                  ON st.detector = 'envelope_sql' AND st.feature = v.feature AND st.series = v.series
          WHERE CASE WHEN st.last_ts IS NULL THEN v.newest = 1 ELSE v.ts > st.last_ts END
+    ), c AS (
+        SELECT s.*, greatest(s.s_value, s.s_mean, s.s_season) AS score,
+               CASE WHEN s.s_value >= greatest(s.s_mean, s.s_season) THEN 'value'
+                    WHEN s.s_mean >= s.s_season OR s.s_season IS NULL THEN 'moving mean'
+                    ELSE 'time of day' END AS channel
+          FROM s
     )
-    -- greatest() passes over the NULL of a model without a daily profile.
-    SELECT 'envelope_sql', s.feature, s.series, s.ts, greatest(s.s_value, s.s_mean, s.s_season), s.value,
-           (s.j #>> '{value,min}')::float8 - (s.j ->> 'margin')::float8 * (s.j #>> '{value,spread}')::float8,
-           (s.j #>> '{value,max}')::float8 + (s.j ->> 'margin')::float8 * (s.j #>> '{value,spread}')::float8,
-           jsonb_build_array(jsonb_build_object(
-               'feature', CASE WHEN s.s_value >= greatest(s.s_mean, s.s_season) THEN 'value'
-                               WHEN s.s_mean >= s.s_season OR s.s_season IS NULL THEN 'moving mean'
-                               ELSE 'time of day' END,
-               'score', round(greatest(s.s_value, s.s_mean, s.s_season)::numeric, 3))),
-           s.model_id
-      FROM s
+    -- greatest() passes over the NULL of a model without a daily profile. The expected
+    -- range is the value's, or for the time-of-day channel the hour's: its median, moved
+    -- as far as the departures' moving mean may go.
+    SELECT 'envelope_sql', c.feature, c.series, c.ts, c.score, c.value,
+           CASE WHEN c.channel = 'time of day'
+                THEN c.usual + (c.j #>> '{season,mean,min}')::float8
+                     - (c.j ->> 'mean_margin')::float8 * (c.j #>> '{season,mean,spread}')::float8
+                ELSE (c.j #>> '{value,min}')::float8 - (c.j ->> 'margin')::float8 * (c.j #>> '{value,spread}')::float8
+           END,
+           CASE WHEN c.channel = 'time of day'
+                THEN c.usual + (c.j #>> '{season,mean,max}')::float8
+                     + (c.j ->> 'mean_margin')::float8 * (c.j #>> '{season,mean,spread}')::float8
+                ELSE (c.j #>> '{value,max}')::float8 + (c.j ->> 'margin')::float8 * (c.j #>> '{value,spread}')::float8
+           END,
+           jsonb_build_array(jsonb_build_object('feature', c.channel, 'score', round(c.score::numeric, 3))),
+           c.model_id
+      FROM c
 $$;
 COMMENT ON FUNCTION perfmon.score_anomalies_sql(integer) IS
     'Scores of the feature samples of the last lookback_s seconds not scored yet, with the SQL '
