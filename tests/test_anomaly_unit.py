@@ -77,6 +77,19 @@ def test_a_day_out_of_shape_is_flagged_through_the_daily_profile() -> None:
     assert s.expected_high - s.expected_low < 20 and not s.expected_low <= s.observed <= s.expected_high
 
 
+def test_a_weekly_rhythm_is_flagged_at_its_first_weekend_only() -> None:
+    # Weekends swing half as far: the profile (of weekdays mostly) is on, and a weekend
+    # is new only until the training window holds one.
+    t = np.arange(28 * 288) * 300.0
+    weekend = (t // anomaly.DAY_S).astype(int) % 7 >= 5
+    noise = np.random.default_rng(1).normal(0, 2, len(t))
+    x = 50 + np.where(weekend, 15, 30) * np.sin(2 * np.pi * t / anomaly.DAY_S) + noise
+    assert "season" in anomaly.fit_envelope(x[-2016:], ts=t[-2016:])
+    days = {int(t[i] // anomaly.DAY_S) for i, (_s, _a, flagged) in enumerate(anomaly.walk_forward(t, x))
+            if flagged}
+    assert days == {5}, days
+
+
 def test_no_daily_profile_without_one_or_without_three_days() -> None:
     t = np.arange(10 * 288) * 300.0
     assert "season" not in anomaly.fit_envelope(_noise(len(t)), ts=t)  # no daily cycle
