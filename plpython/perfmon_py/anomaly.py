@@ -120,9 +120,16 @@ def enough_to_train(n: int, span_s: float, window_s: float, min_train: int = MIN
     return n >= 0.5 * window_s * (n - 1) / span_s
 
 
-def _clean(values: Sequence[float] | np.ndarray) -> np.ndarray:
+def _finite(values: Sequence[float] | np.ndarray,
+            ts: Sequence[float] | np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The finite values, and their timestamps when given."""
     x = np.asarray(values, dtype=float)
-    return x[np.isfinite(x)]
+    keep = np.isfinite(x)
+    return x[keep], None if ts is None else np.asarray(ts, dtype=float)[keep]
+
+
+def _clean(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    return _finite(values, None)[0]
 
 
 def _moving_mean(x: np.ndarray, w: int = MEAN_WINDOW) -> np.ndarray:
@@ -141,14 +148,6 @@ def _band(x: np.ndarray, level: float | None = None) -> dict[str, float]:
     # A flat metric still gets a spread: 1% of its level (or a tiny absolute floor).
     spread = max(float(p95 - p5), abs(float(med if level is None else level)) * 0.01, 1e-9)
     return {"min": float(x.min()), "max": float(x.max()), "spread": spread}
-
-
-def _finite(values: Sequence[float] | np.ndarray,
-            ts: Sequence[float] | np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
-    """The finite values, and their timestamps when given."""
-    x = np.asarray(values, dtype=float)
-    keep = np.isfinite(x)
-    return x[keep], None if ts is None else np.asarray(ts, dtype=float)[keep]
 
 
 def hour_of_day(ts: np.ndarray) -> np.ndarray:
@@ -214,7 +213,8 @@ def score_envelope(model: dict[str, Any], recent: Sequence[float],
     season = model.get("season")
     if season is not None and t_x is not None:
         profile = np.asarray(season["profile"])
-        departure = x[-w:] - profile[hour_of_day(t_x[-w:])]
+        hours = hour_of_day(t_x[-w:])
+        departure = x[-w:] - profile[hours]
         s_season, d_low, d_high = _excess(float(departure.mean()), season["mean"], model["mean_margin"])
         channels["time of day"] = s_season
     channel = max(channels, key=lambda c: channels[c])  # the first of equal scores
@@ -222,7 +222,7 @@ def score_envelope(model: dict[str, Any], recent: Sequence[float],
     if channel == "time of day":
         # What is expected at this hour: its median, moved as far as the departures'
         # moving mean may go.
-        usual = float(profile[hour_of_day(t_x[-1:])[0]])
+        usual = float(profile[hours[-1]])
         low, high = usual + d_low, usual + d_high
     return Score(score, score >= 1.0, v, low, high,
                  [{"feature": channel, "score": round(score, 3)}])
