@@ -19,7 +19,7 @@ AS $$
     -- of their values, as the PL/Python twin does.
     WITH s AS (
         SELECT m.ts, m.value, row_number() OVER (ORDER BY m.ts, m.value) AS rn,
-               floor(mod(extract(epoch FROM m.ts), 86400) / 3600)::int AS hour,
+               perfmon.hour_of_day(m.ts) AS hour,
                avg(m.value) OVER (ORDER BY m.ts, m.value ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean,
                sum(m.value) OVER (ORDER BY m.ts, m.value ROWS UNBOUNDED PRECEDING) AS running_sum,
                count(*) OVER w - 1 AS earlier, min(m.ts) OVER w AS window_start,

@@ -20,16 +20,16 @@ AS $$
           FROM perfmon.anomaly_models AS a
           CROSS JOIN LATERAL (SELECT convert_from(a.model, 'UTF8')::jsonb AS j) AS mj
          WHERE a.current AND a.detector = 'envelope_sql'
-    ), v AS (
+    ), f AS (
+        -- Each sample with its hour's median in the model's daily profile (NULL without one).
         SELECT f.feature, f.series, f.ts, f.value, m.model_id,
-               m.profile[floor(mod(extract(epoch FROM f.ts), 86400) / 3600)::int + 1] AS usual,
-               avg(f.value) OVER w AS mean,
-               -- NULL without a daily profile in the model.
-               avg(f.value - m.profile[floor(mod(extract(epoch FROM f.ts), 86400) / 3600)::int + 1]) OVER w
-                   AS season_mean,
-               row_number() OVER (PARTITION BY f.feature, f.series ORDER BY f.ts DESC) AS newest
+               m.profile[perfmon.hour_of_day(f.ts) + 1] AS usual
           FROM perfmon.anomaly_feature_values(now() - make_interval(secs => lookback_s), 'infinity') AS f
           JOIN m USING (feature, series)
+    ), v AS (
+        SELECT f.*, avg(f.value) OVER w AS mean, avg(f.value - f.usual) OVER w AS season_mean,
+               row_number() OVER (PARTITION BY f.feature, f.series ORDER BY f.ts DESC) AS newest
+          FROM f
         WINDOW w AS (PARTITION BY f.feature, f.series ORDER BY f.ts ROWS BETWEEN 35 PRECEDING AND CURRENT ROW)
     ), s AS (
         SELECT v.*, m.j AS j,

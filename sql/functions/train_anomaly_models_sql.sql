@@ -23,7 +23,7 @@ BEGIN
     TRUNCATE perfmon_new_models;
     WITH v AS MATERIALIZED (
         SELECT f.feature, f.series, f.ts, f.value,
-               floor(mod(extract(epoch FROM f.ts), 86400) / 3600)::int AS hour,
+               perfmon.hour_of_day(f.ts) AS hour,
                avg(f.value) OVER (PARTITION BY f.feature, f.series ORDER BY f.ts
                                   ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean
         FROM perfmon.anomaly_feature_values(since, until) AS f
