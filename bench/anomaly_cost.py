@@ -1,9 +1,9 @@
 """What anomaly scoring costs: perfmon.score_anomalies() with 50 metrics, and a backtest.
 
-* 50 metric series with 7 days of one-minute history in the metric store, models
-  trained once; then, per interval, a new sample of each series and
-  perfmon.score_anomalies() in a NEW session (so the models are loaded from the table
-  every time, as a pg_cron job's fresh backend does).
+* 50 metric series with 28 days (the default training window) of one-minute history
+  in the metric store, models trained once; then, per interval, a new sample of each
+  series and perfmon.score_anomalies() in a NEW session (so the models are loaded from
+  the table every time, as a pg_cron job's fresh backend does).
 * `pgperfmon anomalies backtest` of one 4,000-point series (load + walk-forward).
 
     python3 bench/anomaly_cost.py [--detector envelope|envelope_sql|isolation_forest]
@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from common import bench_cluster, fresh_database, summary  # noqa: E402
 
 METRICS = 50
-DAYS = 7
+DAYS = 28  # anomaly_detection.training_window_days by default
 
 
 def setup(dsn: str, detector: str) -> datetime:

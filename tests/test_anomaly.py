@@ -410,23 +410,24 @@ def test_both_envelopes_report_an_episode_again_when_its_severity_rises(installe
 
 
 def test_a_sparse_series_gets_models_too(installed: str, tmp_path: Path) -> None:
-    """Hourly samples: a 7-day window holds 168, never the 288 a model needs at 5 minutes;
-    half of what the window holds is enough then, in both envelopes alike."""
+    """Three-hourly samples: the 28-day window holds 224, never the 288 a model needs at 5
+    minutes; half of what the window holds is enough then, in both envelopes alike."""
     from perfmon_py import anomaly
 
-    _series(tmp_path / "hourly.csv", 600, 500, step=timedelta(hours=1))
+    _series(tmp_path / "sparse.csv", 600, 500, step=timedelta(hours=3))
     flagged = {}
     for detector in ("envelope", "envelope_sql"):
-        code, output, rows = _backtest(installed, [tmp_path / "hourly.csv"], tmp_path / f"{detector}.csv",
+        code, output, rows = _backtest(installed, [tmp_path / "sparse.csv"], tmp_path / f"{detector}.csv",
                                        "--detector", detector)
         assert code == 0, output
         scored = [r for r in rows if float(r["score"]) > 0]
-        # The first model: 84 samples (half of 168), the first point with 84 before it.
-        assert scored and scored[0]["timestamp"] >= "2020-01-04 12:00:00", scored[:1]
+        # The first model: 112 samples (half of 224), the first point with 112 before it.
+        assert scored and scored[0]["timestamp"] >= "2020-01-15 00:00:00", scored[:1]
         flagged[detector] = [r["timestamp"] for r in rows if r["is_anomaly"] == "true"]
-    assert flagged["envelope"] == flagged["envelope_sql"] == ["2020-01-21 20:00:00"]
-    week = 7 * 86400.0
+    assert flagged["envelope"] == flagged["envelope_sql"] == ["2020-03-03 12:00:00"]
+    week, weeks4 = 7 * 86400.0, 28 * 86400.0
     grid = ((288, 1.0, 1e9), (287, 287 * 300.0, week), (84, 83 * 3600.0, week), (83, 82 * 3600.0, week),
+            (112, 111 * 10800.0, weeks4), (111, 110 * 10800.0, weeks4),
             (29, 28 * 86400.0, week), (30, 29 * 86400.0, week), (40, 0.0, 86400.0))
     with psycopg.connect(installed) as conn:
         for n, span_s, window_s in grid:

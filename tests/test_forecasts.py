@@ -296,3 +296,29 @@ def test_storage_forecast_days_until_full(conn: psycopg.Connection) -> None:
     new = forecast([(now - timedelta(minutes=4), 5e9), (now, 5.1e9)])
     assert new["trend"] == "not enough history" and new["days_until_full"] is None
     assert "not enough size history" in new["finding"] and new["severity"] == "ok"
+
+
+def test_forecasts_read_their_own_window_not_the_anomaly_models(conn: psycopg.Connection) -> None:
+    """A disk that grew 5 GB a day for a week, then 1 GB a day for a week: the forecast
+    follows the last anomaly_detection.forecast_window_days (7), not the 28 days the
+    anomaly models train on; widened to 14 days, it mixes both rates."""
+    now = _now(conn)
+    step, n = 3600.0, 14 * 24 + 1
+    start = now - timedelta(seconds=(n - 1) * step)
+    _prepare(conn, start)
+    labels = ['{"host": "db1", "mount": "/window"}']
+    used, size = (conn.execute(
+        "SELECT series_id FROM perfmon.ingest_series(ARRAY[%s], %s::jsonb[], ARRAY[NULL::text])",
+        (metric, labels)).fetchone()[0] for metric in ("host.disk.used_bytes", "host.disk.total_bytes"))
+    half = (n - 1) // 2
+    points = [(start + timedelta(seconds=i * step),
+               10e9 + 5e9 * min(i, half) * step / DAY + 1e9 * max(i - half, 0) * step / DAY) for i in range(n)]
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value) "
+                        "VALUES (1, %s, %s, %s)", [(used, ts, v) for ts, v in points] + [(size, now, 500e9)])
+    assert conn.execute("SELECT perfmon.setting('anomaly_detection.training_window_days')::int").fetchone()[0] == 28
+    week = _forecasts(conn, "disk_full")["/window"]
+    assert float(week["growth_per_day"]) == pytest.approx(1e9, rel=0.02), week
+    conn.execute("UPDATE perfmon.config SET value = '14' WHERE key = 'anomaly_detection.forecast_window_days'")
+    fortnight = _forecasts(conn, "disk_full")["/window"]
+    assert 2e9 < float(fortnight["growth_per_day"]) < 5e9, fortnight

@@ -148,7 +148,11 @@ class AnomalyDetection(_Section):
     algorithm: Literal["isolation_forest", "robust_zscore", "envelope", "envelope_sql",
                        "auto"] = "auto"
     sensitivity: Literal["low", "medium", "high"] = "medium"
-    training_window_days: Annotated[int, Field(ge=1, le=365)] = 7
+    # Four whole weeks: every weekday four times (docs/anomalies.md has why and what it
+    # measured). A window longer than collection.retention_days holds only what is kept.
+    training_window_days: Annotated[int, Field(ge=1, le=365)] = 28
+    # The straight lines of perfmon.forecasts: a short window follows a new growth rate.
+    forecast_window_days: Annotated[int, Field(ge=1, le=365)] = 7
     retrain_interval_hours: Annotated[int, Field(ge=1, le=168)] = 6
     # An anomaly episode ends after this many normal samples in a row.
     episode_quiet_samples: Annotated[int, Field(ge=1, le=10_000)] = 72
