@@ -9,14 +9,23 @@ one-hour cooldown, event-level F1, micro-averaged).
     python3 bench/anomaly_heldout.py --windows WINDOWS.json PATH [PATH ...]
                                      [--detector envelope ...] [--sensitivity medium]
 
-PATH is a series in NAB's format (timestamp,value; a third 'label' column of older NAB
-releases is dropped before the detector sees the file) or a folder of them. With a
-clone of https://github.com/numenta/NAB, the run quoted in docs/anomalies.md is
+PATH is a series in NAB's format (timestamp,value; other columns, such as the 'label'
+of older NAB releases, are dropped before the detector sees the file) or a folder of
+them. With a clone of https://github.com/numenta/NAB, the run quoted in
+docs/anomalies.md is
 
     python3 bench/anomaly_heldout.py --windows NAB/labels/combined_windows.json \
         NAB/data/realTraffic NAB/data/realAdExchange NAB/data/artificialWithAnomaly \
         NAB/data/realKnownCause/ec2_request_latency_system_failure.csv \
-        NAB/data/realKnownCause/ambient_temperature_system_failure.csv
+        NAB/data/realKnownCause/ambient_temperature_system_failure.csv \
+        NAB/data/realKnownCause/machine_temperature_system_failure.csv \
+        NAB/data/realKnownCause/cpu_utilization_asg_misconfiguration.csv \
+        NAB/data/realKnownCause/rogue_agent_key_hold.csv \
+        NAB/data/realKnownCause/rogue_agent_key_updown.csv \
+        NAB/data/realKnownCause/nyc_taxi.csv \
+        NAB/data/realTweets/Twitter_volume_AAPL.csv \
+        NAB/data/realTweets/Twitter_volume_GOOG.csv \
+        NAB/data/realTweets/Twitter_volume_IBM.csv
 
 and, for false alarms alone (NAB labels no window in these series),
 
