@@ -311,14 +311,17 @@ def test_forecasts_read_their_own_window_not_the_anomaly_models(conn: psycopg.Co
         "SELECT series_id FROM perfmon.ingest_series(ARRAY[%s], %s::jsonb[], ARRAY[NULL::text])",
         (metric, labels)).fetchone()[0] for metric in ("host.disk.used_bytes", "host.disk.total_bytes"))
     half = (n - 1) // 2
-    points = [(start + timedelta(seconds=i * step),
-               10e9 + 5e9 * min(i, half) * step / DAY + 1e9 * max(i - half, 0) * step / DAY) for i in range(n)]
+    days = [i * step / DAY for i in range(n)]
+    points = [(start + timedelta(days=d), 10e9 + 5e9 * min(d, days[half]) + 1e9 * max(d - days[half], 0))
+              for d in days]
     with conn.cursor() as cur:
         cur.executemany("INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value) "
                         "VALUES (1, %s, %s, %s)", [(used, ts, v) for ts, v in points] + [(size, now, 500e9)])
-    assert conn.execute("SELECT perfmon.setting('anomaly_detection.training_window_days')::int").fetchone()[0] == 28
+    setting = "SELECT perfmon.setting('anomaly_detection.training_window_days')::int"
+    assert conn.execute(setting).fetchone()[0] == 28
     week = _forecasts(conn, "disk_full")["/window"]
     assert float(week["growth_per_day"]) == pytest.approx(1e9, rel=0.02), week
-    conn.execute("UPDATE perfmon.config SET value = '14' WHERE key = 'anomaly_detection.forecast_window_days'")
+    conn.execute("UPDATE perfmon.config SET value = '14' "
+                 "WHERE key = 'anomaly_detection.forecast_window_days'")
     fortnight = _forecasts(conn, "disk_full")["/window"]
     assert 2e9 < float(fortnight["growth_per_day"]) < 5e9, fortnight
