@@ -27,6 +27,11 @@ docs/anomalies.md is
         NAB/data/realTweets/Twitter_volume_GOOG.csv \
         NAB/data/realTweets/Twitter_volume_IBM.csv
 
+then, once, the seven tweet series fetched after that was written,
+
+    python3 bench/anomaly_heldout.py --windows NAB/labels/combined_windows.json \
+        NAB/data/realTweets/Twitter_volume_{AMZN,CRM,CVS,FB,KO,PFE,UPS}.csv
+
 and, for false alarms alone (NAB labels no window in these series),
 
     python3 bench/anomaly_heldout.py --windows NAB/labels/combined_windows.json \
