@@ -34,7 +34,9 @@ demo: deps
 
 test: deps
 	$(VENV)/bin/ruff check installer plpython tests bench
-	$(VENV)/bin/pytest
+	# Two workers (this machine's two cores), each with its own throwaway cluster; a test
+	# file runs whole on one worker, so its module-scoped database and order are kept.
+	$(VENV)/bin/pytest -n 2 --dist loadfile
 
 # The soak (bench/soak.py, 30 minutes of load by default) is run on its own: make soak.
 # bench/anomaly_heldout.py needs labelled series from outside this repository (its docstring).
