@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import psycopg
 import pytest
+from advisor_helpers import set_config
 from psycopg.rows import dict_row
 
 STEP = 900  # collection.size_interval_seconds: one sizes run every 15 minutes
@@ -321,7 +322,6 @@ def test_forecasts_read_their_own_window_not_the_anomaly_models(conn: psycopg.Co
     assert conn.execute(setting).fetchone()[0] == 28
     week = _forecasts(conn, "disk_full")["/window"]
     assert float(week["growth_per_day"]) == pytest.approx(1e9, rel=0.02), week
-    conn.execute("UPDATE perfmon.config SET value = '14' "
-                 "WHERE key = 'anomaly_detection.forecast_window_days'")
+    set_config(conn, "anomaly_detection.forecast_window_days", 14)
     fortnight = _forecasts(conn, "disk_full")["/window"]
     assert 2e9 < float(fortnight["growth_per_day"]) < 5e9, fortnight

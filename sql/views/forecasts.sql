@@ -92,7 +92,7 @@ COMMENT ON VIEW perfmon.forecasts IS
     'Predictive maintenance: for disk_full (per mount, bytes), xid_wraparound (XID age against the '
     '2^31 - 3M stop), connection_exhaustion (hourly peak against max_connections less reserved) and '
     'table_growth (bytes from the sizes runs, limit = twice the current size), the linear trend over '
-    'anomaly_detection.forecast_window_days: growth_per_day (unit per day), trend (growing, flat, shrinking, not enough '
-    'history), eta and days_left (days from now) where the trend is growing, and eta_earliest/eta_latest '
+    'anomaly_detection.forecast_window_days: growth_per_day (unit per day), trend (growing, flat, '
+    'shrinking, not enough history), eta and days_left (days from now) where the trend is growing, and eta_earliest/eta_latest '
     'its 95% interval (NULL eta_latest = unbounded). severity: critical at the limit or under 7 days at '
     'the earliest of a growing trend, warning under 30; note says why there is no ETA.';
