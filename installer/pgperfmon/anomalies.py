@@ -127,6 +127,7 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
                     conn.commit()
                 finally:
                     if not keep:
+                        conn.rollback()  # a failed backtest must not hide its error behind this one
                         drop_series(conn, series_id)
                 n = 0
                 for ts, score, is_anomaly in rows:
