@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import tempfile
 import time
@@ -41,7 +42,7 @@ def view(conn: psycopg.Connection, name: str, where: str = "true") -> list[dict]
 
 
 def set_config(conn: psycopg.Connection, key: str, value: object) -> None:
-    conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s) WHERE key = %s", (value, key))
+    conn.execute("UPDATE perfmon.config SET value = %s::jsonb WHERE key = %s", (json.dumps(value), key))
     assert conn.execute("SELECT count(*) FROM perfmon.config WHERE key = %s", (key,)).fetchone() == (1,)
 
 

@@ -15,9 +15,11 @@ import random
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import psycopg
 import pytest
+from advisor_helpers import set_config
 from click.testing import CliRunner
 
 from pgperfmon import config, deploy
@@ -189,6 +191,7 @@ def test_a_day_out_of_shape_is_flagged_through_the_daily_profile(conn: psycopg.C
     assert stored["season"]["profile"] == pytest.approx(expected["season"]["profile"], abs=1e-9)
     assert stored["season"]["mean"] == pytest.approx(expected["season"]["mean"], abs=1e-9)
     assert stored["season"]["explained"] == pytest.approx(expected["season"]["explained"], abs=1e-9)
+    assert stored["season"]["zone"] == expected["season"]["zone"] == "UTC"  # anomaly_detection.timezone
     ts = history[-1][0]
     while ts + step < peak:  # normal samples up to the peak
         ts += step
@@ -433,6 +436,76 @@ def test_a_sparse_series_gets_models_too(installed: str, tmp_path: Path) -> None
         for n, span_s, window_s in grid:
             got = conn.execute("SELECT perfmon.enough_to_train(%s, %s, %s)", (n, span_s, window_s))
             assert got.fetchone()[0] == anomaly.enough_to_train(n, span_s, window_s), (n, span_s, window_s)
+
+
+def _office_hours(path: Path) -> None:
+    """A load kept on Berlin's clocks, 8:00-18:00 every day, every 15 minutes from
+    2026-02-26 to 2026-04-05 (UTC timestamps): on 2026-03-29 Berlin moves to summer time
+    and the busy hours start at 6:00 UTC instead of 7:00."""
+    berlin, rng = ZoneInfo("Europe/Berlin"), random.Random(13)
+    t, end = datetime(2026, 2, 26, tzinfo=timezone.utc), datetime(2026, 4, 5, tzinfo=timezone.utc)
+    with path.open("w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["timestamp", "value"])
+        while t < end:
+            busy = 8 <= t.astimezone(berlin).hour < 18
+            value = (500 if busy else 100) + rng.gauss(0, 20)
+            out.writerow([t.strftime("%Y-%m-%d %H:%M:%S"), f"{value:.2f}"])
+            t += timedelta(minutes=15)
+
+
+def test_the_daily_profile_keeps_the_hours_of_anomaly_detection_timezone(installed: str,
+                                                                          tmp_path: Path) -> None:
+    """Office hours on Berlin's clocks across the change to summer time. Counted in UTC,
+    the daily profile still expects the winter hours for weeks and both envelopes flag the
+    mornings after the change; with anomaly_detection.timezone Europe/Berlin the profile
+    follows the clocks and nothing is flagged after the first days, in both alike. A name that is
+    not a time zone is refused by name, in the configuration and in the database."""
+    from perfmon_py import anomaly
+
+    _office_hours(tmp_path / "office.csv")
+    flagged: dict[tuple[str, str], list[str]] = {}
+    scores: dict[tuple[str, str], list[float]] = {}
+    for zone in ("UTC", "Europe/Berlin"):
+        with psycopg.connect(installed, autocommit=True) as conn:
+            set_config(conn, "anomaly_detection.timezone", zone)
+        for detector in ("envelope", "envelope_sql"):
+            code, output, rows = _backtest(installed, [tmp_path / "office.csv"],
+                                           tmp_path / f"{detector}.csv", "--detector", detector)
+            assert code == 0, output
+            flagged[zone, detector] = [r["timestamp"] for r in rows if r["is_anomaly"] == "true"]
+            scores[zone, detector] = [float(r["score"]) for r in rows]
+    for detector in ("envelope", "envelope_sql"):
+        utc, berlin = flagged["UTC", detector], flagged["Europe/Berlin", detector]
+        # While the offset holds, the zone only renames the hours: the same flags (in the
+        # first days, from models of a few days' history).
+        assert [ts for ts in utc if ts < "2026-03-29"] == [ts for ts in berlin if ts < "2026-03-29"], flagged
+        assert all(ts < "2026-03-05" for ts in berlin), flagged
+        assert [ts for ts in utc if ts >= "2026-03-29 06:00:00"], flagged
+    for zone in ("UTC", "Europe/Berlin"):
+        assert scores[zone, "envelope"] == pytest.approx(scores[zone, "envelope_sql"], abs=1e-3)
+    # The hours themselves, in SQL and in PL/Python: across both changes of 2026, the
+    # repeated hour of October, and a zone half an hour off the hour.
+    stamps = [datetime(2026, month, day, 0, 10, tzinfo=timezone.utc) + timedelta(minutes=20 * i)
+              for month, day in ((3, 29), (10, 25)) for i in range(9)]
+    with psycopg.connect(installed, autocommit=True) as conn:
+        for zone in ("UTC", "Europe/Berlin", "Asia/Kolkata", "America/New_York"):
+            got = [conn.execute("SELECT perfmon.hour_of_day(%s, %s)", (ts, zone)).fetchone()[0]
+                   for ts in stamps]
+            assert got == anomaly.hour_of_day([ts.timestamp() for ts in stamps], zone).tolist(), zone
+            assert got == [ts.astimezone(ZoneInfo(zone)).hour for ts in stamps], zone
+        set_config(conn, "anomaly_detection.timezone", "UTC+3")
+        with pytest.raises(psycopg.errors.RaiseException,
+                           match=re.escape("anomaly_detection.timezone 'UTC+3': not a time zone name")):
+            conn.execute("SELECT perfmon.train_anomaly_models(true)")
+    code, output, _rows = _backtest(installed, [tmp_path / "office.csv"], tmp_path / "bad.csv")
+    assert code == 1 and "anomaly_detection.timezone 'UTC+3': not a time zone name" in output, output
+    with pytest.raises(ValueError, match=re.escape("time zone 'Mars/Olympus': not a time zone name")):
+        anomaly.hour_of_day([0.0], "Mars/Olympus")
+    (tmp_path / "bad.yml").write_text("anomaly_detection:\n  timezone: UTC+3\n")
+    with pytest.raises(config.ConfigError,
+                       match=re.escape("anomaly_detection.timezone: got 'UTC+3'; not a time zone name")):
+        config.load(tmp_path / "bad.yml", env={})
 
 
 def test_detector_settings_are_the_same_in_sql_and_python(conn: psycopg.Connection) -> None:

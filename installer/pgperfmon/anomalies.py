@@ -105,11 +105,11 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
                 output.open("w", encoding="utf-8", newline="") as out:
             if not db.installed(conn):
                 raise ingest.IngestError(db.not_installed(conn))
-            # Settings refused before any series is loaded.
+            # Settings (and the daily profile's time zone) refused before any series is loaded.
             conn.execute(
                 "SELECT perfmon.anomaly_settings("
                 "coalesce(%s, perfmon.setting('anomaly_detection.sensitivity') #>> '{}'), "
-                "coalesce(%s, perfmon.anomaly_detector()), %s::jsonb)",
+                "coalesce(%s, perfmon.anomaly_detector()), %s::jsonb), perfmon.anomaly_timezone()",
                 (sensitivity, detector, json.dumps(settings) if settings else None))
             conn.commit()
             writer = csv.writer(out)

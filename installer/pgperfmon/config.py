@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -156,6 +157,21 @@ class AnomalyDetection(_Section):
     retrain_interval_hours: Annotated[int, Field(ge=1, le=168)] = 6
     # An anomaly episode ends after this many normal samples in a row.
     episode_quiet_samples: Annotated[int, Field(ge=1, le=10_000)] = 72
+    # The clocks a workload's daily rhythm keeps (an IANA name): the hours of the
+    # envelope's daily profile, so that a daylight-saving change does not move them.
+    timezone: Annotated[str, Field(min_length=1, max_length=100)] = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _iana_zone(cls, value: str) -> str:
+        # The name, not an offset or a POSIX rule: the database accepts only the names
+        # of pg_timezone_names (perfmon.anomaly_timezone()), from the same tz database.
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError("not a time zone name: expected an IANA name such as Europe/Berlin "
+                             "or America/New_York, or UTC") from None
+        return value
 
 
 Glob = Annotated[str, Field(min_length=1, max_length=200)]

@@ -33,7 +33,9 @@ import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
 
@@ -51,7 +53,8 @@ SEVERITY_WARNING_SCORE = 2.0
 SEVERITY_WARNING_SAMPLES = 10
 SEVERITIES = ("info", "warning", "critical")
 # The time-of-day channel of the envelope. A metric follows a daily profile when the
-# medians of its training values per hour of the day (UTC) explain at least
+# medians of its training values per hour of the day (on the clocks of
+# anomaly_detection.timezone, UTC by default) explain at least
 # SEASON_MIN_EXPLAINED of their variance, over a window of at least SEASON_MIN_DAYS days
 # (each hour's median then comes from 3 days or more) that holds every hour. Both fixed
 # a priori (half the variance; the fewest days for a median that one odd day cannot
@@ -150,17 +153,33 @@ def _band(x: np.ndarray, level: float | None = None) -> dict[str, float]:
     return {"min": float(x.min()), "max": float(x.max()), "spread": spread}
 
 
-def hour_of_day(ts: np.ndarray) -> np.ndarray:
-    """The hour of the day (UTC, 0-23) of epoch seconds."""
-    return ((ts % DAY_S) // SEASON_BIN_S).astype(int)
+def utc_offsets(ts: np.ndarray, zone: str) -> np.ndarray:
+    """The offset from UTC, in seconds, in force in an IANA time zone at each of epoch seconds ts."""
+    try:
+        tz = ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError) as exc:
+        raise ValueError(f"time zone {zone!r}: not a time zone name "
+                         "(expected an IANA name such as Europe/Berlin, or UTC)") from exc
+    return np.array([datetime.fromtimestamp(s, tz).utcoffset().total_seconds() for s in ts.tolist()])
 
 
-def fit_season(ts: np.ndarray, x: np.ndarray, settings: dict[str, float]) -> dict[str, Any] | None:
-    """The daily profile of a training window (hourly medians) and the range of the moving
-    mean of the values' departures from it; None when the metric does not follow one."""
+def hour_of_day(ts: np.ndarray, zone: str = "UTC") -> np.ndarray:
+    """The hour of the day (0-23) of epoch seconds on the clocks of a time zone
+    (anomaly_detection.timezone): perfmon.hour_of_day() in SQL."""
+    t = np.asarray(ts, dtype=float)
+    if zone != "UTC":
+        t = t + utc_offsets(t, zone)
+    return ((t % DAY_S) // SEASON_BIN_S).astype(int)
+
+
+def fit_season(ts: np.ndarray, x: np.ndarray, settings: dict[str, float],
+               zone: str = "UTC") -> dict[str, Any] | None:
+    """The daily profile of a training window (hourly medians, on the clocks of zone) and the
+    range of the moving mean of the values' departures from it; None when the metric does
+    not follow one."""
     if len(x) < 2 or ts[-1] - ts[0] < settings["season_min_days"] * DAY_S:
         return None
-    hours = hour_of_day(ts)
+    hours = hour_of_day(ts, zone)
     if len(np.unique(hours)) < DAY_S // SEASON_BIN_S:
         return None
     profile = np.array([np.median(x[hours == h]) for h in range(DAY_S // SEASON_BIN_S)])
@@ -169,14 +188,15 @@ def fit_season(ts: np.ndarray, x: np.ndarray, settings: dict[str, float]) -> dic
     explained = 1.0 - float(np.var(departure)) / variance if variance > 0 else 0.0
     if explained < settings["season_min_explained"]:
         return None
-    return {"profile": profile.tolist(), "explained": explained,
+    return {"profile": profile.tolist(), "explained": explained, "zone": zone,
             "mean": _band(_moving_mean(departure, int(settings["mean_window"])), level=float(np.median(x)))}
 
 
 def fit_envelope(values: Sequence[float] | np.ndarray, sensitivity: str = "medium",
                  overrides: dict[str, float] | None = None,
-                 ts: Sequence[float] | np.ndarray | None = None) -> dict[str, Any]:
-    """ts: the values' epoch seconds, for the time-of-day channel (none without them)."""
+                 ts: Sequence[float] | np.ndarray | None = None, zone: str = "UTC") -> dict[str, Any]:
+    """ts: the values' epoch seconds, for the time-of-day channel (none without them), whose
+    hours are those of the clocks of zone."""
     x, t_x = _finite(values, ts)
     if len(x) < 2:
         raise ValueError("the envelope needs at least 2 training values")
@@ -184,7 +204,7 @@ def fit_envelope(values: Sequence[float] | np.ndarray, sensitivity: str = "mediu
     model = {"algorithm": "envelope", "n": len(x), "value": _band(x),
              "mean": _band(_moving_mean(x, t["mean_window"])), "margin": t["margin"],
              "mean_margin": t["mean_margin"], "mean_window": t["mean_window"]}
-    season = None if t_x is None else fit_season(t_x, x, t)
+    season = None if t_x is None else fit_season(t_x, x, t, zone)
     if season is not None:
         model["season"] = season
     return model
@@ -213,7 +233,7 @@ def score_envelope(model: dict[str, Any], recent: Sequence[float],
     season = model.get("season")
     if season is not None and t_x is not None:
         profile = np.asarray(season["profile"])
-        hours = hour_of_day(t_x[-w:])
+        hours = hour_of_day(t_x[-w:], season.get("zone", "UTC"))  # older models: UTC
         departure = x[-w:] - profile[hours]
         s_season, d_low, d_high = _excess(float(departure.mean()), season["mean"], model["mean_margin"])
         channels["time of day"] = s_season
@@ -312,11 +332,12 @@ def score_iforest(model: dict[str, Any], vectors: np.ndarray) -> list[Score]:
 # ----------------------------------------------------------------- one metric, any detector
 
 def fit(algorithm: str, values: Sequence[float] | np.ndarray, sensitivity: str = "medium",
-        overrides: dict[str, float] | None = None, ts: Sequence[float] | np.ndarray | None = None) -> bytes:
+        overrides: dict[str, float] | None = None, ts: Sequence[float] | np.ndarray | None = None,
+        zone: str = "UTC") -> bytes:
     """A serialised single-metric model (JSON bytes, or an npz archive for Isolation Forest);
-    ts, the values' epoch seconds, serve the envelope's time-of-day channel."""
+    ts, the values' epoch seconds, and zone serve the envelope's time-of-day channel."""
     if algorithm == "envelope":
-        return json.dumps(fit_envelope(values, sensitivity, overrides, ts)).encode()
+        return json.dumps(fit_envelope(values, sensitivity, overrides, ts, zone)).encode()
     if algorithm == "robust_zscore":
         return json.dumps(fit_zscore(values, sensitivity, overrides)).encode()
     if algorithm == "isolation_forest":
@@ -361,7 +382,8 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
                  sensitivity: str = "medium", window_s: float = 7 * 86400,
                  refit_s: float = 6 * 3600, min_train: int = MIN_TRAIN,
                  quiet: int = EPISODE_QUIET_SAMPLES,
-                 overrides: dict[str, float] | None = None) -> list[tuple[float, bool, bool]]:
+                 overrides: dict[str, float] | None = None,
+                 zone: str = "UTC") -> list[tuple[float, bool, bool]]:
     """(score, anomalous, flagged) for each point, scored only with points before it.
 
     flagged: the first point of an episode, and a point at which the episode's severity
@@ -372,7 +394,8 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
     refit uses the points of the training window before it, and one whose window
     holds too few is skipped. Points before the first model score 0. Sampled
     irregularly or not, this is the schedule of perfmon.anomaly_backtest_sql().
-    overrides replaces settings of the sensitivity (see thresholds()).
+    overrides replaces settings of the sensitivity (see thresholds()); zone is the time
+    zone of the envelope's daily profile.
     """
     w = thresholds(sensitivity, overrides)["mean_window"]
     t = np.asarray(ts, dtype=float)
@@ -390,7 +413,7 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
         at = first + k * refit_s
         lo, hi = (int(i) for i in np.searchsorted(t, [at - window_s, at]))
         if hi > lo and enough_to_train(hi - lo, t[hi - 1] - t[lo], window_s, min_train):
-            fits.append((hi, load(fit(algorithm, x[lo:hi], sensitivity, overrides, t[lo:hi]))))
+            fits.append((hi, load(fit(algorithm, x[lo:hi], sensitivity, overrides, t[lo:hi], zone))))
     scores: list[Score | None] = [None] * n
     # Vectors of a forest use only a point and those before it: scoring a segment
     # between two refits in one call sees no later point.
@@ -478,7 +501,8 @@ def _fill(m: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(m), m, centre)
 
 
-def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: str) -> dict[str, Any]:
+def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: str,
+                 zone: str = "UTC") -> dict[str, Any]:
     groups = list(plpy.execute(plpy.prepare(_SERIES_SQL, ["timestamptz", "timestamptz"]), [since, until]))
     insert = plpy.prepare(
         "INSERT INTO perfmon.anomaly_models (detector, feature, series, features, trained_from, "
@@ -502,7 +526,7 @@ def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: 
         if not enough_to_train(len(g["x"]), g["t"][-1] - g["t"][0], window_s):
             continue
         start = time.perf_counter()
-        blob = fit(per_metric, g["x"], sensitivity, ts=g["t"])
+        blob = fit(per_metric, g["x"], sensitivity, ts=g["t"], zone=zone)
         plpy.execute(retire, [per_metric, g["feature"], g["series"]])
         plpy.execute(insert, [per_metric, g["feature"], g["series"], None, g["t0"], g["t1"],
                               len(g["x"]), params, blob, (time.perf_counter() - start) * 1000])
@@ -526,8 +550,6 @@ def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: 
 
 
 def _iso(epoch: float) -> str:
-    from datetime import datetime, timezone
-
     return datetime.fromtimestamp(float(epoch), timezone.utc).isoformat()
 
 
@@ -597,10 +619,12 @@ def _row(detector: str, feature: str, series: str, ts: float, s: Score, model_id
 
 
 def backtest(plpy: Any, series_id: int, detector: str, sensitivity: str, window_s: float,
-             refit_s: float, quiet: int, params: str | None = None) -> list[dict[str, Any]]:
+             refit_s: float, quiet: int, params: str | None = None,
+             zone: str = "UTC") -> list[dict[str, Any]]:
     """Walk-forward scores of one stored series (perfmon.metric_samples), oldest first.
 
-    params: JSON object of settings replacing the sensitivity's (see thresholds()).
+    params: JSON object of settings replacing the sensitivity's (see thresholds());
+    zone: the time zone of the envelope's daily profile.
     """
     algorithm = "envelope" if detector == "isolation_forest_multi" else detector
     overrides = json.loads(params) if params else None
@@ -609,6 +633,6 @@ def backtest(plpy: Any, series_id: int, detector: str, sensitivity: str, window_
         "array_agg(value ORDER BY ts, value) AS x, array_agg(ts::text ORDER BY ts, value) AS ts "
         "FROM perfmon.metric_samples WHERE series_id = $1", ["int4"]), [series_id])
     t, x, stamps = rows[0]["t"] or [], rows[0]["x"] or [], rows[0]["ts"] or []
-    result = walk_forward(t, x, algorithm, sensitivity, window_s, refit_s, MIN_TRAIN, quiet, overrides)
+    result = walk_forward(t, x, algorithm, sensitivity, window_s, refit_s, MIN_TRAIN, quiet, overrides, zone)
     return [{"ts": ts, "value": v, "score": s, "anomalous": a, "is_anomaly": o}
             for ts, v, (s, a, o) in zip(stamps, x, result, strict=False)]

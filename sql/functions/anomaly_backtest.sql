@@ -8,7 +8,8 @@ AS $$
 -- Walk-forward backtest of a detector (default: the one in force) on one series of
 -- perfmon.metric_samples: each point is scored only with the model refitted, every
 -- anomaly_detection.retrain_interval_hours, on the training window before it - the
--- models' schedule in production. is_anomaly marks the first sample of an episode and
+-- models' schedule in production, and the daily profile's hours are those of
+-- anomaly_detection.timezone, as in production. is_anomaly marks the first sample of an episode and
 -- each sample at which its severity rises (perfmon.anomaly_severity), i.e. where
 -- perfmon.anomalies shows an anomaly new or worse and alerting notifies a raised level;
 -- anomalous marks every sample at or over score 1.
@@ -20,6 +21,7 @@ DECLARE
     window_s float8 := perfmon.setting('anomaly_detection.training_window_days')::float8 * 86400;
     refit_s float8 := perfmon.setting('anomaly_detection.retrain_interval_hours')::float8 * 3600;
     quiet int := perfmon.setting('anomaly_detection.episode_quiet_samples')::int;
+    zone text := perfmon.anomaly_timezone();
     settings jsonb;
 BEGIN
     IF det = 'auto' THEN
@@ -33,13 +35,15 @@ BEGIN
     settings := perfmon.anomaly_settings(sens, det, params);
     IF det = 'envelope_sql' THEN
         RETURN QUERY SELECT * FROM perfmon.anomaly_backtest_sql(series_id, (settings ->> 'margin')::float8,
-            (settings ->> 'mean_margin')::float8, (settings ->> 'mean_window')::int, window_s, refit_s, quiet);
-    ELSIF to_regprocedure('perfmon.anomaly_backtest_py(integer,text,text,jsonb,double precision,double precision,integer)') IS NULL THEN
+            (settings ->> 'mean_margin')::float8, (settings ->> 'mean_window')::int,
+            (settings ->> 'season_min_days')::float8, (settings ->> 'season_min_explained')::float8, zone,
+            window_s, refit_s, quiet);
+    ELSIF to_regprocedure('perfmon.anomaly_backtest_py(integer,text,text,jsonb,double precision,double precision,integer,text)') IS NULL THEN
         RAISE EXCEPTION 'pgperfmon: detector % needs PL/Python, which is not available here', det
             USING HINT = 'backtest envelope_sql instead';
     ELSE
-        RETURN QUERY EXECUTE 'SELECT * FROM perfmon.anomaly_backtest_py($1, $2, $3, $4, $5, $6, $7)'
-            USING series_id, det, sens, params, window_s, refit_s, quiet;
+        RETURN QUERY EXECUTE 'SELECT * FROM perfmon.anomaly_backtest_py($1, $2, $3, $4, $5, $6, $7, $8)'
+            USING series_id, det, sens, params, window_s, refit_s, quiet, zone;
     END IF;
 END
 $$;

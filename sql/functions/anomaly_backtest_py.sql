@@ -1,7 +1,7 @@
 -- requires: plpython3u
 CREATE OR REPLACE FUNCTION perfmon.anomaly_backtest_py(series_id integer, detector text, sensitivity text,
                                                        params jsonb, window_s double precision,
-                                                       refit_s double precision, quiet integer)
+                                                       refit_s double precision, quiet integer, zone text)
 RETURNS TABLE (ts timestamptz, value double precision, score double precision, anomalous boolean,
                is_anomaly boolean)
 LANGUAGE plpython3u
@@ -10,7 +10,7 @@ AS $$
 if "perfmon_py" not in GD:
     plpy.execute("select perfmon.py_bootstrap()")
 from perfmon_py import anomaly
-return anomaly.backtest(plpy, series_id, detector, sensitivity, window_s, refit_s, quiet, params)
+return anomaly.backtest(plpy, series_id, detector, sensitivity, window_s, refit_s, quiet, params, zone)
 $$;
-COMMENT ON FUNCTION perfmon.anomaly_backtest_py(integer, text, text, jsonb, double precision, double precision, integer) IS
+COMMENT ON FUNCTION perfmon.anomaly_backtest_py(integer, text, text, jsonb, double precision, double precision, integer, text) IS
     'Walk-forward backtest of a PL/Python detector on one stored series (see perfmon.anomaly_backtest).';

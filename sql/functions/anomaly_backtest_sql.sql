@@ -1,5 +1,7 @@
 CREATE OR REPLACE FUNCTION perfmon.anomaly_backtest_sql(series_id integer, margin double precision,
                                                         mean_margin double precision, mean_window integer,
+                                                        season_min_days double precision,
+                                                        season_min_explained double precision, zone text,
                                                         window_s double precision, refit_s double precision,
                                                         quiet integer)
 RETURNS TABLE (ts timestamptz, value double precision, score double precision, anomalous boolean,
@@ -14,12 +16,12 @@ AS $$
     -- clock, every refit_s seconds from the first point with enough earlier points
     -- (perfmon.enough_to_train), each on the window_s seconds before it; a point is
     -- scored by the latest fit before it. The schedule of perfmon_py.anomaly.walk_forward.
-    -- margin, mean_margin and mean_window: perfmon.anomaly_settings(), as are the
-    -- daily profile's conditions. Samples with the same timestamp are taken in the order
+    -- margin, mean_margin, mean_window and the daily profile's conditions (season_*):
+    -- perfmon.anomaly_settings(); zone: the time zone of the profile's hours. Samples with the same timestamp are taken in the order
     -- of their values, as the PL/Python twin does.
     WITH s AS (
         SELECT m.ts, m.value, row_number() OVER (ORDER BY m.ts, m.value) AS rn,
-               perfmon.hour_of_day(m.ts) AS hour,
+               perfmon.hour_of_day(m.ts, zone) AS hour,
                avg(m.value) OVER (ORDER BY m.ts, m.value ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean,
                sum(m.value) OVER (ORDER BY m.ts, m.value ROWS UNBOUNDED PRECEDING) AS running_sum,
                count(*) OVER w - 1 AS earlier, min(m.ts) OVER w AS window_start,
@@ -55,12 +57,12 @@ AS $$
          GROUP BY t.fit_ts
         HAVING perfmon.enough_to_train(count(*), extract(epoch FROM max(t.ts) - min(t.ts)), window_s)
     ), profile AS MATERIALIZED (
-        -- Each fit's daily profile (the median of each hour of the day, UTC), for the fits
+        -- Each fit's daily profile (the median of each hour of the day in zone), for the fits
         -- whose window is long enough and holds every hour (perfmon_py.anomaly.fit_season).
         SELECT t.fit_ts, t.hour, percentile_cont(0.5) WITHIN GROUP (ORDER BY t.value) AS median
           FROM training AS t JOIN stats AS st USING (fit_ts)
          WHERE st.hours = 24 AND st.variance > 0
-           AND st.span_s >= (perfmon.anomaly_settings('medium') ->> 'season_min_days')::float8 * 86400
+           AND st.span_s >= season_min_days * 86400
          GROUP BY t.fit_ts, t.hour
     ), season AS MATERIALIZED (
         -- The range of the moving mean of the departures from the profile, within the
@@ -73,8 +75,7 @@ AS $$
                   FROM training AS t JOIN profile AS p USING (fit_ts, hour)) AS d
           JOIN stats AS st USING (fit_ts)
          GROUP BY d.fit_ts, st.variance
-        HAVING 1 - var_pop(d.d) / st.variance
-               >= (perfmon.anomaly_settings('medium') ->> 'season_min_explained')::float8
+        HAVING 1 - var_pop(d.d) / st.variance >= season_min_explained
     ), fit_of AS (
         -- The fit that scores each point: the latest before it.
         SELECT s.*, st.*
@@ -130,5 +131,6 @@ AS $$
                                                                  ORDER BY l.rn), -1)
       FROM levels AS l ORDER BY l.rn
 $$;
-COMMENT ON FUNCTION perfmon.anomaly_backtest_sql(integer, double precision, double precision, integer, double precision, double precision, integer) IS
+COMMENT ON FUNCTION perfmon.anomaly_backtest_sql(integer, double precision, double precision, integer, double precision,
+                                      double precision, text, double precision, double precision, integer) IS
     'Walk-forward backtest of the SQL envelope (envelope_sql) on one stored series.';

@@ -13,7 +13,8 @@ AS $$
     -- beyond their training range. Samples of the last lookback_s seconds not scored yet;
     -- the newest only the first time.
     WITH m AS (
-        SELECT a.model_id, a.feature, a.series, mj.j,
+        -- A model stored before models kept their zone has none: its hours are UTC.
+        SELECT a.model_id, a.feature, a.series, mj.j, coalesce(mj.j #>> '{season,zone}', 'UTC') AS zone,
                (SELECT array_agg(p.median::float8 ORDER BY p.hour)
                   FROM jsonb_array_elements_text(mj.j #> '{season,profile}') WITH ORDINALITY AS p (median, hour))
                    AS profile
@@ -23,7 +24,7 @@ AS $$
     ), f AS (
         -- Each sample with its hour's median in the model's daily profile (NULL without one).
         SELECT f.feature, f.series, f.ts, f.value, m.model_id,
-               m.profile[perfmon.hour_of_day(f.ts) + 1] AS usual
+               m.profile[perfmon.hour_of_day(f.ts, m.zone) + 1] AS usual
           FROM perfmon.anomaly_feature_values(now() - make_interval(secs => lookback_s), 'infinity') AS f
           JOIN m USING (feature, series)
     ), v AS (

@@ -10,6 +10,7 @@ AS $$
 DECLARE
     det text := perfmon.anomaly_detector();
     sens text := perfmon.setting('anomaly_detection.sensitivity') #>> '{}';
+    zone text := perfmon.anomaly_timezone();
     until timestamptz := now();
     since timestamptz := now() - make_interval(days => perfmon.setting('anomaly_detection.training_window_days')::int);
     newest timestamptz;
@@ -24,10 +25,10 @@ BEGIN
         RETURN jsonb_build_object('detector', det, 'skipped', format('models trained at %s are not due', newest));
     END IF;
     IF det = 'envelope_sql' THEN
-        result := perfmon.train_anomaly_models_sql(since, until, sens);
+        result := perfmon.train_anomaly_models_sql(since, until, sens, zone);
     ELSE
-        EXECUTE 'SELECT perfmon.train_anomaly_models_py($1, $2, $3, $4)' INTO result
-            USING det, since, until, sens;
+        EXECUTE 'SELECT perfmon.train_anomaly_models_py($1, $2, $3, $4, $5)' INTO result
+            USING det, since, until, sens, zone;
     END IF;
     -- Retention of anomalous samples and closed episodes.
     DELETE FROM perfmon.anomaly_samples AS a

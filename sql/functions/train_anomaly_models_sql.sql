@@ -1,5 +1,6 @@
 CREATE OR REPLACE FUNCTION perfmon.train_anomaly_models_sql(since timestamptz, until timestamptz,
-                                                            sensitivity text DEFAULT 'medium')
+                                                            sensitivity text DEFAULT 'medium',
+                                                            zone text DEFAULT 'UTC')
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -7,7 +8,7 @@ AS $$
 -- The envelope fitted in SQL (no PL/Python): per feature and series, the range of
 -- the values and of their moving mean over mean_window (36) samples, and the
 -- 5th-95th percentile spread of each; for a metric that follows a daily profile, its
--- hourly medians and the range of the moving mean of the departures from them. The same
+-- hourly medians (hours on the clocks of zone) and the range of the moving mean of the departures from them. The same
 -- model as perfmon_py.anomaly.fit_envelope; the settings per sensitivity are
 -- perfmon.anomaly_settings().
 DECLARE
@@ -23,7 +24,7 @@ BEGIN
     TRUNCATE perfmon_new_models;
     WITH v AS MATERIALIZED (
         SELECT f.feature, f.series, f.ts, f.value,
-               perfmon.hour_of_day(f.ts) AS hour,
+               perfmon.hour_of_day(f.ts, zone) AS hour,
                avg(f.value) OVER (PARTITION BY f.feature, f.series ORDER BY f.ts
                                   ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean
         FROM perfmon.anomaly_feature_values(since, until) AS f
@@ -38,7 +39,7 @@ BEGIN
         HAVING perfmon.enough_to_train(count(*), extract(epoch FROM max(v.ts) - min(v.ts)),
                                        extract(epoch FROM until - since))
     ), profile AS (
-        -- The daily profile: the median of each hour of the day (UTC).
+        -- The daily profile: the median of each hour of the day (on the clocks of zone).
         SELECT v.feature, v.series, v.hour, percentile_cont(0.5) WITHIN GROUP (ORDER BY v.value) AS median
         FROM v GROUP BY v.feature, v.series, v.hour
     ), departure AS (
@@ -74,7 +75,7 @@ BEGIN
                'mean', jsonb_build_object('min', g.mmin, 'max', g.mmax,
                         'spread', greatest(g.mq[3] - g.mq[1], abs(g.mq[2]) * 0.01, 1e-9)))
                || CASE WHEN s.feature IS NULL THEN '{}'::jsonb ELSE jsonb_build_object('season',
-                      jsonb_build_object('profile', s.profile, 'explained', s.explained,
+                      jsonb_build_object('profile', s.profile, 'explained', s.explained, 'zone', zone,
                           'mean', jsonb_build_object('min', s.smin, 'max', s.smax,
                               'spread', greatest(s.sq[2] - s.sq[1], abs(g.vq[2]) * 0.01, 1e-9)))) END)::text,
                'UTF8'),
@@ -92,6 +93,7 @@ BEGIN
     RETURN jsonb_build_object('models', n);
 END
 $$;
-COMMENT ON FUNCTION perfmon.train_anomaly_models_sql(timestamptz, timestamptz, text) IS
+COMMENT ON FUNCTION perfmon.train_anomaly_models_sql(timestamptz, timestamptz, text, text) IS
     'Fits the SQL envelope (detector envelope_sql) of every anomaly feature with enough samples '
-    '(perfmon.enough_to_train) between two times and makes those models current; returns {models}.';
+    '(perfmon.enough_to_train) between two times and makes those models current; zone: the time '
+    'zone of the daily profile; returns {models}.';
