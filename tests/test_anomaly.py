@@ -214,6 +214,50 @@ def test_a_day_out_of_shape_is_flagged_through_the_daily_profile(conn: psycopg.C
     assert low < usual < high and high - low < 30 and not low <= observed <= high, found
 
 
+@pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
+def test_a_workday_at_its_rest_day_level_is_flagged_through_the_weekly_profile(conn: psycopg.Connection,
+                                                                               detector: str) -> None:
+    """A metric high on five days of the week and low on two, 28 days of 15-minute samples:
+    no daily rhythm, so the model holds the 168 hourly medians of the week, the same from
+    PL/Python and SQL. Today, a workday, the level drops to a rest day's: inside the
+    window's range, a moving mean the window has seen, and flagged by the weekly profile."""
+    from perfmon_py import anomaly
+
+    conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s::text) "
+                 "WHERE key = 'anomaly_detection.algorithm'", (detector,))
+    now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
+    step, start = timedelta(minutes=15), now - timedelta(days=28) + timedelta(minutes=1)
+    rest = {(now.weekday() + 2) % 7, (now.weekday() + 3) % 7}
+    w = Workload(conn, start)
+    rng = random.Random(8)
+
+    def write(points: list[tuple[datetime, float]]) -> None:
+        conn.cursor().executemany("INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value) "
+                                  "VALUES (1, %s, %s, %s)", [(w.cpu_series, ts, v) for ts, v in points])
+
+    history = [(start + i * step, (20 if (start + i * step).weekday() in rest else 60) + rng.gauss(0, 3))
+               for i in range(28 * 96)]
+    write(history)
+    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 1
+    stored = json.loads(conn.execute(
+        "SELECT convert_from(model, 'UTF8') FROM perfmon.anomaly_models WHERE current "
+        "AND feature = 'host.cpu.total_pct'").fetchone()[0])
+    expected = anomaly.fit_envelope([v for _, v in history], ts=[ts.timestamp() for ts, _ in history])
+    assert len(stored["season"]["profile"]) == 168
+    assert stored["season"]["profile"] == pytest.approx(expected["season"]["profile"], abs=1e-9)
+    assert stored["season"]["mean"] == pytest.approx(expected["season"]["mean"], abs=1e-9)
+    assert stored["season"]["explained"] == pytest.approx(expected["season"]["explained"], abs=1e-9)
+    ts = history[-1][0]
+    for _ in range(12):  # three hours at a rest day's level
+        ts += step
+        write([(ts, 20 + rng.gauss(0, 3))])
+        conn.execute("SELECT perfmon.score_anomalies()")
+    found = conn.execute("SELECT started_at, contributing_features, expected_low, observed_value "
+                         "FROM perfmon.anomalies WHERE metrics = ARRAY['host.cpu.total_pct']").fetchall()
+    assert len(found) == 1 and found[0][0] > history[-1][0], found
+    assert found[0][1][0]["feature"] == "time of day" and found[0][2] > found[0][3], found
+
+
 def test_isolation_forest_stores_and_uses_a_multi_metric_model(conn: psycopg.Connection) -> None:
     w = _workload(conn, "isolation_forest")
     names = conn.execute("SELECT features FROM perfmon.anomaly_models WHERE current "
@@ -506,6 +550,34 @@ def test_the_daily_profile_keeps_the_hours_of_anomaly_detection_timezone(install
     with pytest.raises(config.ConfigError,
                        match=re.escape("anomaly_detection.timezone: got 'UTC+3'; not a time zone name")):
         config.load(tmp_path / "bad.yml", env={})
+
+
+def test_both_envelopes_agree_on_a_weekly_profile_in_a_backtest(installed: str, tmp_path: Path) -> None:
+    """Five weeks of office hours on weekdays and quiet weekends, 15-minute samples from
+    Monday 2026-01-05, the fifth Monday at its Sunday level all day: the backtests of both
+    envelopes score every point alike and, after the first weekend (new to the models of
+    the first week), flag only that Monday."""
+    rng = random.Random(9)
+    t0, rows = datetime(2026, 1, 5), []
+    for i in range(35 * 96):
+        t = t0 + timedelta(minutes=15 * i)
+        busy = t.weekday() < 5 and 8 <= t.hour < 18 and t.date() != datetime(2026, 2, 2).date()
+        level = 500 if busy else (100 if t.weekday() < 5 else 120)
+        rows.append([t.isoformat(sep=" "), f"{level + rng.gauss(0, 20):.2f}"])
+    with (tmp_path / "weeks.csv").open("w", newline="") as fh:
+        csv.writer(fh).writerows([["timestamp", "value"], *rows])
+    scored = {}
+    for detector in ("envelope", "envelope_sql"):
+        code, output, scored[detector] = _backtest(installed, [tmp_path / "weeks.csv"],
+                                                   tmp_path / f"{detector}.csv", "--detector", detector)
+        assert code == 0, output
+        flagged = [r["timestamp"] for r in scored[detector]
+                   if r["is_anomaly"] == "true" and r["timestamp"] >= "2026-01-12"]
+        assert flagged and all(ts.startswith("2026-02-02 ") for ts in flagged), (detector, flagged)
+        assert flagged[0] <= "2026-02-02 08:30:00", (detector, flagged)
+    py, sql = scored["envelope"], scored["envelope_sql"]
+    assert [float(r["score"]) for r in py] == pytest.approx([float(r["score"]) for r in sql], abs=1e-3)
+    assert [r["is_anomaly"] for r in py] == [r["is_anomaly"] for r in sql]
 
 
 def test_detector_settings_are_the_same_in_sql_and_python(conn: psycopg.Connection) -> None:

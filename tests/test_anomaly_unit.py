@@ -90,6 +90,62 @@ def test_a_weekly_rhythm_is_flagged_at_its_first_weekend_only() -> None:
     assert days == {5}, days
 
 
+def _office_weeks(weeks: int, seed: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """15-minute samples from a Monday 00:00 UTC: 500 from 8:00 to 18:00 on weekdays, 100
+    at night, 120 all weekend, with noise."""
+    t = (np.arange(weeks * 7 * 96) * 900.0) + 4 * anomaly.DAY_S  # 1970-01-05 was a Monday
+    weekday = ((t - 4 * anomaly.DAY_S) // anomaly.DAY_S).astype(int) % 7 < 5
+    busy = weekday & (t % anomaly.DAY_S >= 8 * 3600) & (t % anomaly.DAY_S < 18 * 3600)
+    x = np.where(busy, 500.0, np.where(weekday, 100.0, 120.0))
+    return t, x + np.random.default_rng(seed).normal(0, 20, len(t))
+
+
+def test_a_weekday_that_looks_like_a_sunday_is_flagged_through_the_weekly_profile() -> None:
+    """Office load on weekdays, quiet weekends; on the Monday of the fifth week the load
+    stays at its weekend level (the application is down). Every value is inside the
+    window's range, and the daily profile has met a weekend's departures every week:
+    only the weekly profile, taken once the 28-day window spans three weeks, sees it."""
+    t, x = _office_weeks(5)
+    outage = (t >= t[0] + 28 * anomaly.DAY_S + 8 * 3600) & (t < t[0] + 28 * anomaly.DAY_S + 18 * 3600)
+    x[outage] = 120 + np.random.default_rng(5).normal(0, 20, outage.sum())
+    week4 = slice(0, 28 * 96)
+    model = anomaly.fit_envelope(x[week4], ts=t[week4])
+    assert len(model["season"]["profile"]) == 168 and model["season"]["explained"] > 0.95
+    assert model["season"]["profile"][8] == pytest.approx(500, abs=20)  # Monday 08:00
+    assert model["season"]["profile"][6 * 24 + 8] == pytest.approx(120, abs=20)  # Sunday 08:00
+    result = anomaly.walk_forward(t, x, window_s=28 * anomaly.DAY_S)
+    # The first weekend is new to the models of the first week; after it, only the outage.
+    onsets = [i for i, (_s, _a, flagged) in enumerate(result) if flagged and t[i] >= t[0] + 7 * anomaly.DAY_S]
+    assert onsets and all(outage[i] for i in onsets), [t[i] for i in onsets]
+    assert onsets[0] - np.flatnonzero(outage)[0] <= 2  # within two samples of the onset
+    # With the daily profile alone (a window of less than three weeks), the outage is
+    # a weekend's departure, which the window holds: nothing is flagged.
+    daily = anomaly.fit_envelope(x[7 * 96:week4.stop], ts=t[7 * 96:week4.stop])
+    assert len(daily["season"]["profile"]) == 24
+    i = int(np.flatnonzero(outage)[-1])
+    assert not any(anomaly.score_envelope(daily, x[j - 35:j + 1], t[j - 35:j + 1]).anomalous
+                   for j in np.flatnonzero(outage))
+    s = anomaly.score_envelope(model, x[i - 35:i + 1], t[i - 35:i + 1])
+    assert s.anomalous and s.contributors[0]["feature"] == "time of day"
+    assert s.expected_low > s.observed  # Monday's hour is expected far above a Sunday's
+
+
+def test_the_weekly_profile_needs_to_explain_half_of_what_the_daily_one_leaves() -> None:
+    """The same day every day: the weekly medians fit the noise a little better than the
+    daily ones, never by half; the daily profile stays."""
+    t, x = _daily(28)
+    model = anomaly.fit_envelope(x, ts=t)
+    assert len(model["season"]["profile"]) == 24
+    # Weekends at half the swing: the weekly profile is taken from three weeks on.
+    weekend = ((t // anomaly.DAY_S).astype(int) + 3) % 7 >= 5  # day 0 was a Thursday
+    y = 50 + np.where(weekend, 5, 30) * np.sin(2 * np.pi * t / anomaly.DAY_S)
+    y += np.random.default_rng(6).normal(0, 2, len(t))
+    assert len(anomaly.fit_envelope(y[:21 * 288 - 1], ts=t[:21 * 288 - 1])["season"]["profile"]) == 24
+    assert len(anomaly.fit_envelope(y[:21 * 288 + 1], ts=t[:21 * 288 + 1])["season"]["profile"]) == 168
+    got = anomaly.hour_of_week(np.array([4 * anomaly.DAY_S, 10 * anomaly.DAY_S + 3600 * 23.5, 0.0]))
+    assert got.tolist() == [0, 6 * 24 + 23, 3 * 24]  # Monday 00:00, Sunday 23:30, Thursday 00:00
+
+
 def test_no_daily_profile_without_one_or_without_three_days() -> None:
     t = np.arange(10 * 288) * 300.0
     assert "season" not in anomaly.fit_envelope(_noise(len(t)), ts=t)  # no daily cycle

@@ -8,9 +8,10 @@ new sample is scored without retraining (``perfmon.score_anomalies()``):
   is anomalous when it leaves the range the metric covered in its training window by more
   than a margin of its robust spread (the 5th-95th percentile distance), either itself or
   as a moving mean over the last ``MEAN_WINDOW`` samples (a sustained shift too small for
-  one sample to show); and, for a metric that follows a daily profile, when that moving
-  mean taken from the profile's hourly medians leaves the range it covered in training
-  (a day that departs from the usual shape of a day without leaving the week's range).
+  one sample to show); and, for a metric that follows a daily (or weekly) profile, when
+  that moving mean taken from the profile's hourly medians leaves the range it covered in
+  training (a day that departs from the usual shape of a day, or a Monday that looks like
+  a Sunday, without leaving the range of the window).
   The model is a few numbers (JSON); perfmon's SQL fallback fits and scores the same
   model without PL/Python.
 * ``robust_zscore``: distance from the training median in robust standard deviations
@@ -55,13 +56,16 @@ SEVERITIES = ("info", "warning", "critical")
 # The time-of-day channel of the envelope. A metric follows a daily profile when the
 # medians of its training values per hour of the day (on the clocks of
 # anomaly_detection.timezone, UTC by default) explain at least
-# SEASON_MIN_EXPLAINED of their variance, over a window of at least SEASON_MIN_DAYS days
-# (each hour's median then comes from 3 days or more) that holds every hour. Both fixed
-# a priori (half the variance; the fewest days for a median that one odd day cannot
-# set), not tuned: docs/anomalies.md.
+# SEASON_MIN_EXPLAINED of their variance, over a window of at least SEASON_MIN_PERIODS
+# days (each hour's median then comes from 3 days or more) that holds every hour. A
+# weekly profile (the medians per hour of the week) replaces it when it follows by the
+# same rules, over SEASON_MIN_PERIODS weeks, and explains at least SEASON_MIN_EXPLAINED
+# of what the daily profile leaves. All fixed a priori (half the variance; the fewest
+# periods for a median that one odd period cannot set), not tuned: docs/anomalies.md.
 DAY_S = 86400
+WEEK_S = 7 * DAY_S
 SEASON_BIN_S = 3600
-SEASON_MIN_DAYS = 3
+SEASON_MIN_PERIODS = 3
 SEASON_MIN_EXPLAINED = 0.5
 # Fewest training samples for a model (a day at NAB's 5-minute interval) ...
 MIN_TRAIN = 288
@@ -101,7 +105,7 @@ def thresholds(sensitivity: str, overrides: dict[str, float] | None = None) -> d
     if sensitivity not in SENSITIVITY:
         raise ValueError(f"sensitivity {sensitivity!r}: expected one of {', '.join(SENSITIVITY)}")
     out = {**SENSITIVITY[sensitivity], "mean_window": MEAN_WINDOW,
-           "season_min_days": SEASON_MIN_DAYS, "season_min_explained": SEASON_MIN_EXPLAINED}
+           "season_min_periods": SEASON_MIN_PERIODS, "season_min_explained": SEASON_MIN_EXPLAINED}
     for key, value in (overrides or {}).items():
         if key not in OVERRIDABLE:
             raise ValueError(f"setting {key!r}: expected one of {', '.join(OVERRIDABLE)}")
@@ -163,32 +167,72 @@ def utc_offsets(ts: np.ndarray, zone: str) -> np.ndarray:
     return np.array([datetime.fromtimestamp(s, tz).utcoffset().total_seconds() for s in ts.tolist()])
 
 
-def hour_of_day(ts: np.ndarray, zone: str = "UTC") -> np.ndarray:
+def _local(ts: Sequence[float] | np.ndarray, zone: str) -> np.ndarray:
+    t = np.asarray(ts, dtype=float)
+    return t if zone == "UTC" else t + utc_offsets(t, zone)
+
+
+def hour_of_day(ts: Sequence[float] | np.ndarray, zone: str = "UTC") -> np.ndarray:
     """The hour of the day (0-23) of epoch seconds on the clocks of a time zone
     (anomaly_detection.timezone): perfmon.hour_of_day() in SQL."""
-    t = np.asarray(ts, dtype=float)
-    if zone != "UTC":
-        t = t + utc_offsets(t, zone)
-    return ((t % DAY_S) // SEASON_BIN_S).astype(int)
+    return ((_local(ts, zone) % DAY_S) // SEASON_BIN_S).astype(int)
+
+
+def hour_of_week(ts: Sequence[float] | np.ndarray, zone: str = "UTC") -> np.ndarray:
+    """The hour of the week (0-167, from Monday 00:00) of epoch seconds on the clocks of a
+    time zone: perfmon.hour_of_week() in SQL. The epoch began on a Thursday."""
+    return (((_local(ts, zone) + 3 * DAY_S) % WEEK_S) // SEASON_BIN_S).astype(int)
+
+
+# The profiles, shortest period first: bins per period, and the bin of a time.
+PROFILES = ((DAY_S // SEASON_BIN_S, DAY_S, hour_of_day), (WEEK_S // SEASON_BIN_S, WEEK_S, hour_of_week))
+
+
+def profile_bins(profile: Sequence[float], ts: Sequence[float] | np.ndarray, zone: str) -> np.ndarray:
+    """The bins of times ts in a profile: hours of the day, or of the week (168 medians)."""
+    return hour_of_week(ts, zone) if len(profile) == WEEK_S // SEASON_BIN_S else hour_of_day(ts, zone)
+
+
+def _medians(x: np.ndarray, of: np.ndarray, bins: int) -> np.ndarray:
+    """The median of the values of each bin 0..bins-1 (none empty), sorted once: a median
+    call per bin cost most of a backtest's time with 168 bins."""
+    ordered = x[np.lexsort((x, of))]
+    counts = np.bincount(of, minlength=bins)
+    starts = np.cumsum(counts) - counts
+    return (ordered[starts + (counts - 1) // 2] + ordered[starts + counts // 2]) / 2
 
 
 def fit_season(ts: np.ndarray, x: np.ndarray, settings: dict[str, float],
                zone: str = "UTC") -> dict[str, Any] | None:
-    """The daily profile of a training window (hourly medians, on the clocks of zone) and the
-    range of the moving mean of the values' departures from it; None when the metric does
-    not follow one."""
-    if len(x) < 2 or ts[-1] - ts[0] < settings["season_min_days"] * DAY_S:
+    """The profile of a training window (medians per hour of the day, or of the week, on the
+    clocks of zone) and the range of the moving mean of the values' departures from it;
+    None when the metric follows neither.
+
+    A profile follows when the window spans season_min_periods of its periods, holds
+    each of its bins, and its medians explain season_min_explained of the variance; the
+    weekly one is taken when it also explains that share of what the daily one leaves."""
+    variance = float(np.var(x)) if len(x) >= 2 else 0.0
+    if variance <= 0:
         return None
-    hours = hour_of_day(ts, zone)
-    if len(np.unique(hours)) < DAY_S // SEASON_BIN_S:
+    chosen = None
+    for bins, period_s, bin_of in PROFILES:
+        if ts[-1] - ts[0] < settings["season_min_periods"] * period_s:
+            break
+        of = bin_of(ts, zone)
+        if len(np.unique(of)) < bins:
+            break
+        profile = _medians(x, of, bins)
+        departure = x - profile[of]
+        left = float(np.var(departure))
+        if 1.0 - left / variance < settings["season_min_explained"]:
+            continue
+        if chosen is not None and left > (1.0 - settings["season_min_explained"]) * chosen[2]:
+            continue
+        chosen = (profile, departure, left)
+    if chosen is None:
         return None
-    profile = np.array([np.median(x[hours == h]) for h in range(DAY_S // SEASON_BIN_S)])
-    departure = x - profile[hours]
-    variance = float(np.var(x))
-    explained = 1.0 - float(np.var(departure)) / variance if variance > 0 else 0.0
-    if explained < settings["season_min_explained"]:
-        return None
-    return {"profile": profile.tolist(), "explained": explained, "zone": zone,
+    profile, departure, left = chosen
+    return {"profile": profile.tolist(), "explained": 1.0 - left / variance, "zone": zone,
             "mean": _band(_moving_mean(departure, int(settings["mean_window"])), level=float(np.median(x)))}
 
 
@@ -233,8 +277,8 @@ def score_envelope(model: dict[str, Any], recent: Sequence[float],
     season = model.get("season")
     if season is not None and t_x is not None:
         profile = np.asarray(season["profile"])
-        hours = hour_of_day(t_x[-w:], season.get("zone", "UTC"))  # older models: UTC
-        departure = x[-w:] - profile[hours]
+        bins = profile_bins(profile, t_x[-w:], season.get("zone", "UTC"))  # older models: UTC
+        departure = x[-w:] - profile[bins]
         s_season, d_low, d_high = _excess(float(departure.mean()), season["mean"], model["mean_margin"])
         channels["time of day"] = s_season
     channel = max(channels, key=lambda c: channels[c])  # the first of equal scores
@@ -242,7 +286,7 @@ def score_envelope(model: dict[str, Any], recent: Sequence[float],
     if channel == "time of day":
         # What is expected at this hour: its median, moved as far as the departures'
         # moving mean may go.
-        usual = float(profile[hours[-1]])
+        usual = float(profile[bins[-1]])
         low, high = usual + d_low, usual + d_high
     return Score(score, score >= 1.0, v, low, high,
                  [{"feature": channel, "score": round(score, 3)}])

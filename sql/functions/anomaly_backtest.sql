@@ -36,7 +36,7 @@ BEGIN
     IF det = 'envelope_sql' THEN
         RETURN QUERY SELECT * FROM perfmon.anomaly_backtest_sql(series_id, (settings ->> 'margin')::float8,
             (settings ->> 'mean_margin')::float8, (settings ->> 'mean_window')::int,
-            (settings ->> 'season_min_days')::float8, (settings ->> 'season_min_explained')::float8, zone,
+            (settings ->> 'season_min_periods')::float8, (settings ->> 'season_min_explained')::float8, zone,
             window_s, refit_s, quiet);
     ELSIF to_regprocedure('perfmon.anomaly_backtest_py(integer,text,text,jsonb,double precision,double precision,integer,text)') IS NULL THEN
         RAISE EXCEPTION 'pgperfmon: detector % needs PL/Python, which is not available here', det

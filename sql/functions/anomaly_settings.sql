@@ -10,7 +10,7 @@ AS $$
 -- models use the sensitivity alone. Where each value comes from: docs/anomalies.md.
 DECLARE
     -- mean_window and the time-of-day channel's conditions are the same for all.
-    settings jsonb := jsonb_build_object('mean_window', 36, 'season_min_days', 3,
+    settings jsonb := jsonb_build_object('mean_window', 36, 'season_min_periods', 3,
                                          'season_min_explained', 0.5) || CASE sensitivity
         WHEN 'low'    THEN '{"margin": 0.5, "mean_margin": 1.0, "z": 9.0, "contamination": 0.002}'
         WHEN 'medium' THEN '{"margin": 0.2, "mean_margin": 0.5, "z": 6.0, "contamination": 0.005}'

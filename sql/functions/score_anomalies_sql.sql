@@ -8,8 +8,8 @@ SET jit = off
 AS $$
     -- The envelope scored in SQL with the current envelope_sql models: how far the
     -- value, or its moving mean over 36 samples, is beyond the training range, in
-    -- margins of the robust spread (1 = at the threshold); for a model with a daily
-    -- profile, also how far the moving mean of the departures from its hourly medians is
+    -- margins of the robust spread (1 = at the threshold); for a model with a daily or
+    -- weekly profile, also how far the moving mean of the departures from its hourly medians is
     -- beyond their training range. Samples of the last lookback_s seconds not scored yet;
     -- the newest only the first time.
     WITH m AS (
@@ -22,9 +22,10 @@ AS $$
           CROSS JOIN LATERAL (SELECT convert_from(a.model, 'UTF8')::jsonb AS j) AS mj
          WHERE a.current AND a.detector = 'envelope_sql'
     ), f AS (
-        -- Each sample with its hour's median in the model's daily profile (NULL without one).
+        -- Each sample with its hour's median in the model's daily or weekly profile (NULL without one).
         SELECT f.feature, f.series, f.ts, f.value, m.model_id,
-               m.profile[perfmon.hour_of_day(f.ts, m.zone) + 1] AS usual
+               m.profile[CASE WHEN cardinality(m.profile) = 168 THEN perfmon.hour_of_week(f.ts, m.zone)
+                          ELSE perfmon.hour_of_day(f.ts, m.zone) END + 1] AS usual
           FROM perfmon.anomaly_feature_values(now() - make_interval(secs => lookback_s), 'infinity') AS f
           JOIN m USING (feature, series)
     ), v AS (
@@ -52,7 +53,7 @@ AS $$
                     ELSE 'time of day' END AS channel
           FROM s
     )
-    -- greatest() passes over the NULL of a model without a daily profile. The expected
+    -- greatest() passes over the NULL of a model without a profile. The expected
     -- range is the value's, or for the time-of-day channel the hour's: its median, moved
     -- as far as the departures' moving mean may go.
     SELECT 'envelope_sql', c.feature, c.series, c.ts, c.score, c.value,
