@@ -157,6 +157,23 @@ def test_models_survive_a_server_restart(server, conn: psycopg.Connection, insta
             == len(before)
 
 
+def _trained_as_in_python(conn: psycopg.Connection, history: list[tuple[datetime, float]]) -> dict:
+    """Trains the detector in force on host CPU's history and checks that the stored
+    model's profile is the one perfmon_py fits on the same samples; returns the model."""
+    from perfmon_py import anomaly
+
+    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 1
+    stored = json.loads(conn.execute(
+        "SELECT convert_from(model, 'UTF8') FROM perfmon.anomaly_models WHERE current "
+        "AND feature = 'host.cpu.total_pct'").fetchone()[0])
+    expected = anomaly.fit_envelope([v for _, v in history], ts=[ts.timestamp() for ts, _ in history])
+    assert stored["season"]["profile"] == pytest.approx(expected["season"]["profile"], abs=1e-9)
+    assert stored["season"]["mean"] == pytest.approx(expected["season"]["mean"], abs=1e-9)
+    assert stored["season"]["explained"] == pytest.approx(expected["season"]["explained"], abs=1e-9)
+    assert stored["season"]["zone"] == expected["season"]["zone"] == "UTC"  # anomaly_detection.timezone
+    return stored
+
+
 @pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
 def test_a_day_out_of_shape_is_flagged_through_the_daily_profile(conn: psycopg.Connection,
                                                                   detector: str) -> None:
@@ -164,7 +181,6 @@ def test_a_day_out_of_shape_is_flagged_through_the_daily_profile(conn: psycopg.C
     medians, the same from PL/Python and SQL. At the hour of the daily peak the CPU stays
     at its daily mean - inside the week's range, and a moving mean the week has seen -
     and the time-of-day channel flags it; the normal samples before are not flagged."""
-    from perfmon_py import anomaly
 
     conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s::text) "
                  "WHERE key = 'anomaly_detection.algorithm'", (detector,))
@@ -183,15 +199,7 @@ def test_a_day_out_of_shape_is_flagged_through_the_daily_profile(conn: psycopg.C
 
     history = [(start + i * step, cpu(start + i * step)) for i in range(4 * 288)]
     write(history)
-    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 1
-    stored = json.loads(conn.execute(
-        "SELECT convert_from(model, 'UTF8') FROM perfmon.anomaly_models WHERE current "
-        "AND feature = 'host.cpu.total_pct'").fetchone()[0])
-    expected = anomaly.fit_envelope([v for _, v in history], ts=[ts.timestamp() for ts, _ in history])
-    assert stored["season"]["profile"] == pytest.approx(expected["season"]["profile"], abs=1e-9)
-    assert stored["season"]["mean"] == pytest.approx(expected["season"]["mean"], abs=1e-9)
-    assert stored["season"]["explained"] == pytest.approx(expected["season"]["explained"], abs=1e-9)
-    assert stored["season"]["zone"] == expected["season"]["zone"] == "UTC"  # anomaly_detection.timezone
+    stored = _trained_as_in_python(conn, history)
     ts = history[-1][0]
     while ts + step < peak:  # normal samples up to the peak
         ts += step
@@ -221,7 +229,6 @@ def test_a_workday_at_its_rest_day_level_is_flagged_through_the_weekly_profile(c
     no daily rhythm, so the model holds the 168 hourly medians of the week, the same from
     PL/Python and SQL. Today, a workday, the level drops to a rest day's: inside the
     window's range, a moving mean the window has seen, and flagged by the weekly profile."""
-    from perfmon_py import anomaly
 
     conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s::text) "
                  "WHERE key = 'anomaly_detection.algorithm'", (detector,))
@@ -238,15 +245,8 @@ def test_a_workday_at_its_rest_day_level_is_flagged_through_the_weekly_profile(c
     history = [(start + i * step, (20 if (start + i * step).weekday() in rest else 60) + rng.gauss(0, 3))
                for i in range(28 * 96)]
     write(history)
-    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 1
-    stored = json.loads(conn.execute(
-        "SELECT convert_from(model, 'UTF8') FROM perfmon.anomaly_models WHERE current "
-        "AND feature = 'host.cpu.total_pct'").fetchone()[0])
-    expected = anomaly.fit_envelope([v for _, v in history], ts=[ts.timestamp() for ts, _ in history])
+    stored = _trained_as_in_python(conn, history)
     assert len(stored["season"]["profile"]) == 168
-    assert stored["season"]["profile"] == pytest.approx(expected["season"]["profile"], abs=1e-9)
-    assert stored["season"]["mean"] == pytest.approx(expected["season"]["mean"], abs=1e-9)
-    assert stored["season"]["explained"] == pytest.approx(expected["season"]["explained"], abs=1e-9)
     ts = history[-1][0]
     for _ in range(12):  # three hours at a rest day's level
         ts += step
@@ -355,6 +355,23 @@ def _backtest(dsn: str, files: list[Path], out: Path, *options: str) -> tuple[in
     return result.exit_code, result.output, rows
 
 
+def _both_envelopes(dsn: str, tmp_path: Path, name: str, rows: list[list[str]]) -> list[dict]:
+    """Backtests rows (timestamp, value) with both envelopes, checks that they score and
+    flag every point alike, and returns the rows of the output (the PL/Python one's)."""
+    with (tmp_path / name).open("w", newline="") as fh:
+        csv.writer(fh).writerows([["timestamp", "value"], *rows])
+    scored = {}
+    for detector in ("envelope", "envelope_sql"):
+        code, output, scored[detector] = _backtest(dsn, [tmp_path / name], tmp_path / f"{detector}.csv",
+                                                   "--detector", detector)
+        assert code == 0, output
+    py, sql = scored["envelope"], scored["envelope_sql"]
+    assert [r["timestamp"] for r in py] == [r["timestamp"] for r in sql]
+    assert [float(r["score"]) for r in py] == pytest.approx([float(r["score"]) for r in sql], abs=1e-3)
+    assert [r["is_anomaly"] for r in py] == [r["is_anomaly"] for r in sql]
+    return py
+
+
 def test_backtest_where_pgperfmon_is_not_installed_says_so(dsn: str, tmp_path: Path) -> None:
     _series(tmp_path / "quiet.csv", 300, None)
     code, output, _rows = _backtest(dsn, [tmp_path / "quiet.csv"], tmp_path / "flags.csv")
@@ -416,17 +433,7 @@ def test_both_envelopes_agree_on_an_irregular_series_longer_than_the_window(inst
         v = 10 + 3 * math.sin(t.timestamp() / 86400 * 2 * math.pi) + rng.gauss(0, 0.5) + t.day * 0.4
         rows.append([t.isoformat(sep=" "), f"{v + (25 if t.day == 9 and t.hour == 15 else 0):.3f}"])
     rows.insert(2000, [rows[1999][0], "13.5"])  # a second value at the same time, as NAB has
-    with (tmp_path / "irregular.csv").open("w", newline="") as fh:
-        csv.writer(fh).writerows([["timestamp", "value"], *rows])
-    scored = {}
-    for detector in ("envelope", "envelope_sql"):
-        code, output, scored[detector] = _backtest(installed, [tmp_path / "irregular.csv"],
-                                                   tmp_path / f"{detector}.csv", "--detector", detector)
-        assert code == 0, output
-    py, sql = scored["envelope"], scored["envelope_sql"]
-    assert [r["timestamp"] for r in py] == [r["timestamp"] for r in sql]
-    assert [float(r["score"]) for r in py] == pytest.approx([float(r["score"]) for r in sql], abs=1e-3)
-    assert [r["is_anomaly"] for r in py] == [r["is_anomaly"] for r in sql]
+    py = _both_envelopes(installed, tmp_path, "irregular.csv", rows)
     assert any(r["timestamp"].startswith("2020-01-09 15:") for r in py if r["is_anomaly"] == "true")
 
 
@@ -564,20 +571,10 @@ def test_both_envelopes_agree_on_a_weekly_profile_in_a_backtest(installed: str, 
         busy = t.weekday() < 5 and 8 <= t.hour < 18 and t.date() != datetime(2026, 2, 2).date()
         level = 500 if busy else (100 if t.weekday() < 5 else 120)
         rows.append([t.isoformat(sep=" "), f"{level + rng.gauss(0, 20):.2f}"])
-    with (tmp_path / "weeks.csv").open("w", newline="") as fh:
-        csv.writer(fh).writerows([["timestamp", "value"], *rows])
-    scored = {}
-    for detector in ("envelope", "envelope_sql"):
-        code, output, scored[detector] = _backtest(installed, [tmp_path / "weeks.csv"],
-                                                   tmp_path / f"{detector}.csv", "--detector", detector)
-        assert code == 0, output
-        flagged = [r["timestamp"] for r in scored[detector]
-                   if r["is_anomaly"] == "true" and r["timestamp"] >= "2026-01-12"]
-        assert flagged and all(ts.startswith("2026-02-02 ") for ts in flagged), (detector, flagged)
-        assert flagged[0] <= "2026-02-02 08:30:00", (detector, flagged)
-    py, sql = scored["envelope"], scored["envelope_sql"]
-    assert [float(r["score"]) for r in py] == pytest.approx([float(r["score"]) for r in sql], abs=1e-3)
-    assert [r["is_anomaly"] for r in py] == [r["is_anomaly"] for r in sql]
+    scored = _both_envelopes(installed, tmp_path, "weeks.csv", rows)
+    flagged = [r["timestamp"] for r in scored if r["is_anomaly"] == "true" and r["timestamp"] >= "2026-01-12"]
+    assert flagged and all(ts.startswith("2026-02-02 ") for ts in flagged), flagged
+    assert flagged[0] <= "2026-02-02 08:30:00", flagged
 
 
 def test_detector_settings_are_the_same_in_sql_and_python(conn: psycopg.Connection) -> None:
