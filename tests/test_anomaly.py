@@ -79,10 +79,8 @@ class Workload:
 
 
 def _workload(conn: psycopg.Connection, detector: str, quiet_samples: int = 60) -> Workload:
-    conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s::text) "
-                 "WHERE key = 'anomaly_detection.algorithm'", (detector,))
-    conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s) "
-                 "WHERE key = 'anomaly_detection.episode_quiet_samples'", (quiet_samples,))
+    set_config(conn, "anomaly_detection.algorithm", detector)
+    set_config(conn, "anomaly_detection.episode_quiet_samples", quiet_samples)
     days = 2
     # Training history ends now; the samples scored after it are a few hours ahead.
     start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=days)
@@ -181,9 +179,7 @@ def test_a_day_out_of_shape_is_flagged_through_the_daily_profile(conn: psycopg.C
     medians, the same from PL/Python and SQL. At the hour of the daily peak the CPU stays
     at its daily mean - inside the week's range, and a moving mean the week has seen -
     and the time-of-day channel flags it; the normal samples before are not flagged."""
-
-    conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s::text) "
-                 "WHERE key = 'anomaly_detection.algorithm'", (detector,))
+    set_config(conn, "anomaly_detection.algorithm", detector)
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     step, start = timedelta(minutes=5), now - timedelta(days=4)
     w = Workload(conn, start)
@@ -229,9 +225,7 @@ def test_a_workday_at_its_rest_day_level_is_flagged_through_the_weekly_profile(c
     no daily rhythm, so the model holds the 168 hourly medians of the week, the same from
     PL/Python and SQL. Today, a workday, the level drops to a rest day's: inside the
     window's range, a moving mean the window has seen, and flagged by the weekly profile."""
-
-    conn.execute("UPDATE perfmon.config SET value = to_jsonb(%s::text) "
-                 "WHERE key = 'anomaly_detection.algorithm'", (detector,))
+    set_config(conn, "anomaly_detection.algorithm", detector)
     now = datetime.now(timezone.utc).replace(second=0, microsecond=0)
     step, start = timedelta(minutes=15), now - timedelta(days=28) + timedelta(minutes=1)
     rest = {(now.weekday() + 2) % 7, (now.weekday() + 3) % 7}

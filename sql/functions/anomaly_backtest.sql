@@ -8,11 +8,11 @@ AS $$
 -- Walk-forward backtest of a detector (default: the one in force) on one series of
 -- perfmon.metric_samples: each point is scored only with the model refitted, every
 -- anomaly_detection.retrain_interval_hours, on the training window before it - the
--- models' schedule in production, and the daily profile's hours are those of
--- anomaly_detection.timezone, as in production. is_anomaly marks the first sample of an episode and
--- each sample at which its severity rises (perfmon.anomaly_severity), i.e. where
--- perfmon.anomalies shows an anomaly new or worse and alerting notifies a raised level;
--- anomalous marks every sample at or over score 1.
+-- models' schedule in production, and the profiles' hours are those of
+-- anomaly_detection.timezone, as in production. is_anomaly marks the first sample of
+-- an episode and each sample at which its severity rises (perfmon.anomaly_severity),
+-- i.e. where perfmon.anomalies shows an anomaly new or worse and alerting notifies a
+-- raised level; anomalous marks every sample at or over score 1.
 -- params replaces settings of the sensitivity (perfmon.anomaly_settings), so that
 -- other values are evaluated on this same path (bench/anomaly_nab.py).
 DECLARE

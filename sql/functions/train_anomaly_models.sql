@@ -10,7 +10,7 @@ AS $$
 DECLARE
     det text := perfmon.anomaly_detector();
     sens text := perfmon.setting('anomaly_detection.sensitivity') #>> '{}';
-    zone text := perfmon.anomaly_timezone();
+    zone text;
     until timestamptz := now();
     since timestamptz := now() - make_interval(days => perfmon.setting('anomaly_detection.training_window_days')::int);
     newest timestamptz;
@@ -24,6 +24,7 @@ BEGIN
     IF NOT force AND newest > now() - make_interval(hours => perfmon.setting('anomaly_detection.retrain_interval_hours')::int) THEN
         RETURN jsonb_build_object('detector', det, 'skipped', format('models trained at %s are not due', newest));
     END IF;
+    zone := perfmon.anomaly_timezone();  -- checked when used: it reads pg_timezone_names
     IF det = 'envelope_sql' THEN
         result := perfmon.train_anomaly_models_sql(since, until, sens, zone);
     ELSE

@@ -76,11 +76,10 @@ BEGIN
                                    (168, a.week_var, a.week_min, a.week_max, a.week_q))
                         AS x (bins, variance, smin, smax, sq)
     ), follows AS (
-        -- A profile that explains enough of the variance; the weekly one only when it
-        -- also explains that share of what a daily one that follows leaves
-        -- (perfmon_py.anomaly.fit_season).
         -- A profile exists where the window spans season_min_periods of its periods
-        -- (days or weeks) and holds each of its hours.
+        -- (days or weeks) and holds each of its hours; it follows when it explains enough
+        -- of the variance, the weekly one only when it also explains that share of what a
+        -- daily one that follows leaves (perfmon_py.anomaly.fit_season).
         SELECT DISTINCT ON (g.feature, g.series)
                g.feature, g.series, 1 - s.variance / nullif(g.variance, 0) AS explained, s.smin, s.smax, s.sq,
                (SELECT jsonb_agg(p.median ORDER BY p.bin) FROM profile AS p
