@@ -84,8 +84,7 @@ def prepared_database(server: Any) -> Iterator[tuple[str, str]]:
     dsn = server.dsn(name)
     try:
         deploy.install(dsn, config.load(None, env={}))
-        server.execute("UPDATE cron.job SET active = false WHERE starts_with(jobname, %s)",
-                       (deploy.cron_job_prefix(name),))
+        server.pause_jobs(name)
         with psycopg.connect(dsn, autocommit=True) as conn:
             prepare(conn)
         yield name, dsn

@@ -53,8 +53,7 @@ def test_without_plpython_the_python_rules_are_unavailable_not_errors(
                     if c["capability"] == "plpython3u")
     assert plpython["in_force"] is False
     assert f"advisor rules {', '.join(python_rules)} are unavailable" in plpython["detail"]
-    server.execute("UPDATE cron.job SET active = false WHERE starts_with(jobname, %s)",
-                   (deploy.cron_job_prefix(dbname),))
+    server.pause_jobs(dbname)
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'plpython3u'"
                             ).fetchone() == (0,)

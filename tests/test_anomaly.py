@@ -265,8 +265,10 @@ def test_isolation_forest_stores_and_uses_a_multi_metric_model(conn: psycopg.Con
                                                    "db.sessions.blocked"}
 
 
-def test_sql_fallback_without_plpython(dsn: str) -> None:
+def test_sql_fallback_without_plpython(server, dbname: str, dsn: str) -> None:
     deploy.install(dsn, config.load(None, env={}), skip_extensions=("plpython3u",))
+    # The workload is synthetic: a minute tick of collect() would add a real sample to it.
+    server.pause_jobs(dbname)
     with psycopg.connect(dsn, autocommit=True) as conn:
         has = conn.execute("SELECT count(*) FROM pg_extension WHERE extname = 'plpython3u'").fetchone()
         assert has[0] == 0
