@@ -136,6 +136,25 @@ def test_incidents_are_flagged_within_two_samples_and_a_quiet_hour_is_not(
                if feature in {f for _o, f in INCIDENTS.values()}), per_feature
 
 
+@pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
+def test_scoring_that_fell_behind_catches_up_on_a_quiet_hour_without_anomalies(
+        conn: psycopg.Connection, detector: str) -> None:
+    # analyze() stopped for most of an hour (a paused job, a long maintenance): the
+    # samples it missed are scored together, the oldest near the start of the lookback.
+    # Their moving means still cover 36 samples, as when each was scored in time.
+    set_config(conn, "anomaly_detection.algorithm", detector)
+    behind = 58
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=2)
+    w = Workload(conn, start)
+    w.write(w.rows(2 * 1440 - behind - 1))
+    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 8
+    assert w.sample_and_score()["anomalous"] == 0
+    w.write(w.rows(behind))
+    result = conn.execute("SELECT perfmon.score_anomalies()").fetchone()[0]
+    assert result["scored"] >= 8 * behind
+    assert result["anomalous"] == 0, _episodes(conn)
+
+
 def test_models_survive_a_server_restart(server, conn: psycopg.Connection, installed: str) -> None:
     w = _workload(conn, "envelope")
     before = conn.execute("SELECT model_id, trained_at, md5(model) FROM perfmon.anomaly_models "

@@ -627,14 +627,19 @@ def _cached_models(plpy: Any, GD: dict, detectors: list[str]) -> dict[tuple[str,
 
 
 def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dict[str, Any]]:
-    """Scores of every feature sample not scored yet (the newest only, the first time)."""
+    """Scores of the feature samples of the last lookback_s seconds not scored yet (the newest
+    only, the first time)."""
     per_metric = "envelope" if detector == "isolation_forest_multi" else detector
     detectors = [per_metric] + (["isolation_forest_multi"] if detector.startswith("isolation_forest") else [])
     models = _cached_models(plpy, GD, detectors)
     if not models:
         return []
+    since = plpy.execute(plpy.prepare(
+        "SELECT extract(epoch FROM now())::float8 - $1 AS s", ["float8"]), [lookback_s])[0]["s"]
+    # The lookback before them is read too, so that the oldest samples of a catch-up
+    # have a full moving mean like the newest.
     groups = list(plpy.execute(plpy.prepare(
-        _SERIES_SQL.replace("$1, $2", "now() - make_interval(secs => $1), 'infinity'"), ["float8"]),
+        _SERIES_SQL.replace("$1, $2", "now() - make_interval(secs => 2 * $1), 'infinity'"), ["float8"]),
         [lookback_s]))
     state = {(r["detector"], r["feature"], r["series"]): r["last"] for r in plpy.execute(
         "SELECT detector, feature, series, extract(epoch FROM last_ts)::float8 AS last "
@@ -648,6 +653,7 @@ def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dic
         t, x = g["t"], g["x"]
         last = state.get(key)
         todo = [len(t) - 1] if last is None else [i for i, ti in enumerate(t) if ti > last]
+        todo = [i for i in todo if t[i] > since]
         w = int(model.get("mean_window", MEAN_WINDOW))
         for i in todo:
             s = score(model, x[max(0, i - w + 1):i + 1], t[max(0, i - w + 1):i + 1])
@@ -658,7 +664,7 @@ def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dic
         bins, m = _pivot(groups, model["names"], _bin_s(plpy))
         last = state.get(("isolation_forest_multi", "multi", ""))
         todo = [len(bins) - 1] if last is None else [i for i, b in enumerate(bins) if b > last]
-        todo = [i for i in todo if i >= 0]
+        todo = [i for i in todo if i >= 0 and bins[i] > since]
         if todo:
             for i, s in zip(todo, score_iforest(model, _fill(m[todo], model["centre"])), strict=False):
                 out.append(_row("isolation_forest_multi", "multi", "", bins[i], s, model_id))

@@ -11,7 +11,8 @@ AS $$
     -- margins of the robust spread (1 = at the threshold); for a model with a daily or
     -- weekly profile, also how far the moving mean of the departures from its hourly medians is
     -- beyond their training range. Samples of the last lookback_s seconds not scored yet;
-    -- the newest only the first time.
+    -- the newest only the first time. The lookback before them is read too, so that
+    -- the oldest of a catch-up have their 36 samples of moving mean like the newest.
     WITH m AS (
         -- A model stored before models kept their zone has none: its hours are UTC.
         SELECT a.model_id, a.feature, a.series, mj.j, coalesce(mj.j #>> '{season,zone}', 'UTC') AS zone,
@@ -26,7 +27,7 @@ AS $$
         SELECT f.feature, f.series, f.ts, f.value, m.model_id,
                m.profile[CASE WHEN cardinality(m.profile) = 168 THEN perfmon.hour_of_week(f.ts, m.zone)
                           ELSE perfmon.hour_of_day(f.ts, m.zone) END + 1] AS usual
-          FROM perfmon.anomaly_feature_values(now() - make_interval(secs => lookback_s), 'infinity') AS f
+          FROM perfmon.anomaly_feature_values(now() - make_interval(secs => 2 * lookback_s), 'infinity') AS f
           JOIN m USING (feature, series)
     ), v AS (
         SELECT f.*, avg(f.value) OVER w AS mean, avg(f.value - f.usual) OVER w AS season_mean,
@@ -45,7 +46,8 @@ AS $$
           FROM v JOIN m USING (model_id)
           LEFT JOIN perfmon.state_anomaly_scoring AS st
                  ON st.detector = 'envelope_sql' AND st.feature = v.feature AND st.series = v.series
-         WHERE CASE WHEN st.last_ts IS NULL THEN v.newest = 1 ELSE v.ts > st.last_ts END
+         WHERE v.ts > now() - make_interval(secs => lookback_s)
+           AND CASE WHEN st.last_ts IS NULL THEN v.newest = 1 ELSE v.ts > st.last_ts END
     ), c AS (
         SELECT s.*, greatest(s.s_value, s.s_mean, s.s_season) AS score,
                CASE WHEN s.s_value >= greatest(s.s_mean, s.s_season) THEN 'value'
