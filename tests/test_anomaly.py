@@ -155,6 +155,24 @@ def test_scoring_that_fell_behind_catches_up_on_a_quiet_hour_without_anomalies(
     assert result["anomalous"] == 0, _episodes(conn)
 
 
+@pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
+def test_the_first_samples_after_a_gap_in_sampling_are_not_flagged_for_it(
+        conn: psycopg.Connection, detector: str) -> None:
+    # The server was down for three hours: nothing was sampled or scored. The samples
+    # after it have no 36 recent samples for a moving mean; their values are scored.
+    set_config(conn, "anomaly_detection.algorithm", detector)
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=2)
+    w = Workload(conn, start)
+    w.write(w.rows(2 * 1440 - 200))
+    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 8
+    assert w.sample_and_score()["anomalous"] == 0
+    w.ts += timedelta(hours=3)
+    for _ in range(20):
+        assert w.sample_and_score()["anomalous"] == 0, _episodes(conn)
+    w.sample_and_score(cpu=98.0)
+    assert "host.cpu.total_pct" in [r[0] for r in _episodes(conn)]
+
+
 def test_models_survive_a_server_restart(server, conn: psycopg.Connection, installed: str) -> None:
     w = _workload(conn, "envelope")
     before = conn.execute("SELECT model_id, trained_at, md5(model) FROM perfmon.anomaly_models "

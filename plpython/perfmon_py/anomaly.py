@@ -275,17 +275,20 @@ def _excess(v: float, band: dict[str, float], margin: float) -> tuple[float, flo
 def score_envelope(model: dict[str, Any], recent: Sequence[float],
                    ts: Sequence[float] | np.ndarray | None = None) -> Score:
     """recent: the metric's last values, oldest first, ending with the one scored;
-    ts: their epoch seconds (the time-of-day channel needs them)."""
+    ts: their epoch seconds (the time-of-day channel needs them). With fewer than the
+    mean's window of values (the first after a gap in sampling) only the value is scored."""
+    w = model.get("mean_window", MEAN_WINDOW)
+    full = len(recent) >= w
     x, t_x = _finite(recent, ts)
     if not len(x):
         return Score(0.0, False, None, None, None)
     v = float(x[-1])
-    w = model.get("mean_window", MEAN_WINDOW)
     s_value, low, high = _excess(v, model["value"], model["margin"])
-    s_mean, _, _ = _excess(float(x[-w:].mean()), model["mean"], model["mean_margin"])
-    channels = {"value": s_value, "moving mean": s_mean}
+    channels = {"value": s_value}
+    if full:
+        channels["moving mean"] = _excess(float(x[-w:].mean()), model["mean"], model["mean_margin"])[0]
     season = model.get("season")
-    if season is not None and t_x is not None:
+    if full and season is not None and t_x is not None:
         profile = np.asarray(season["profile"])
         bins = profile_bins(profile, t_x[-w:], season.get("zone", "UTC"))  # older models: UTC
         departure = x[-w:] - profile[bins]
@@ -514,7 +517,7 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
 _SERIES_SQL = """
     SELECT v.feature, v.series, array_agg(extract(epoch FROM v.ts)::float8 ORDER BY v.ts) AS t,
            array_agg(v.value ORDER BY v.ts) AS x, min(v.ts)::text AS t0, max(v.ts)::text AS t1
-      FROM perfmon.anomaly_feature_values($1, $2) AS v
+      FROM {source} AS v
      GROUP BY v.feature, v.series"""
 
 
@@ -557,7 +560,9 @@ def _fill(m: np.ndarray, centre: np.ndarray) -> np.ndarray:
 
 def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: str,
                  zone: str = "UTC") -> dict[str, Any]:
-    groups = list(plpy.execute(plpy.prepare(_SERIES_SQL, ["timestamptz", "timestamptz"]), [since, until]))
+    groups = list(plpy.execute(plpy.prepare(
+        _SERIES_SQL.format(source="perfmon.anomaly_feature_values($1, $2)"), ["timestamptz", "timestamptz"]),
+        [since, until]))
     insert = plpy.prepare(
         "INSERT INTO perfmon.anomaly_models (detector, feature, series, features, trained_from, "
         "trained_to, samples, params, model, train_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -636,11 +641,11 @@ def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dic
         return []
     since = plpy.execute(plpy.prepare(
         "SELECT extract(epoch FROM now())::float8 - $1 AS s", ["float8"]), [lookback_s])[0]["s"]
-    # The lookback before them is read too, so that the oldest samples of a catch-up
-    # have a full moving mean like the newest.
+    # Samples before them are read too, so that the oldest of a catch-up have a full
+    # moving mean like the newest.
     groups = list(plpy.execute(plpy.prepare(
-        _SERIES_SQL.replace("$1, $2", "now() - make_interval(secs => 2 * $1), 'infinity'"), ["float8"]),
-        [lookback_s]))
+        _SERIES_SQL.format(source="perfmon.anomaly_scoring_values($1, $2)"), ["text", "int4"]),
+        [per_metric, lookback_s]))
     state = {(r["detector"], r["feature"], r["series"]): r["last"] for r in plpy.execute(
         "SELECT detector, feature, series, extract(epoch FROM last_ts)::float8 AS last "
         "FROM perfmon.state_anomaly_scoring")}

@@ -136,14 +136,15 @@ AS $$
                   JOIN profile AS p ON p.fit_ts = x.fit_ts AND p.bins = x.bins AND p.bin = x.bin) AS d
          WHERE d.rn >= d.first_rn
     ), scored AS (
+        -- The moving means score a point once mean_window points end at it.
         SELECT f.ts, f.value, f.rn,
                coalesce(greatest(
                    greatest(f.value - f.vmax, f.vmin - f.value, 0)
                      / greatest(f.vq[3] - f.vq[1], abs(f.vq[2]) * 0.01, 1e-9) / margin,
-                   greatest(f.mean - f.mmax, f.mmin - f.mean, 0)
-                     / greatest(f.mq[3] - f.mq[1], abs(f.mq[2]) * 0.01, 1e-9) / mean_margin,
-                   greatest(sm.mean - se.smax, se.smin - sm.mean, 0)
-                     / greatest(se.sq[2] - se.sq[1], abs(f.vq[2]) * 0.01, 1e-9) / mean_margin), 0) AS score
+                   CASE WHEN f.rn >= mean_window THEN greatest(f.mean - f.mmax, f.mmin - f.mean, 0)
+                     / greatest(f.mq[3] - f.mq[1], abs(f.mq[2]) * 0.01, 1e-9) / mean_margin END,
+                   CASE WHEN f.rn >= mean_window THEN greatest(sm.mean - se.smax, se.smin - sm.mean, 0)
+                     / greatest(se.sq[2] - se.sq[1], abs(f.vq[2]) * 0.01, 1e-9) / mean_margin END), 0) AS score
           FROM fit_of AS f
           LEFT JOIN season AS se ON se.fit_ts = f.fit_ts
           LEFT JOIN season_mean AS sm ON sm.fit_ts = f.fit_ts AND sm.rn = f.rn

@@ -11,8 +11,9 @@ AS $$
     -- margins of the robust spread (1 = at the threshold); for a model with a daily or
     -- weekly profile, also how far the moving mean of the departures from its hourly medians is
     -- beyond their training range. Samples of the last lookback_s seconds not scored yet;
-    -- the newest only the first time. The lookback before them is read too, so that
-    -- the oldest of a catch-up have their 36 samples of moving mean like the newest.
+    -- the newest only the first time. Samples before them are read too, so that the
+    -- oldest of a catch-up have their 36 samples of moving mean like the newest; a sample
+    -- with fewer (the first after a gap in sampling) is scored on its value alone.
     WITH m AS (
         -- A model stored before models kept their zone has none: its hours are UTC.
         SELECT a.model_id, a.feature, a.series, mj.j, coalesce(mj.j #>> '{season,zone}', 'UTC') AS zone,
@@ -27,10 +28,11 @@ AS $$
         SELECT f.feature, f.series, f.ts, f.value, m.model_id,
                m.profile[CASE WHEN cardinality(m.profile) = 168 THEN perfmon.hour_of_week(f.ts, m.zone)
                           ELSE perfmon.hour_of_day(f.ts, m.zone) END + 1] AS usual
-          FROM perfmon.anomaly_feature_values(now() - make_interval(secs => 2 * lookback_s), 'infinity') AS f
+          FROM perfmon.anomaly_scoring_values('envelope_sql', lookback_s) AS f
           JOIN m USING (feature, series)
     ), v AS (
         SELECT f.*, avg(f.value) OVER w AS mean, avg(f.value - f.usual) OVER w AS season_mean,
+               count(*) OVER w AS in_mean,
                row_number() OVER (PARTITION BY f.feature, f.series ORDER BY f.ts DESC) AS newest
           FROM f
         WINDOW w AS (PARTITION BY f.feature, f.series ORDER BY f.ts ROWS BETWEEN 35 PRECEDING AND CURRENT ROW)
@@ -38,11 +40,13 @@ AS $$
         SELECT v.*, m.j AS j,
                greatest(v.value - (m.j #>> '{value,max}')::float8, (m.j #>> '{value,min}')::float8 - v.value, 0)
                  / (m.j #>> '{value,spread}')::float8 / (m.j ->> 'margin')::float8 AS s_value,
-               greatest(v.mean - (m.j #>> '{mean,max}')::float8, (m.j #>> '{mean,min}')::float8 - v.mean, 0)
-                 / (m.j #>> '{mean,spread}')::float8 / (m.j ->> 'mean_margin')::float8 AS s_mean,
-               greatest(v.season_mean - (m.j #>> '{season,mean,max}')::float8,
-                        (m.j #>> '{season,mean,min}')::float8 - v.season_mean, 0)
-                 / (m.j #>> '{season,mean,spread}')::float8 / (m.j ->> 'mean_margin')::float8 AS s_season
+               CASE WHEN v.in_mean = 36 THEN
+                   greatest(v.mean - (m.j #>> '{mean,max}')::float8, (m.j #>> '{mean,min}')::float8 - v.mean, 0)
+                     / (m.j #>> '{mean,spread}')::float8 / (m.j ->> 'mean_margin')::float8 END AS s_mean,
+               CASE WHEN v.in_mean = 36 THEN
+                   greatest(v.season_mean - (m.j #>> '{season,mean,max}')::float8,
+                            (m.j #>> '{season,mean,min}')::float8 - v.season_mean, 0)
+                     / (m.j #>> '{season,mean,spread}')::float8 / (m.j ->> 'mean_margin')::float8 END AS s_season
           FROM v JOIN m USING (model_id)
           LEFT JOIN perfmon.state_anomaly_scoring AS st
                  ON st.detector = 'envelope_sql' AND st.feature = v.feature AND st.series = v.series
@@ -50,12 +54,13 @@ AS $$
            AND CASE WHEN st.last_ts IS NULL THEN v.newest = 1 ELSE v.ts > st.last_ts END
     ), c AS (
         SELECT s.*, greatest(s.s_value, s.s_mean, s.s_season) AS score,
-               CASE WHEN s.s_value >= greatest(s.s_mean, s.s_season) THEN 'value'
+               CASE WHEN s.s_value >= coalesce(greatest(s.s_mean, s.s_season), 0) THEN 'value'
                     WHEN s.s_mean >= s.s_season OR s.s_season IS NULL THEN 'moving mean'
                     ELSE 'time of day' END AS channel
           FROM s
     )
-    -- greatest() passes over the NULL of a model without a profile. The expected
+    -- greatest() passes over the NULL of a model without a profile, and of a moving
+    -- mean over fewer than 36 samples. The expected
     -- range is the value's, or for the time-of-day channel the hour's: its median, moved
     -- as far as the departures' moving mean may go.
     SELECT 'envelope_sql', c.feature, c.series, c.ts, c.score, c.value,
