@@ -173,6 +173,25 @@ def test_the_first_samples_after_a_gap_in_sampling_are_not_flagged_for_it(
     assert "host.cpu.total_pct" in [r[0] for r in _episodes(conn)]
 
 
+def test_a_second_scoring_or_training_at_once_skips(conn: psycopg.Connection, paused_cron: str) -> None:
+    # A manual analyze() beside the job's would count the same samples into the same
+    # episodes twice; a second training would store the same models again.
+    w = _workload(conn, "envelope")
+    w.write(w.rows(1, cpu=98.0))
+    conn.execute("SET statement_timeout = '30s'")  # unguarded, the second would wait on the first's rows
+    with psycopg.connect(paused_cron) as holder:  # its transaction stays open
+        held = holder.execute("SELECT perfmon.score_anomalies()").fetchone()[0]
+        assert held["anomalous"] >= 1
+        assert conn.execute("SELECT perfmon.score_anomalies()").fetchone()[0]["skipped"] == \
+            "another scoring is running"
+        assert "models" in holder.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]
+        assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["skipped"] == \
+            "another training is running"
+        holder.commit()
+    assert conn.execute("SELECT count(*), sum(anomalous_samples) FROM perfmon.anomalies").fetchone() == (1, 1)
+    assert conn.execute("SELECT perfmon.score_anomalies()").fetchone()[0]["scored"] == 0
+
+
 def test_models_survive_a_server_restart(server, conn: psycopg.Connection, installed: str) -> None:
     w = _workload(conn, "envelope")
     before = conn.execute("SELECT model_id, trained_at, md5(model) FROM perfmon.anomaly_models "

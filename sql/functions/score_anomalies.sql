@@ -22,6 +22,11 @@ BEGIN
     IF NOT perfmon.setting('anomaly_detection.enabled')::boolean THEN
         RETURN jsonb_build_object('detector', det, 'skipped', 'anomaly_detection.enabled is false');
     END IF;
+    -- Two scorings at once (a manual analyze() beside the job's) would both count the
+    -- same samples into the same episodes.
+    IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.score_anomalies')) THEN
+        RETURN jsonb_build_object('detector', det, 'skipped', 'another scoring is running');
+    END IF;
     CREATE TEMP TABLE IF NOT EXISTS perfmon_scores OF perfmon.anomaly_score ON COMMIT DROP;
     TRUNCATE perfmon_scores;
     IF det = 'envelope_sql' THEN

@@ -20,6 +20,11 @@ BEGIN
     IF NOT perfmon.setting('anomaly_detection.enabled')::boolean THEN
         RETURN jsonb_build_object('detector', det, 'skipped', 'anomaly_detection.enabled is false');
     END IF;
+    -- A second training at once (a manual one beside the job's) would store the same
+    -- models again, then fail on the index that allows one current model per series.
+    IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.train_anomaly_models')) THEN
+        RETURN jsonb_build_object('detector', det, 'skipped', 'another training is running');
+    END IF;
     SELECT max(m.trained_at) INTO newest FROM perfmon.anomaly_models AS m WHERE m.current AND m.detector = det;
     IF NOT force AND newest > now() - make_interval(hours => perfmon.setting('anomaly_detection.retrain_interval_hours')::int) THEN
         RETURN jsonb_build_object('detector', det, 'skipped', format('models trained at %s are not due', newest));
