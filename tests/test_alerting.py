@@ -439,6 +439,23 @@ def assert_no_secret(conn: psycopg.Connection, secret: str) -> None:
         assert found == 0, f"{table} holds the secret"
 
 
+def test_sampling_that_stopped_raises_an_alert_and_its_return_resolves_it(conn: psycopg.Connection) -> None:
+    def stopped() -> list[tuple]:
+        conn.execute("SELECT perfmon.evaluate_alerts()")
+        return conn.execute("SELECT state, level, round(value) FROM perfmon.alert_log "
+                            "WHERE rule = 'sampling_stopped'").fetchall()
+
+    conn.execute("SELECT perfmon.collect()")
+    assert stopped() == []
+    # collect() has not written a sample for 5 intervals (its job failing), then 15.
+    conn.execute("UPDATE perfmon.server_history SET ts = ts - interval '5 minutes'")
+    assert stopped() == [("firing", "warning", 5)]
+    conn.execute("UPDATE perfmon.server_history SET ts = ts - interval '10 minutes'")
+    assert stopped() == [("firing", "critical", 15)]
+    conn.execute("SELECT perfmon.collect()")
+    assert stopped() == [("resolved", "critical", 15)]
+
+
 def test_an_ongoing_anomaly_raises_an_alert_and_its_end_resolves_it(conn: psycopg.Connection) -> None:
     """An episode of perfmon.anomalies at or above alerting.anomaly_min_level is an alert."""
     episode = conn.execute(

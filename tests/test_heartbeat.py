@@ -102,6 +102,29 @@ def test_stale_down_and_mttr(conn, agent_dsn: str) -> None:
     assert health(conn, "crashed")["health"] == "down"
 
 
+def agent_alerts(conn: psycopg.Connection) -> dict[str, tuple[str, str]]:
+    conn.execute("SELECT perfmon.evaluate_alerts()")
+    return {target: (state, level) for target, state, level in conn.execute(
+        "SELECT target, state, level FROM perfmon.alert_log WHERE rule = 'agent_down'")}
+
+
+def test_an_agent_gone_silent_raises_an_alert_and_its_return_resolves_it(conn, agent_dsn: str) -> None:
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        for name in ("steady", "quiet", "gone", "crashed"):
+            heartbeat(aconn, name, expected_interval_s=10)
+        heartbeat(aconn, "crashed", "down")
+        assert agent_alerts(conn) == {"crashed": ("firing", "critical")}
+        for name, silent in (("quiet", "25 seconds"), ("gone", "5 minutes")):
+            conn.execute("UPDATE perfmon.agents SET last_seen = now() - %s::interval WHERE name = %s",
+                         (silent, name))
+        assert agent_alerts(conn) == {"crashed": ("firing", "critical"), "quiet": ("firing", "warning"),
+                                      "gone": ("firing", "critical")}
+        for name in ("quiet", "gone", "crashed"):
+            heartbeat(aconn, name, expected_interval_s=10)
+    assert agent_alerts(conn) == {"crashed": ("resolved", "critical"), "quiet": ("resolved", "warning"),
+                                  "gone": ("resolved", "critical")}
+
+
 @pytest.mark.parametrize("name", ["it's; DROP TABLE perfmon.agents; --", 'a"b\\c', "名前-ワーカー",
                                   "\U0001F680 rocket", "x" * 200])
 def test_hostile_agent_names_are_stored_as_given(conn, agent_dsn: str, name: str) -> None:
