@@ -468,6 +468,12 @@ def alert_kit(h: Hostile) -> Iterator[AlertKit]:
                             "PGPERFMON_SLACK_WEBHOOK_URL": rx.url + "/slack"})
 
 
+def _only_the_hostile_rule(conn: psycopg.Connection) -> None:
+    """The seeded rules off: the hostile agents of other examples, silent since, would
+    raise agent_down alerts beside the one under test."""
+    conn.execute("UPDATE perfmon.alert_rules SET enabled = false WHERE enabled")
+
+
 def _deliver(h: Hostile, kit: AlertKit) -> list[dict]:
     kit.rx.received.clear()
     with psycopg.connect(h.dsn) as conn:
@@ -488,6 +494,7 @@ def test_alert_rule_fields_survive_evaluation_and_delivery_exactly(
     conn.execute("DELETE FROM perfmon.alert_log")
     conn.execute("DELETE FROM perfmon.alert_rules WHERE name = 'hostile'")
     conn.execute("TRUNCATE public.hostile_gauge")
+    _only_the_hostile_rule(conn)
     try:
         conn.execute(
             """INSERT INTO perfmon.alert_rules (name, metric, unit, query, comparison, warning_threshold,
@@ -539,6 +546,7 @@ def test_email_of_an_alert_on_a_target_with_line_breaks_is_sent(h: Hostile, aler
         conn.execute("DELETE FROM perfmon.alert_log")
         conn.execute("DELETE FROM perfmon.alert_rules WHERE name = 'hostile'")
         conn.execute("TRUNCATE public.hostile_gauge")
+        _only_the_hostile_rule(conn)
         conn.execute("""INSERT INTO perfmon.alert_rules (name, metric, unit, query, comparison,
                             warning_threshold, business_impact, affected_systems, recommended_actions,
                             description)
