@@ -267,6 +267,27 @@ def test_in_database_worker_sends_slack_messages(conn: psycopg.Connection, insta
         assert worker == [("database", True)]
 
 
+def test_a_hostile_target_reaches_slack_as_text_not_as_a_mention_or_link(conn: psycopg.Connection,
+                                                                          installed: str) -> None:
+    # A target comes from the database: a table, a host, an agent's own name. Slack
+    # reads <...> and & in text as mentions and links unless they are entities.
+    add_gauge_rule(conn, value=99)
+    hostile = "<!channel> & <https://evil.example|pay here>"
+    conn.execute("UPDATE public.test_gauge SET target = %s", (hostile,))
+    set_config(conn, alerting__channels__slack__enabled=True)
+    analyze(conn)
+    with http_receiver() as rx:
+        assert deliver(installed, {"PGPERFMON_SLACK_WEBHOOK_URL": rx.url}) == 1
+        body = rx.received[0].json()
+    escaped = "&lt;!channel&gt; &amp; &lt;https://evil.example|pay here&gt;"
+    mrkdwn = [body["text"], body["attachments"][0]["fallback"]] + \
+        [f["text"] for block in body["blocks"][1:] for f in block["fields"]]
+    assert escaped in body["text"]
+    assert not any("<" in t or ">" in t for t in mrkdwn), mrkdwn
+    assert body["blocks"][0]["text"] == {"type": "plain_text", "text": body["blocks"][0]["text"]["text"]}
+    assert hostile in body["blocks"][0]["text"]["text"], "plain_text is shown as it is: not escaped"
+
+
 def test_messages_wait_for_a_worker_that_has_the_secret(conn: psycopg.Connection, installed: str) -> None:
     add_gauge_rule(conn, value=80)
     set_config(conn, alerting__channels__webhook__enabled=True)

@@ -523,7 +523,11 @@ def test_alert_rule_fields_survive_evaluation_and_delivery_exactly(
         metric, unit, target, impact, [system], actions)
     slack = [p for p in payloads if "blocks" in p]
     assert len(slack) == 1
-    assert {"type": "mrkdwn", "text": f"*Target*\n{target}"} in slack[0]["blocks"][1]["fields"]
+    # Slack shows a mrkdwn field with its three entities decoded; a raw < > & would be a control.
+    field = next(f["text"] for f in slack[0]["blocks"][1]["fields"] if f["text"].startswith("*Target*\n"))
+    shown = field.removeprefix("*Target*\n").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    assert shown == target and not any(c in field.replace("&amp;", "").replace("&lt;", "").replace("&gt;", "")
+                                       for c in "<>&"), field
     h.assert_intact()
 
 

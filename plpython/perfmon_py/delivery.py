@@ -133,19 +133,28 @@ def details_of(message: Mapping[str, Any]) -> list[tuple[str, str]]:
     return fields
 
 
+def slack_escaped(text: str) -> str:
+    """Slack reads &, < and > in message text as its controls: <!channel> notifies a whole
+    channel, <url|label> is a link. A target or detail from the database (a table, a host,
+    an agent's own name) is sent as entities, so that it is shown, never obeyed."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_body(message: Mapping[str, Any]) -> dict[str, Any]:
     """Slack's incoming-webhook format: text (the notification) and blocks."""
     p = message["payload"]
-    fields = [{"type": "mrkdwn", "text": f"*{k}*\n{v}"} for k, v in details_of(message)]
+    text = slack_escaped(text_of(message))
+    fields = [{"type": "mrkdwn", "text": f"*{slack_escaped(str(k))}*\n{slack_escaped(str(v))}"}
+              for k, v in details_of(message)]
     return {
-        "text": text_of(message),
+        "text": text,
         "blocks": [
+            # plain_text is shown as it is: no controls to escape.
             {"type": "header", "text": {"type": "plain_text", "text": text_of(message)[:150]}},
             # Slack allows at most 10 fields per section.
             {"type": "section", "fields": fields[:10]},
         ] + [{"type": "section", "fields": fields[i:i + 10]} for i in range(10, len(fields), 10)],
-        "attachments": [{"color": LEVEL_COLOURS.get(str(p.get("level")), "#808080"),
-                         "fallback": text_of(message)}],
+        "attachments": [{"color": LEVEL_COLOURS.get(str(p.get("level")), "#808080"), "fallback": text}],
     }
 
 
