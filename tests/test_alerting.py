@@ -477,6 +477,18 @@ def test_sampling_that_stopped_raises_an_alert_and_its_return_resolves_it(conn: 
     assert stopped() == [("resolved", "critical", 15)]
 
 
+def test_the_agent_and_sampling_rules_keep_a_dbas_rule_of_the_same_name(conn: psycopg.Connection) -> None:
+    # A DBA who had added a rule named agent_down keeps it through the upgrade that
+    # brings pgperfmon's own (migration 017 run again over it must change nothing).
+    conn.execute("UPDATE perfmon.alert_rules SET description = 'ours', hold_seconds = 600 "
+                 "WHERE name IN ('agent_down', 'sampling_stopped')")
+    migration = Path(__file__).resolve().parents[1] / "sql/migrations/017_agent_and_sampling_alerts.sql"
+    conn.execute(migration.read_text())
+    assert conn.execute("SELECT name, description, hold_seconds FROM perfmon.alert_rules "
+                        "WHERE name IN ('agent_down', 'sampling_stopped') ORDER BY name").fetchall() == \
+        [("agent_down", "ours", 600), ("sampling_stopped", "ours", 600)]
+
+
 def test_an_ongoing_anomaly_raises_an_alert_and_its_end_resolves_it(conn: psycopg.Connection) -> None:
     """An episode of perfmon.anomalies at or above alerting.anomaly_min_level is an alert."""
     episode = conn.execute(

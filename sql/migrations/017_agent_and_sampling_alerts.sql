@@ -5,7 +5,8 @@
 -- perfmon.collect() stops writing samples (its job failing or unscheduled) while
 -- perfmon.analyze() still runs, every sample-based rule and the anomaly detector go
 -- quiet with it, which looks like health. Both are now rules like any other
--- (perfmon.alert_rules): a DBA may change their thresholds or disable them.
+-- (perfmon.alert_rules): a DBA may change their thresholds or disable them. A rule
+-- of the same name that a DBA added before this upgrade is kept as it is.
 INSERT INTO perfmon.alert_rules (name, metric, unit, query, hold_seconds, business_impact,
         affected_systems, recommended_actions, description) VALUES
     ('agent_down', 'agent.silent_s', 's',
@@ -17,7 +18,8 @@ INSERT INTO perfmon.alert_rules (name, metric, unit, query, hold_seconds, busine
      ARRAY['the application behind the agent'],
      'Check the application''s process and logs; perfmon.agent_health and perfmon.agent_outages show since '
      'when. An agent retired for good: DELETE FROM perfmon.agents WHERE name = ''...''.',
-     'application agents stale (warning) or down (critical) in perfmon.agent_health');
+     'application agents stale (warning) or down (critical) in perfmon.agent_health')
+ON CONFLICT (name) DO NOTHING;
 
 INSERT INTO perfmon.alert_rules (name, metric, unit, query, comparison, warning_threshold, critical_threshold,
         hold_seconds, business_impact, affected_systems, recommended_actions, description) VALUES
@@ -31,4 +33,5 @@ INSERT INTO perfmon.alert_rules (name, metric, unit, query, comparison, warning_
      'what happens.',
      ARRAY['pgperfmon'],
      'Run pgperfmon status: it names a failing or unscheduled job; cron.job_run_details holds its errors.',
-     'collection intervals since perfmon.collect() last wrote a sample');
+     'collection intervals since perfmon.collect() last wrote a sample')
+ON CONFLICT (name) DO NOTHING;
