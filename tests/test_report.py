@@ -79,6 +79,17 @@ def test_charts_draw_gaps_escape_names_and_say_when_there_is_no_data() -> None:
     assert bars.count('<rect class="bar"') == 2
 
 
+def test_markdown_cells_show_hostile_names_as_text() -> None:
+    # A table, host or agent name reaches the report's bare cells: no tag, link or
+    # autolink may open there, nor a new cell or line.
+    cell = rendering.md_cell("<img src=x onerror=alert(1)> [pay](https://evil.example) "
+                             "<https://e.example> | a`b\nc")
+    assert cell == ("&lt;img src=x onerror=alert(1)> \\[pay](https://evil.example) &lt;https://e.example> "
+                    "\\| a'b c")
+    # In a code span (the query texts) < and [ are inert and shown as they are.
+    assert rendering.md_code("SELECT '<b>' || x[1]") == "SELECT '<b>' \\|\\| x[1]"
+
+
 # --------------------------------------------------------------------------- the three formats
 
 def test_json_is_executive_report_as_the_database_returns_it(prepared: psycopg.Connection,

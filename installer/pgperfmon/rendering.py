@@ -75,10 +75,16 @@ def plain(value: Any) -> str:
     return str(value)
 
 
-def md_cell(value: Any) -> str:
-    """A Markdown table cell: one line, pipes and backticks neutralised."""
+def md_code(value: Any) -> str:
+    """A Markdown table cell's code span: one line, pipes and backticks neutralised."""
     text = " ".join(plain(value).split())
     return text.replace("|", "\\|").replace("`", "'")
+
+
+def md_cell(value: Any) -> str:
+    """A Markdown table cell: as md_code, and no HTML tag, autolink or link can open in it
+    (a table or agent named <img onerror=...> or [x](url) is shown as text)."""
+    return md_code(value).replace("<", "&lt;").replace("[", "\\[")
 
 
 class Notes:
@@ -112,7 +118,7 @@ def environment() -> jinja2.Environment:
     env.filters.update(
         figure=d.figure, how=d.how, number=d.number, incidents=d.incidents,
         duration=lambda v: "" if v is None else d.duration(float(v)),
-        ts=ts, num=num, plain=plain, md=md_cell,
+        ts=ts, num=num, plain=plain, md=md_cell, md_code=md_code,
     )
     env.globals.update(charts=charts, Markup=Markup)
     return env
