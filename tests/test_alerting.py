@@ -468,13 +468,16 @@ def test_sampling_that_stopped_raises_an_alert_and_its_return_resolves_it(conn: 
 
     conn.execute("SELECT perfmon.collect()")
     assert stopped() == []
-    # collect() has not written a sample for 5 intervals (its job failing), then 15.
-    conn.execute("UPDATE perfmon.server_history SET ts = ts - interval '5 minutes'")
-    assert stopped() == [("firing", "warning", 5)]
+    # pg_cron may take a minute to start a job: a sample 3.5 minutes old is 2.5 intervals
+    # late, not yet a warning; then collect() writes none for 5 minutes, then 15.
+    conn.execute("UPDATE perfmon.server_history SET ts = ts - interval '210 seconds'")
+    assert stopped() == []
+    conn.execute("UPDATE perfmon.server_history SET ts = ts - interval '90 seconds'")
+    assert stopped() == [("firing", "warning", 4)]
     conn.execute("UPDATE perfmon.server_history SET ts = ts - interval '10 minutes'")
-    assert stopped() == [("firing", "critical", 15)]
+    assert stopped() == [("firing", "critical", 14)]
     conn.execute("SELECT perfmon.collect()")
-    assert stopped() == [("resolved", "critical", 15)]
+    assert stopped() == [("resolved", "critical", 14)]
 
 
 def test_the_agent_and_sampling_rules_keep_a_dbas_rule_of_the_same_name(conn: psycopg.Connection) -> None:

@@ -25,7 +25,8 @@ INSERT INTO perfmon.alert_rules (name, metric, unit, query, comparison, warning_
         hold_seconds, business_impact, affected_systems, recommended_actions, description) VALUES
     ('sampling_stopped', 'perfmon.server_history age', 'intervals',
      $q$SELECT 'server'::text,
-               extract(epoch FROM now() - max(h.ts)) / perfmon.setting('collection.interval_seconds')::float8,
+               greatest(extract(epoch FROM now() - max(h.ts)) - 60, 0)
+                 / perfmon.setting('collection.interval_seconds')::float8,
                NULL::text, jsonb_build_object('last_sample', max(h.ts))
           FROM perfmon.server_history AS h WHERE h.server_id = 1 HAVING max(h.ts) IS NOT NULL$q$,
      '>', 3, 10, 0,
@@ -33,5 +34,6 @@ INSERT INTO perfmon.alert_rules (name, metric, unit, query, comparison, warning_
      'what happens.',
      ARRAY['pgperfmon'],
      'Run pgperfmon status: it names a failing or unscheduled job; cron.job_run_details holds its errors.',
-     'collection intervals since perfmon.collect() last wrote a sample')
+     'collection intervals since perfmon.collect() last wrote a sample, beyond the minute pg_cron may take '
+     'to start a job (as pgperfmon status allows)')
 ON CONFLICT (name) DO NOTHING;
