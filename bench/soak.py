@@ -297,12 +297,16 @@ class Soak:
                 "percentile_cont(0.95) WITHIN GROUP (ORDER BY duration_ms) FROM perfmon.samples "
                 "WHERE kind = 'sample' AND ts BETWEEN %s AND %s", (since, until)).fetchone()
 
-    def deliveries(self, since: datetime, until: datetime) -> tuple[int, int]:
+    def deliveries(self, since: datetime, until: datetime) -> tuple[int, int, str]:
+        """Alerts raised, notifications delivered, and the alerts by rule and level."""
         with psycopg.connect(self.dsn) as conn:
             return conn.execute(
                 "SELECT (SELECT count(*) FROM perfmon.alert_log WHERE first_seen BETWEEN %s AND %s), "
-                "(SELECT count(*) FROM perfmon.delivery_log WHERE ok AND ts BETWEEN %s AND %s)",
-                (since, until, since, until)).fetchone()
+                "(SELECT count(*) FROM perfmon.delivery_log WHERE ok AND ts BETWEEN %s AND %s), "
+                "(SELECT coalesce(string_agg(format('%%s %%s %%s', n, rule, level), ', ' "
+                "ORDER BY rule, level), 'none') FROM (SELECT rule, level, count(*) AS n "
+                "FROM perfmon.alert_log WHERE first_seen BETWEEN %s AND %s GROUP BY rule, level) AS r)",
+                (since, until, since, until, since, until)).fetchone()
 
 
 def now() -> datetime:
@@ -422,9 +426,10 @@ def main() -> None:
             print(f"collect(): median {median_ms or 0:,.0f} ms, p95 {p95_ms or 0:,.0f} ms per sample; "
                   f"perfmon.analyze() called by the bench after each block: median "
                   f"{statistics.median(soak.analyze_ms) if soak.analyze_ms else 0:,.0f} ms")
-            raised, delivered = soak.deliveries(since, until)
+            raised, delivered, by_rule = soak.deliveries(since, until)
             print(f"alerts: {raised} raised, {delivered} notifications delivered; the receiver on 127.0.0.1 "
                   f"got {len(rx.received)}")
+            print(f"  raised by rule and level: {by_rule}")
 
             base = statistics.fmean(baseline)
             mon = statistics.fmean(monitored)
