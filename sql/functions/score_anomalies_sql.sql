@@ -60,9 +60,9 @@ AS $$
           FROM s
     )
     -- greatest() passes over the NULL of a model without a profile, and of a moving
-    -- mean over fewer than 36 samples. The expected
-    -- range is the value's, or for the time-of-day channel the hour's: its median, moved
-    -- as far as the departures' moving mean may go.
+    -- mean over fewer than 36 samples. The expected range is the value's, or for the
+    -- time-of-day channel the hour's: its median, moved as far as the departures'
+    -- moving mean may go.
     SELECT 'envelope_sql', c.feature, c.series, c.ts, c.score, c.value,
            CASE WHEN c.channel = 'time of day'
                 THEN c.usual + (c.j #>> '{season,mean,min}')::float8
