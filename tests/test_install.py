@@ -96,6 +96,30 @@ def test_second_install_changes_nothing(installed: str, server) -> None:
     assert catalog_snapshot(installed, server) == before
 
 
+def test_install_replaces_a_function_whose_result_columns_changed(installed: str) -> None:
+    """CREATE OR REPLACE cannot change a function's result type: the install drops the old
+    one and creates the new, and refuses to drop one a user's view depends on."""
+    old_shape = ("CREATE FUNCTION perfmon.anomaly_scoring_values(detector text, lookback_s integer) "
+                 "RETURNS TABLE (feature text, series text, ts timestamptz, value double precision) "
+                 "LANGUAGE sql AS 'SELECT NULL::text, NULL::text, NULL::timestamptz, NULL::float8'")
+    replace = ("DROP FUNCTION perfmon.anomaly_scoring_values(text, integer); "  # as an older release had it
+               f"SET ROLE perfmon_admin; {old_shape}; RESET ROLE")
+    with psycopg.connect(installed) as conn:
+        conn.execute(replace)
+    report = deploy.install(installed, DEFAULTS)
+    assert "replaced perfmon.anomaly_scoring_values(text,integer)" in report.changes
+    with psycopg.connect(installed) as conn:
+        columns = conn.execute(
+            "SELECT array_agg(a ORDER BY n) FROM pg_proc p, unnest(p.proargnames) WITH ORDINALITY AS u(a, n) "
+            "WHERE p.oid = 'perfmon.anomaly_scoring_values(text,integer)'::regprocedure").fetchone()[0]
+        assert columns == ["detector", "lookback_s", "feature", "series", "ts", "value", "scorable"]
+        conn.execute(replace)
+        conn.execute("CREATE VIEW public.my_scoring AS "
+                     "SELECT * FROM perfmon.anomaly_scoring_values('envelope', 60)")
+    with pytest.raises(psycopg.errors.DependentObjectsStillExist, match="my_scoring"):
+        deploy.install(installed, DEFAULTS)
+
+
 def test_cli_install_twice(dsn: str) -> None:
     runner = CliRunner()
     first = runner.invoke(cli.main, ["install", "--dsn", dsn])

@@ -362,6 +362,21 @@ def _apply_object(conn: psycopg.Connection, obj: SqlObject) -> None:
             raise
         conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(*view.group(1).split("."))))
         conn.execute(obj.text)
+    except psycopg.errors.InvalidFunctionDefinition:
+        # A function whose result columns changed (a RETURNS TABLE with a new column)
+        # cannot be replaced in place either. perfmon overloads no function name, so the
+        # name alone finds the old one. No CASCADE, as for views.
+        function = re.search(r"CREATE OR REPLACE FUNCTION\s+perfmon\.(\w+)\s*\(", obj.text)
+        if not function:
+            raise
+        old = conn.execute(
+            """SELECT p.oid::regprocedure::text FROM pg_proc p
+                WHERE p.pronamespace = 'perfmon'::regnamespace AND p.proname = %s""",
+            (function.group(1),)).fetchall()
+        if len(old) != 1:
+            raise
+        conn.execute(f"DROP FUNCTION {old[0][0]}")  # regprocedure output: already quoted
+        conn.execute(obj.text)
 
 
 def _deploy_python(conn: psycopg.Connection, available: set[str], report: Report) -> None:
