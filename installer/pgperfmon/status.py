@@ -206,6 +206,8 @@ def render(status: Status) -> str:
             lines.append(f"  {cap['capability']:<20} {mark:<9} {cap['detail']}")
     if status.installed:
         lines.append("jobs:" if status.jobs else "jobs:      none scheduled")
+        # Job names hold the database's name: as wide as the longest, so the columns align.
+        width = max((len(job["jobname"]) for job in status.jobs), default=0)
         for job in status.jobs:
             if job["last_status"] is None:
                 last = "not run yet"
@@ -213,7 +215,7 @@ def render(status: Status) -> str:
                 last = f"{job['last_status']} at {job['last_start']:%Y-%m-%d %H:%M:%S%z}"
                 if job["last_duration_ms"] is not None:
                     last += f" in {job['last_duration_ms']} ms"
-            lines.append(f"  {job['jobname']:<36} {job['schedule']:<12} {last}")
+            lines.append(f"  {job['jobname']:<{width}} {job['schedule']:<12} {last}")
         if status.newest_sample is not None:
             lines.append(f"newest sample: {status.newest_sample_age_seconds:.0f} s ago")
         elif status.installed:
