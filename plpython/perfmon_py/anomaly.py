@@ -516,7 +516,7 @@ def walk_forward(ts: Sequence[float], values: Sequence[float], algorithm: str = 
 
 _SERIES_SQL = """
     SELECT v.feature, v.series, array_agg(extract(epoch FROM v.ts)::float8 ORDER BY v.ts) AS t,
-           array_agg(v.value ORDER BY v.ts) AS x, min(v.ts)::text AS t0, max(v.ts)::text AS t1
+           array_agg(v.value ORDER BY v.ts) AS x, min(v.ts)::text AS t0, max(v.ts)::text AS t1{scorable}
       FROM {source} AS v
      GROUP BY v.feature, v.series"""
 
@@ -561,7 +561,8 @@ def _fill(m: np.ndarray, centre: np.ndarray) -> np.ndarray:
 def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: str,
                  zone: str = "UTC") -> dict[str, Any]:
     groups = list(plpy.execute(plpy.prepare(
-        _SERIES_SQL.format(source="perfmon.anomaly_feature_values($1, $2)"), ["timestamptz", "timestamptz"]),
+        _SERIES_SQL.format(scorable="", source="perfmon.anomaly_feature_values($1, $2)"),
+        ["timestamptz", "timestamptz"]),
         [since, until]))
     insert = plpy.prepare(
         "INSERT INTO perfmon.anomaly_models (detector, feature, series, features, trained_from, "
@@ -633,22 +634,17 @@ def _cached_models(plpy: Any, GD: dict, detectors: list[str]) -> dict[tuple[str,
 
 def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dict[str, Any]]:
     """Scores of the feature samples of the last lookback_s seconds not scored yet (the newest
-    only, the first time)."""
+    only, the first time): those perfmon.anomaly_scoring_values() calls scorable."""
     per_metric = "envelope" if detector == "isolation_forest_multi" else detector
     detectors = [per_metric] + (["isolation_forest_multi"] if detector.startswith("isolation_forest") else [])
     models = _cached_models(plpy, GD, detectors)
     if not models:
         return []
-    since = plpy.execute(plpy.prepare(
-        "SELECT extract(epoch FROM now())::float8 - $1 AS s", ["float8"]), [lookback_s])[0]["s"]
-    # Samples before them are read too, so that the oldest of a catch-up have a full
-    # moving mean like the newest.
-    groups = list(plpy.execute(plpy.prepare(
-        _SERIES_SQL.format(source="perfmon.anomaly_scoring_values($1, $2)"), ["text", "int4"]),
-        [per_metric, lookback_s]))
-    state = {(r["detector"], r["feature"], r["series"]): r["last"] for r in plpy.execute(
-        "SELECT detector, feature, series, extract(epoch FROM last_ts)::float8 AS last "
-        "FROM perfmon.state_anomaly_scoring")}
+    # Samples before the scorable ones are read too, so that the oldest of a catch-up have
+    # a full moving mean like the newest.
+    groups = list(plpy.execute(plpy.prepare(_SERIES_SQL.format(
+        scorable=", array_agg(v.scorable ORDER BY v.ts) AS scorable",
+        source="perfmon.anomaly_scoring_values($1, $2)"), ["text", "int4"]), [per_metric, lookback_s]))
     out: list[dict[str, Any]] = []
     for g in groups:
         key = (per_metric, g["feature"], g["series"])
@@ -656,24 +652,33 @@ def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dic
             continue
         model_id, model = models[key]
         t, x = g["t"], g["x"]
-        last = state.get(key)
-        todo = [len(t) - 1] if last is None else [i for i, ti in enumerate(t) if ti > last]
-        todo = [i for i in todo if t[i] > since]
         w = int(model.get("mean_window", MEAN_WINDOW))
-        for i in todo:
+        for i in (i for i, scorable in enumerate(g["scorable"]) if scorable):
             s = score(model, x[max(0, i - w + 1):i + 1], t[max(0, i - w + 1):i + 1])
             out.append(_row(per_metric, g["feature"], g["series"], t[i], s, model_id))
     multi = models.get(("isolation_forest_multi", "multi", ""))
     if multi is not None:
-        model_id, model = multi
-        bins, m = _pivot(groups, model["names"], _bin_s(plpy))
-        last = state.get(("isolation_forest_multi", "multi", ""))
-        todo = [len(bins) - 1] if last is None else [i for i, b in enumerate(bins) if b > last]
-        todo = [i for i in todo if i >= 0 and bins[i] > since]
-        if todo:
-            for i, s in zip(todo, score_iforest(model, _fill(m[todo], model["centre"])), strict=False):
-                out.append(_row("isolation_forest_multi", "multi", "", bins[i], s, model_id))
+        out.extend(_score_multi(plpy, multi, groups, lookback_s))
     return out
+
+
+def _score_multi(plpy: Any, multi: tuple[int, Any], groups: list[dict[str, Any]],
+                 lookback_s: float) -> list[dict[str, Any]]:
+    """The multi-metric forest's scores of the sample intervals (bins) of the last lookback_s
+    seconds after the last it scored (the newest only, the first time)."""
+    model_id, model = multi
+    bins, m = _pivot(groups, model["names"], _bin_s(plpy))
+    row = plpy.execute(plpy.prepare(
+        "SELECT extract(epoch FROM now())::float8 - $1 AS since, "
+        "(SELECT extract(epoch FROM last_ts)::float8 FROM perfmon.state_anomaly_scoring "
+        " WHERE detector = 'isolation_forest_multi' AND feature = 'multi' AND series = '') AS last",
+        ["float8"]), [lookback_s])[0]
+    todo = [len(bins) - 1] if row["last"] is None else [i for i, b in enumerate(bins) if b > row["last"]]
+    todo = [i for i in todo if i >= 0 and bins[i] > row["since"]]
+    if not todo:
+        return []
+    return [_row("isolation_forest_multi", "multi", "", bins[i], s, model_id)
+            for i, s in zip(todo, score_iforest(model, _fill(m[todo], model["centre"])), strict=False)]
 
 
 def _row(detector: str, feature: str, series: str, ts: float, s: Score, model_id: int) -> dict[str, Any]:

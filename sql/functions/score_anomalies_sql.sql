@@ -10,10 +10,10 @@ AS $$
     -- value, or its moving mean over 36 samples, is beyond the training range, in
     -- margins of the robust spread (1 = at the threshold); for a model with a daily or
     -- weekly profile, also how far the moving mean of the departures from its hourly medians is
-    -- beyond their training range. Samples of the last lookback_s seconds not scored yet;
-    -- the newest only the first time. Samples before them are read too, so that the
-    -- oldest of a catch-up have their 36 samples of moving mean like the newest; a sample
-    -- with fewer (the first after a gap in sampling) is scored on its value alone.
+    -- beyond their training range. The samples perfmon.anomaly_scoring_values() calls
+    -- scorable; those it reads before them give the oldest of a catch-up their 36 samples of
+    -- moving mean like the newest. A sample with fewer (the first after a gap in sampling)
+    -- is scored on its value alone.
     WITH m AS (
         -- A model stored before models kept their zone has none: its hours are UTC.
         SELECT a.model_id, a.feature, a.series, mj.j, coalesce(mj.j #>> '{season,zone}', 'UTC') AS zone,
@@ -25,15 +25,14 @@ AS $$
          WHERE a.current AND a.detector = 'envelope_sql'
     ), f AS (
         -- Each sample with its hour's median in the model's daily or weekly profile (NULL without one).
-        SELECT f.feature, f.series, f.ts, f.value, m.model_id,
+        SELECT f.feature, f.series, f.ts, f.value, f.scorable, m.model_id,
                m.profile[CASE WHEN cardinality(m.profile) = 168 THEN perfmon.hour_of_week(f.ts, m.zone)
                           ELSE perfmon.hour_of_day(f.ts, m.zone) END + 1] AS usual
           FROM perfmon.anomaly_scoring_values('envelope_sql', lookback_s) AS f
           JOIN m USING (feature, series)
     ), v AS (
         SELECT f.*, avg(f.value) OVER w AS mean, avg(f.value - f.usual) OVER w AS season_mean,
-               count(*) OVER w AS in_mean,
-               row_number() OVER (PARTITION BY f.feature, f.series ORDER BY f.ts DESC) AS newest
+               count(*) OVER w AS in_mean
           FROM f
         WINDOW w AS (PARTITION BY f.feature, f.series ORDER BY f.ts ROWS BETWEEN 35 PRECEDING AND CURRENT ROW)
     ), s AS (
@@ -48,10 +47,7 @@ AS $$
                             (m.j #>> '{season,mean,min}')::float8 - v.season_mean, 0)
                      / (m.j #>> '{season,mean,spread}')::float8 / (m.j ->> 'mean_margin')::float8 END AS s_season
           FROM v JOIN m USING (model_id)
-          LEFT JOIN perfmon.state_anomaly_scoring AS st
-                 ON st.detector = 'envelope_sql' AND st.feature = v.feature AND st.series = v.series
-         WHERE v.ts > now() - make_interval(secs => lookback_s)
-           AND CASE WHEN st.last_ts IS NULL THEN v.newest = 1 ELSE v.ts > st.last_ts END
+         WHERE v.scorable
     ), c AS (
         SELECT s.*, greatest(s.s_value, s.s_mean, s.s_season) AS score,
                CASE WHEN s.s_value >= coalesce(greatest(s.s_mean, s.s_season), 0) THEN 'value'
