@@ -10,17 +10,21 @@ AS $$
     -- moving mean too. A feature's step is its models' training samples' span over their
     -- number: for a host metric sent every 15 minutes 10 hours are read before, for one
     -- sampled every minute 40 minutes. Both scorers score exactly the scorable rows.
-    WITH f AS (
-        SELECT m.feature,
-               max(extract(epoch FROM m.trained_to - m.trained_from) / greatest(m.samples - 1, 1)) AS step_s,
-               -- A series never scored yet has no last_ts: the whole lookback then.
-               greatest(now() - make_interval(secs => lookback_s),
-                        min(coalesce(st.last_ts, '-infinity'))) AS scored_after
+    WITH ms AS (
+        -- Each series of a current model, its sampling step and the last sample scored.
+        SELECT m.feature, m.series, st.last_ts,
+               extract(epoch FROM m.trained_to - m.trained_from) / greatest(m.samples - 1, 1) AS step_s
           FROM perfmon.anomaly_models AS m
           LEFT JOIN perfmon.state_anomaly_scoring AS st
                  ON st.detector = m.detector AND st.feature = m.feature AND st.series = m.series
          WHERE m.current AND m.detector = anomaly_scoring_values.detector
-         GROUP BY m.feature
+    ), f AS (
+        SELECT ms.feature, max(ms.step_s) AS step_s,
+               -- A series never scored yet has no last_ts: the whole lookback then.
+               greatest(now() - make_interval(secs => lookback_s),
+                        min(coalesce(ms.last_ts, '-infinity'))) AS scored_after
+          FROM ms
+         GROUP BY ms.feature
     ), v AS (
         SELECT v.*, row_number() OVER (PARTITION BY v.feature, v.series ORDER BY v.ts DESC) AS newest
           FROM f
@@ -29,10 +33,9 @@ AS $$
     )
     SELECT v.feature, v.series, v.ts, v.value,
            v.ts > now() - make_interval(secs => lookback_s)
-           AND CASE WHEN st.last_ts IS NULL THEN v.newest = 1 ELSE v.ts > st.last_ts END
+           AND CASE WHEN ms.last_ts IS NULL THEN v.newest = 1 ELSE v.ts > ms.last_ts END
       FROM v
-      LEFT JOIN perfmon.state_anomaly_scoring AS st
-             ON st.detector = anomaly_scoring_values.detector AND st.feature = v.feature AND st.series = v.series
+      LEFT JOIN ms USING (feature, series)
 $$;
 COMMENT ON FUNCTION perfmon.anomaly_scoring_values(text, integer) IS
     'Samples (feature, series, ts, value, scorable) the scorer reads for a detector''s models: those '
