@@ -96,9 +96,10 @@ def test_second_install_changes_nothing(installed: str, server) -> None:
     assert catalog_snapshot(installed, server) == before
 
 
-def test_install_replaces_a_function_whose_result_columns_changed(installed: str) -> None:
-    """CREATE OR REPLACE cannot change a function's result type: the install drops the old
-    one and creates the new, and refuses to drop one a user's view depends on."""
+def test_install_replaces_a_function_or_view_whose_result_columns_changed(installed: str) -> None:
+    """CREATE OR REPLACE cannot change a function's result type or a view's columns: the
+    install drops the old one and creates the new, and refuses to drop one a user's view
+    depends on."""
     old_shape = ("CREATE FUNCTION perfmon.anomaly_scoring_values(detector text, lookback_s integer) "
                  "RETURNS TABLE (feature text, series text, ts timestamptz, value double precision) "
                  "LANGUAGE sql AS 'SELECT NULL::text, NULL::text, NULL::timestamptz, NULL::float8'")
@@ -106,8 +107,11 @@ def test_install_replaces_a_function_whose_result_columns_changed(installed: str
                f"SET ROLE perfmon_admin; {old_shape}; RESET ROLE")
     with psycopg.connect(installed) as conn:
         conn.execute(replace)
+        conn.execute("DROP VIEW perfmon.analyze_timings; SET ROLE perfmon_admin; "
+                     "CREATE VIEW perfmon.analyze_timings AS SELECT 1 AS ts; RESET ROLE")
     report = deploy.install(installed, DEFAULTS)
     assert "replaced perfmon.anomaly_scoring_values(text,integer)" in report.changes
+    assert "replaced perfmon.analyze_timings" in report.changes
     with psycopg.connect(installed) as conn:
         columns = conn.execute(
             "SELECT array_agg(a ORDER BY n) FROM pg_proc p, unnest(p.proargnames) WITH ORDINALITY AS u(a, n) "

@@ -354,29 +354,34 @@ def _apply_object(conn: psycopg.Connection, obj: SqlObject) -> None:
     try:
         with conn.transaction():
             conn.execute(obj.text)
-    except psycopg.errors.InvalidTableDefinition:
-        # A view whose columns changed cannot be replaced in place: drop and create it.
+    except (psycopg.errors.InvalidTableDefinition, psycopg.errors.InvalidFunctionDefinition):
+        # A view whose columns changed, or a function whose result type changed (a RETURNS
+        # TABLE with a new column), cannot be replaced in place: drop it and create it.
         # No CASCADE: a user's view built on ours makes this fail loudly instead.
-        view = re.search(r"CREATE OR REPLACE VIEW\s+([\w.]+)", obj.text)
-        if not view:
+        old = _replaced_object(conn, obj)
+        if old is None:
             raise
-        conn.execute(sql.SQL("DROP VIEW {}").format(sql.Identifier(*view.group(1).split("."))))
+        conn.execute(f"DROP {old}")
         conn.execute(obj.text)
-    except psycopg.errors.InvalidFunctionDefinition:
-        # A function whose result columns changed (a RETURNS TABLE with a new column)
-        # cannot be replaced in place either. perfmon overloads no function name, so the
-        # name alone finds the old one. No CASCADE, as for views.
-        function = re.search(r"CREATE OR REPLACE FUNCTION\s+perfmon\.(\w+)\s*\(", obj.text)
-        if not function:
-            raise
-        old = conn.execute(
-            """SELECT p.oid::regprocedure::text FROM pg_proc p
-                WHERE p.pronamespace = 'perfmon'::regnamespace AND p.proname = %s""",
-            (function.group(1),)).fetchall()
-        if len(old) != 1:
-            raise
-        conn.execute(f"DROP FUNCTION {old[0][0]}")  # regprocedure output: already quoted
-        conn.execute(obj.text)
+
+
+def _replaced_object(conn: psycopg.Connection, obj: SqlObject) -> str | None:
+    """'VIEW name' or 'FUNCTION signature' of the object that obj replaces, quoted by the
+    catalog; None unless exactly one exists. perfmon overloads no function name, so the
+    name alone finds the old function."""
+    found = re.search(r"CREATE OR REPLACE (VIEW|FUNCTION)\s+perfmon\.(\w+)", obj.text)
+    if not found:
+        return None
+    kind, name = found.groups()
+    old = conn.execute(
+        """SELECT c.oid::regclass::text FROM pg_class c
+            WHERE %(kind)s = 'VIEW' AND c.relnamespace = 'perfmon'::regnamespace
+              AND c.relname = %(name)s AND c.relkind = 'v'
+           UNION ALL
+           SELECT p.oid::regprocedure::text FROM pg_proc p
+            WHERE %(kind)s = 'FUNCTION' AND p.pronamespace = 'perfmon'::regnamespace
+              AND p.proname = %(name)s""", {"kind": kind, "name": name}).fetchall()
+    return f"{kind} {old[0][0]}" if len(old) == 1 else None
 
 
 def _deploy_python(conn: psycopg.Connection, available: set[str], report: Report) -> None:
