@@ -124,6 +124,50 @@ def test_install_replaces_a_function_or_view_whose_result_columns_changed(instal
         deploy.install(installed, DEFAULTS)
 
 
+def test_upgrade_without_a_file_keeps_the_stored_configuration(installed: str, tmp_path: Path) -> None:
+    """Without --config an upgrade stored the built-in defaults over the DBA's settings, and
+    its partition maintenance then dropped the history past the default 30 days."""
+    mine = tmp_path / "mine.yml"
+    mine.write_text("collection:\n  retention_days: 90\nalerting:\n  cooldown_minutes: 5\n")
+    runner = CliRunner()
+    assert runner.invoke(cli.main, ["install", "--dsn", installed, "--config", str(mine)]).exit_code == 0
+
+    def old_partitions(conn: psycopg.Connection) -> int:
+        return conn.execute(
+            "SELECT count(*) FROM pg_class WHERE relnamespace = 'perfmon'::regnamespace "
+            "AND relname ~ ('_p' || to_char(current_date - 40, 'YYYYMMDD') || '$')").fetchone()[0]
+
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute("SET ROLE perfmon_admin")
+        conn.execute("SELECT perfmon.maintain_partitions(now() - interval '40 days')")
+        conn.execute("RESET ROLE")
+        assert old_partitions(conn) > 0
+        # A key this release no longer has, and one it adds (missing from the stored rows).
+        conn.execute("""INSERT INTO perfmon.config (key, value) VALUES ('collection.gone', '1')""")
+        conn.execute("DELETE FROM perfmon.config WHERE key = 'alerting.escalation_minutes'")
+    upgrade = runner.invoke(cli.main, ["upgrade", "--dsn", installed])
+    assert upgrade.exit_code == 0, upgrade.output
+    assert "set alerting.escalation_minutes = 30" in upgrade.output
+    assert "removed obsolete configuration key collection.gone" in upgrade.output
+    assert "retention_days" not in upgrade.output and "dropped" not in upgrade.output
+    with psycopg.connect(installed) as conn:
+        stored = dict(conn.execute("SELECT key, value FROM perfmon.config"))
+        assert (stored["collection.retention_days"], stored["alerting.cooldown_minutes"]) == (90, 5)
+        assert old_partitions(conn) > 0
+    again = runner.invoke(cli.main, ["upgrade", "--dsn", installed])
+    assert "(nothing to change)" in again.output, again.output
+
+    # A file that shortens the retention drops the older history, and says so.
+    short = tmp_path / "short.yml"
+    short.write_text("collection:\n  retention_days: 30\n")
+    result = runner.invoke(cli.main, ["install", "--dsn", installed, "--config", str(short)])
+    assert result.exit_code == 0, result.output
+    assert "set collection.retention_days = 30" in result.output
+    assert "history partitions older than collection.retention_days" in result.output
+    with psycopg.connect(installed) as conn:
+        assert old_partitions(conn) == 0
+
+
 def test_cli_install_twice(dsn: str) -> None:
     runner = CliRunner()
     first = runner.invoke(cli.main, ["install", "--dsn", dsn])

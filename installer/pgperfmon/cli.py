@@ -130,20 +130,17 @@ def demo(data_dir: Path | None, seconds: int, dashboard: bool) -> None:
 
 # ------------------------------------------------------------------ install
 
-def _load_config(config_file: Path | None) -> config.Config:
-    return config.load(config_file)
-
-
 @main.command()
 @dsn_option
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
-              default=None, help="performance_monitoring.yml (default: built-in defaults).")
+              default=None, help="performance_monitoring.yml (default: keep the stored configuration; "
+                                 "the built-in defaults on a first install).")
 @_user_errors
 def install(dsn: str | None, config_file: Path | None) -> None:
-    """Install or upgrade pgperfmon in a database (idempotent; keeps data)."""
-    cfg = _load_config(config_file)  # an invalid file stops here, before any change
+    """Install or upgrade pgperfmon in a database (idempotent; keeps data and configuration)."""
+    cfg = config.load(config_file)  # an invalid file or override stops here, before any change
     target = db.resolve_dsn(dsn)
-    report = deploy.install(target, cfg)
+    report = deploy.install(target, cfg if config_file else None)
     for line in report.changes:
         click.echo(line)
     for line in report.notes:

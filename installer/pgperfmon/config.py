@@ -428,12 +428,21 @@ def _set_path(tree: dict, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def load(path: Path | str | None = None, env: Mapping[str, str] | None = None) -> Config:
-    """Read, override from the environment, and validate; raise ConfigError naming each problem."""
+def load(path: Path | str | None = None, env: Mapping[str, str] | None = None,
+         stored: Mapping[str, Any] | None = None) -> Config:
+    """Read, override from the environment, and validate; raise ConfigError naming each problem.
+
+    stored: instead of a file, the rows of a database's perfmon.config (dotted key ->
+    value), which an upgrade without a file keeps: keys this release no longer has are
+    left out, and those it adds take their defaults."""
     env = os.environ if env is None else env
     source = str(path) if path else "the built-in defaults"
     raw: Any = {}
-    if path is not None:
+    if stored is not None:
+        source = "the configuration stored in the database"
+        known = flatten(Config())
+        raw = unflatten({key: value for key, value in stored.items() if key in known})
+    elif path is not None:
         try:
             text = Path(path).read_text(encoding="utf-8")
         except OSError as exc:

@@ -23,6 +23,7 @@ from psycopg.types.json import Jsonb
 
 from pgperfmon import __version__, db, resources
 from pgperfmon.config import Config, flatten
+from pgperfmon.config import load as load_config
 
 ROLES = ("perfmon_admin", "perfmon_agent", "perfmon_reader")
 OPTIONAL_EXTENSIONS = ("plpython3u", "hypopg")
@@ -110,8 +111,12 @@ def cron_job_prefix(dbname: str) -> str:
 
 # --------------------------------------------------------------------------- install
 
-def install(dsn: str, config: Config, skip_extensions: tuple[str, ...] = ()) -> Report:
-    """Install or upgrade pgperfmon in the database of ``dsn``; safe to run again."""
+def install(dsn: str, config: Config | None = None, skip_extensions: tuple[str, ...] = ()) -> Report:
+    """Install or upgrade pgperfmon in the database of ``dsn``; safe to run again.
+
+    config None (no file given): keep the configuration stored by the last install,
+    with the keys this release adds at their defaults (the defaults themselves on a
+    first install), and the environment's overrides applied."""
     report = Report()
     with db.connection(dsn) as conn:
         _check_server(conn)
@@ -123,6 +128,8 @@ def install(dsn: str, config: Config, skip_extensions: tuple[str, ...] = ()) -> 
             _apply_migrations(conn, report)
             _apply_objects(conn, available, report)
             _deploy_python(conn, available, report)
+            if config is None:
+                config = load_config(stored=dict(conn.execute("SELECT key, value FROM perfmon.config")))
             _store_config(conn, config, report)
             _grant_read_all_data(conn, config.optimization.advisor_reads_all_tables, report)
             _create_partitions(conn, report)
@@ -430,14 +437,17 @@ def _store_config(conn: psycopg.Connection, config: Config, report: Report) -> N
 def _create_partitions(conn: psycopg.Connection, report: Report) -> None:
     """History partitions for today and the days ahead, made now rather than by the
     first sample, whose DDL would have to wait for the locks of the other jobs that
-    pg_cron starts on the same tick."""
+    pg_cron starts on the same tick; and those past the retention dropped, as the
+    maintenance job would."""
     conn.execute("SET LOCAL ROLE perfmon_admin")
-    created = conn.execute(
-        "SELECT count(*) FROM perfmon.maintain_partitions() WHERE action = 'created'"
-    ).fetchone()
+    done = dict(conn.execute(
+        "SELECT action, count(*) FROM perfmon.maintain_partitions() GROUP BY action").fetchall())
     conn.execute("RESET ROLE")
-    if created and created[0]:
-        report.change(f"created {created[0]} history partitions")
+    if done.get("created"):
+        report.change(f"created {done['created']} history partitions")
+    if done.get("dropped"):
+        # A shorter collection.retention_days than before: say what went with it.
+        report.change(f"dropped {done['dropped']} history partitions older than collection.retention_days")
 
 
 def _grant_read_all_data(conn: psycopg.Connection, wanted: bool, report: Report) -> None:
