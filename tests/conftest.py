@@ -52,14 +52,15 @@ class Server:
 
     def pause_jobs(self, name: str) -> None:
         """Pause the database's pg_cron jobs (install schedules them active)."""
-        self.execute("UPDATE cron.job SET active = false WHERE starts_with(jobname, %s)",
-                     (deploy.cron_job_prefix(name),))
+        self.execute("UPDATE cron.job SET active = false WHERE starts_with(jobname, %s) AND database = %s",
+                     (deploy.cron_job_prefix(name), name))
 
     def drop_database(self, name: str) -> None:
         with psycopg.connect(self.admin_dsn, autocommit=True) as conn:
             conn.execute(
-                "SELECT cron.unschedule(jobid) FROM cron.job WHERE starts_with(jobname, %s)",
-                (deploy.cron_job_prefix(name),),
+                "SELECT cron.unschedule(jobid) FROM cron.job "
+                "WHERE starts_with(jobname, %s) AND database = %s",
+                (deploy.cron_job_prefix(name), name),
             )
             conn.execute(
                 sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))

@@ -360,3 +360,24 @@ def test_advisor_reads_all_tables_is_granted_and_revoked(installed: str, tmp_pat
     report = deploy.install(installed, DEFAULTS)
     assert any("revoked pg_read_all_data" in c for c in report.changes)
     assert member() is False
+
+
+def test_a_database_whose_name_extends_another_keeps_its_jobs(server) -> None:
+    """Jobs are named pgperfmon.<database>.<job>: those of "shop.eu" start with the prefix of
+    "shop", whose install unscheduled them and whose uninstall deleted them."""
+    shop = server.create_database()
+    shop_eu = f"{shop}.eu"
+    server.execute(f'CREATE DATABASE "{shop_eu}"')
+    try:
+        deploy.install(server.dsn(shop_eu))
+        jobs = "SELECT count(*) FROM cron.job WHERE database = %s"
+        (planned,), = server.execute(jobs, (shop_eu,))
+        assert planned > 0
+        report = deploy.install(server.dsn(shop))
+        assert not any("unscheduled" in c for c in report.changes), report.changes
+        deploy.uninstall(server.dsn(shop), keep_data=False)
+        assert server.execute(jobs, (shop_eu,)) == [(planned,)]
+    finally:
+        deploy.uninstall(server.dsn(shop_eu), keep_data=False)
+        server.drop_database(shop_eu)
+        server.drop_database(shop)

@@ -106,6 +106,9 @@ def python_modules() -> dict[str, tuple[bool, str]]:
 
 
 def cron_job_prefix(dbname: str) -> str:
+    """The start of the names of a database's jobs. Not enough to find them: those of a
+    database named "shop.eu" start with the prefix of "shop" too, so every query also
+    asks for the job's database."""
     return f"pgperfmon.{dbname}."
 
 
@@ -529,8 +532,8 @@ def _sync_cron_jobs(conn: psycopg.Connection, dsn: str, report: Report) -> None:
         current = {}
         for jobid, jobname, *rest in cron.execute(
             "SELECT jobid, jobname, schedule, command, database, username, active FROM cron.job "
-            "WHERE starts_with(jobname, %s)",
-            (prefix,),
+            "WHERE starts_with(jobname, %s) AND database = %s",
+            (prefix, dbname),
         ):
             jobids[jobname] = jobid
             current[jobname] = tuple(rest)
@@ -566,8 +569,8 @@ def _unschedule_all(conn: psycopg.Connection, dsn: str, report: Report) -> None:
         if not has_cron or not has_cron[0]:
             return
         jobs = cron.execute(
-            "SELECT jobid, jobname FROM cron.job WHERE starts_with(jobname, %s)",
-            (cron_job_prefix(conn.info.dbname),),
+            "SELECT jobid, jobname FROM cron.job WHERE starts_with(jobname, %s) AND database = %s",
+            (cron_job_prefix(conn.info.dbname), conn.info.dbname),
         ).fetchall()
         for jobid, jobname in jobs:
             cron.execute("SELECT cron.unschedule(%s::bigint)", (jobid,))

@@ -100,7 +100,7 @@ def _check_jobs(conn: psycopg.Connection, dsn: str, status: Status) -> None:
             return
         try:
             status.jobs = cron.execute(
-                resources.sql("queries/cron_jobs"), {"prefix": prefix}
+                resources.sql("queries/cron_jobs"), {"prefix": prefix, "dbname": conn.info.dbname}
             ).fetchall()
         except psycopg.errors.InsufficientPrivilege:
             status.problems.append(

@@ -1,5 +1,6 @@
 -- pgperfmon's jobs for one monitored database, with their latest run.
--- Runs in pg_cron's database. %(prefix)s is 'pgperfmon.<database>.'.
+-- Runs in pg_cron's database. %(prefix)s is 'pgperfmon.<database>.', %(dbname)s the database
+-- (the prefix alone also matches the jobs of a database named '<database>.x').
 SELECT j.jobname,
        j.schedule,
        j.command,
@@ -17,5 +18,5 @@ LEFT JOIN LATERAL (
     ORDER BY d.runid DESC
     LIMIT 1
 ) AS r ON true
-WHERE starts_with(j.jobname, %(prefix)s)
+WHERE starts_with(j.jobname, %(prefix)s) AND j.database = %(dbname)s
 ORDER BY j.jobname
