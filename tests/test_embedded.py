@@ -9,13 +9,15 @@ from pathlib import Path
 import psycopg
 import pytest
 from click.testing import CliRunner
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from pgperfmon import cli, embedded
 
 
 @pytest.fixture()
-def home() -> Path:
-    path = Path(tempfile.mkdtemp(prefix="pgpm-up-"))
+def home(request: pytest.FixtureRequest) -> Path:
+    # A test can ask for a folder name of its own with indirect parametrization.
+    path = Path(tempfile.mkdtemp(prefix=getattr(request, "param", "pgpm-up-")))
     yield path
     embedded.Cluster(path).down()
     shutil.rmtree(path, ignore_errors=True)
@@ -45,6 +47,30 @@ def test_up_prints_the_dsn_and_is_idempotent(home: Path) -> None:
     restarted = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
     assert restarted.exit_code == 0, restarted.output
     assert restarted.stdout.strip().splitlines()[-1] == dsn
+
+
+# A space, a single quote and a backslash: each must be quoted in pgperfmon.conf and in the DSN.
+@pytest.mark.parametrize("home", ["pgpm-up it's a\\b "], indirect=True)
+def test_data_dir_with_space_and_quote_works(home: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
+    assert first.exit_code == 0, first.output
+    dsn = first.stdout.strip().splitlines()[-1]
+    assert conninfo_to_dict(dsn)["passfile"] == str(home / "pgpass")
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT extname FROM pg_extension WHERE extname = 'pg_cron'").fetchone()
+    # The unix socket is where pgperfmon.conf said, the path read back whole.
+    with psycopg.connect(make_conninfo(dsn, host=str(home / "pgdata"))) as conn:
+        assert conn.execute("SELECT current_setting('data_directory')").fetchone() == (
+            str(home / "pgdata"),
+        )
+    down = runner.invoke(cli.main, ["down", "--data-dir", str(home)])
+    assert down.output.strip() == "stopped"
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(dsn, connect_timeout=2)
+    again = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
+    assert again.exit_code == 0, again.output
+    assert again.stdout.strip().splitlines()[-1] == dsn
 
 
 def test_server_process_is_not_root(home: Path) -> None:

@@ -10,6 +10,7 @@ its own, so the views keep filling.
 from __future__ import annotations
 
 import os
+import shlex
 import subprocess
 import threading
 import time
@@ -130,10 +131,11 @@ def run(data_dir: Path | None, seconds: int, serve_dashboards: bool = True) -> N
     click.secho("\npgperfmon status", bold=True)
     click.echo(status.render(status.collect(dsn)))
     click.echo(
+        # Quoted for the shell: the DSN and --data-dir may hold spaces and quotes.
         "\nThe cluster keeps running and pg_cron keeps sampling. Look around with:\n"
-        f"  psql \"{dsn}\" -c 'SELECT * FROM perfmon.top_queries LIMIT 10'\n"
-        f"  pgperfmon status --dsn \"{dsn}\"\n"
-        f"Stop it with: pgperfmon down{' --data-dir ' + str(data_dir) if data_dir else ''}"
+        f"  psql {shlex.quote(dsn)} -c 'SELECT * FROM perfmon.top_queries LIMIT 10'\n"
+        f"  pgperfmon status --dsn {shlex.quote(dsn)}\n"
+        f"Stop it with: pgperfmon down{' --data-dir ' + shlex.quote(str(data_dir)) if data_dir else ''}"
     )
     click.echo(f"DSN: {db.redact(dsn)}")
     if serve_dashboards:

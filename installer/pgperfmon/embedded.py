@@ -7,7 +7,8 @@ Layout of the home folder (``--data-dir``):
     state.json     port and user, so that ``up`` finds the cluster again
     server.log     the server's log
 
-The printed DSN names the passfile instead of carrying the password.
+The printed DSN names the passfile instead of carrying the password; its values are
+quoted as libpq requires, so that a folder with a space or a quote in its name works.
 """
 
 from __future__ import annotations
@@ -32,6 +33,12 @@ _MAX_SOCKET_DIR = 107 - len("/.s.PGSQL.65535")
 
 class EmbeddedError(Exception):
     """Something the user must fix before the embedded cluster can run; the text says what."""
+
+
+def _conf_string(value: str) -> str:
+    """``value`` as a quoted postgresql.conf string: the server reads a backslash there as an
+    escape, so both it and the single quote are doubled (as initdb's own quoting does)."""
+    return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -181,9 +188,10 @@ class Cluster:
         return self._state().get("port")
 
     def dsn(self, dbname: str = CRON_DATABASE) -> str:
-        return (
-            f"host=127.0.0.1 port={self.port} user={SUPERUSER} dbname={dbname} "
-            f"passfile={self.passfile}"
+        from psycopg.conninfo import make_conninfo
+
+        return make_conninfo(
+            host="127.0.0.1", port=self.port, user=SUPERUSER, dbname=dbname, passfile=str(self.passfile)
         )
 
     def is_initialised(self) -> bool:
@@ -200,6 +208,8 @@ class Cluster:
     # -- actions ------------------------------------------------------------
     def up(self, port: int | None = None) -> str:
         """Create (first time) and start the cluster; return its DSN."""
+        import psycopg
+
         required, _optional = missing_extensions(self.binaries)
         if required:
             raise EmbeddedError(
@@ -227,8 +237,17 @@ class Cluster:
                 )
         else:
             raise EmbeddedError(f"the server did not start; see {self.logfile}:\n" + self._log_tail())
-        self._wait_ready()
-        self._bootstrap()
+        try:
+            self._wait_ready()
+            self._bootstrap()
+        except BaseException as exc:
+            # A failed 'up' must not leave a server running that the user was not told of.
+            self.down()
+            if isinstance(exc, (EmbeddedError, psycopg.Error)):
+                raise EmbeddedError(
+                    f"{exc}\nthe server was stopped again; see {self.logfile}"
+                ) from exc
+            raise
         return self.dsn()
 
     def down(self) -> bool:
@@ -327,10 +346,12 @@ class Cluster:
                 f"the data folder path {socket_dir} is too long for a unix socket "
                 f"(at most {_MAX_SOCKET_DIR} characters): choose a shorter --data-dir"
             )
+        # A list of folders: double-quoted so that a comma or space in the path stays in it.
+        socket_dirs = '"' + socket_dir.replace('"', '""') + '"'
         settings = {
             "listen_addresses": "'127.0.0.1'",
             "port": str(port),
-            "unix_socket_directories": f"'{socket_dir}'",
+            "unix_socket_directories": _conf_string(socket_dirs),
             "unix_socket_permissions": "0700",
             "shared_preload_libraries": f"'{PRELOAD}'",
             "cron.database_name": f"'{CRON_DATABASE}'",
@@ -363,6 +384,9 @@ class Cluster:
              "-l", str(self.logfile), "-w", "-t", "60"],
             check=False,
         )
+        if result.returncode != 0 and self.is_running():
+            # pg_ctl gave up waiting on a server still starting: stopped, not left behind.
+            self.down()
         return result.returncode == 0
 
     def _log_tail(self, lines: int = 20) -> str:
