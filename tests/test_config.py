@@ -58,6 +58,29 @@ def test_invalid_file_names_key_value_and_expectation(tmp_path: Path, text: str,
     assert expected in str(err.value)
 
 
+@pytest.mark.parametrize(("var", "key", "default_critical"), [
+    ("CPU_WARNING_THRESHOLD", "cpu_pct", 95), ("MEMORY_WARNING_THRESHOLD", "memory_pct", 95),
+    ("DISK_WARNING_THRESHOLD", "disk_pct", 90)])
+def test_warning_threshold_alone_keeps_the_default_critical(tmp_path: Path, var: str, key: str,
+                                                            default_critical: int) -> None:
+    """The documented overrides used to fail on their own: `critical: field required`."""
+    from_env = getattr(config.load(None, env={var: "70"}).system.thresholds, key)
+    assert (from_env.warning, from_env.critical) == (70, default_critical)
+    file = tmp_path / "c.yml"
+    file.write_text(f"system:\n  thresholds:\n    {key}: {{warning: 70}}\n")
+    from_file = getattr(config.load(file, env={}).system.thresholds, key)
+    assert from_file == from_env
+    file.write_text(f"system:\n  thresholds:\n    {key}: {{critical: 99}}\n")
+    assert getattr(config.load(file, env={}).system.thresholds, key).critical == 99
+
+
+def test_warning_above_the_default_critical_names_both() -> None:
+    with pytest.raises(config.ConfigError) as err:
+        config.load(None, env={"CPU_WARNING_THRESHOLD": "97"})
+    assert ("system.thresholds.cpu_pct (from $CPU_WARNING_THRESHOLD): got {'warning': 97}; "
+            "expected critical (95.0, the default) to be at least warning (97.0)") in str(err.value)
+
+
 def test_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(config.ConfigError) as err:
         config.load(None, env={"PERFORMANCE_COLLECTION_INTERVAL": "often"})

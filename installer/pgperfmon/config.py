@@ -98,18 +98,37 @@ class LevelThresholds(_Section):
     @model_validator(mode="after")
     def _ordered(self) -> LevelThresholds:
         if self.critical < self.warning:
+            # A level left out takes its default: say so, or the user cannot see where it came from.
+            shown = {name: f"{getattr(self, name)}{'' if name in self.model_fields_set else ', the default'}"
+                     for name in ("warning", "critical")}
             raise ValueError(
-                f"expected critical ({self.critical}) to be at least warning ({self.warning})"
+                f"expected critical ({shown['critical']}) to be at least warning ({shown['warning']})"
             )
         return self
 
 
+# Each threshold's own defaults per level, so that `cpu_pct: {warning: 70}` (or
+# $CPU_WARNING_THRESHOLD alone) keeps the default critical (a default_factory on
+# SystemThresholds is lost as soon as the mapping is given).
+class CpuThresholds(LevelThresholds):
+    warning: Pct = 80.0
+    critical: Pct = 95.0
+
+
+class MemoryThresholds(LevelThresholds):
+    warning: Pct = 85.0
+    critical: Pct = 95.0
+
+
+class DiskThresholds(LevelThresholds):
+    warning: Pct = 80.0
+    critical: Pct = 90.0
+
+
 class SystemThresholds(_Section):
-    cpu_pct: LevelThresholds = Field(default_factory=lambda: LevelThresholds(warning=80, critical=95))
-    memory_pct: LevelThresholds = Field(
-        default_factory=lambda: LevelThresholds(warning=85, critical=95)
-    )
-    disk_pct: LevelThresholds = Field(default_factory=lambda: LevelThresholds(warning=80, critical=90))
+    cpu_pct: CpuThresholds = Field(default_factory=CpuThresholds)
+    memory_pct: MemoryThresholds = Field(default_factory=MemoryThresholds)
+    disk_pct: DiskThresholds = Field(default_factory=DiskThresholds)
 
 
 class System(_Section):
@@ -404,8 +423,9 @@ class ConfigError(Exception):
 
 def _describe_error(error: Mapping[str, Any], origin: Mapping[str, str]) -> str:
     key = ".".join(str(part) for part in error["loc"])
-    where = origin.get(key)
-    source = f" (from ${where})" if where else ""
+    # A check of a whole section (warning <= critical) names the variables that set its keys.
+    where = [var for dotted, var in origin.items() if key in (dotted, dotted.rpartition(".")[0])]
+    source = f" (from {', '.join('$' + var for var in where)})" if where else ""
     msg = error["msg"]
     if msg.startswith("Value error, "):
         msg = msg[len("Value error, "):]
