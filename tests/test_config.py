@@ -81,6 +81,47 @@ def test_warning_above_the_default_critical_names_both() -> None:
             "expected critical (95.0, the default) to be at least warning (97.0)") in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # true would have been stored as 1: a day of history, the rest dropped.
+        ("collection:\n  retention_days: true\n",
+         "collection.retention_days: got True; input should be a valid integer"),
+        ("collection:\n  retention_days: '30'\n",
+         "collection.retention_days: got '30'; input should be a valid integer"),
+        ("collection:\n  retention_days: 30.0\n",  # a fraction was refused already, 30.0 was not
+         "collection.retention_days: got 30.0; input should be a valid integer"),
+        ("alerting:\n  enabled: 1\n", "alerting.enabled: got 1; input should be a valid boolean"),
+        ("alerting:\n  enabled: 'false'\n",
+         "alerting.enabled: got 'false'; input should be a valid boolean"),
+        ("database:\n  performance_thresholds:\n    slow_query_ms: '250'\n",
+         "database.performance_thresholds.slow_query_ms: got '250'; input should be a valid number"),
+        ("system:\n  thresholds:\n    cpu_pct: {warning: true}\n",
+         "system.thresholds.cpu_pct.warning: got True; input should be a valid number"),
+    ],
+)
+def test_value_of_the_wrong_type_is_refused_not_converted(tmp_path: Path, text: str,
+                                                          expected: str) -> None:
+    file = tmp_path / "bad.yml"
+    file.write_text(text)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(file, env={})
+    assert expected in str(err.value)
+
+
+def test_environment_values_are_yaml_scalars_of_the_right_type() -> None:
+    cfg = config.load(None, env={"PERFORMANCE_RETENTION_DAYS": "45", "ALERTING_ENABLED": "false",
+                                 "CONNECTION_USAGE_THRESHOLD": "85.5",
+                                 "ANOMALY_DETECTION_ENABLED": "true"})
+    assert cfg.collection.retention_days == 45
+    assert cfg.alerting.enabled is False
+    assert cfg.database.performance_thresholds.connection_usage_pct == 85.5
+    assert cfg.anomaly_detection.enabled is True
+    with pytest.raises(config.ConfigError) as err:
+        config.load(None, env={"PERFORMANCE_RETENTION_DAYS": "7.0"})
+    assert "collection.retention_days (from $PERFORMANCE_RETENTION_DAYS): got 7.0" in str(err.value)
+
+
 def test_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(config.ConfigError) as err:
         config.load(None, env={"PERFORMANCE_COLLECTION_INTERVAL": "often"})

@@ -23,8 +23,10 @@ Pct = Annotated[float, Field(ge=0, le=100)]
 
 
 class _Section(BaseModel):
-    # An unknown key is an error: a typo must not silently fall back to a default.
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    # An unknown key is an error: a typo must not silently fall back to a default. A value
+    # of the wrong YAML type is one too (strict): lax conversion stored `retention_days: true`
+    # as 1 and took "30" for 30. A float key still takes an int (80 for 80.0).
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
 
     @field_validator("*", mode="after")
     @classmethod
