@@ -251,6 +251,40 @@ def test_ingest_cli_loads_a_csv_and_lists_bad_lines(conn, agent_dsn: str, tmp_pa
     assert "stored 1 values" in piped.output
 
 
+def test_a_file_loaded_with_and_without_its_unit_is_stored_once(conn, agent_dsn: str,
+                                                               tmp_path: Path) -> None:
+    """The unit belongs to the metric, not to the batch: naming it or not is the same load."""
+    file = tmp_path / "d2.csv"
+    file.write_text("2014-02-14 14:27:00,1\n2014-02-14 14:32:00,2\n")
+
+    def load(metric: str, *unit: str) -> str:
+        result = CliRunner().invoke(cli.main, ["ingest", "--dsn", agent_dsn, "--metric", metric, *unit,
+                                               "--input", str(file)])
+        return result.output
+
+    assert "stored 2 values of test.dup, refused 0" in load("test.dup", "--unit", "count")
+    assert "stored 0 values of test.dup, refused 0 (1 batches were already stored)" in load("test.dup")
+    assert "stored 0 values of test.dup, refused 0 (1 batches were already stored)" in load(
+        "test.dup", "--unit", "count")
+    assert "error: metric 'test.dup' refused: metric test.dup is measured in count, not ms" in load(
+        "test.dup", "--unit", "ms")
+    assert [r[2] for r in stored(conn, "test.dup")] == [1.0, 2.0]
+    assert conn.execute("SELECT unit FROM perfmon.metrics WHERE name = 'test.dup'").fetchone() == ("count",)
+    # A catalog metric loaded first without its unit, then with it.
+    assert "stored 2 values of business.uptime_pct" in load("business.uptime_pct")
+    assert "(1 batches were already stored)" in load("business.uptime_pct", "--unit", "pct")
+    assert [r[2] for r in stored(conn, "business.uptime_pct")] == [1.0, 2.0]
+
+
+def test_a_first_line_with_a_timestamp_and_a_bad_value_is_refused_not_skipped(agent_dsn: str) -> None:
+    result = CliRunner().invoke(cli.main, ["ingest", "--dsn", agent_dsn, "--metric", "business.uptime_pct",
+                                           "--input", "-"],
+                                input="2014-12-03T12:40:00,N/A\n2014-12-03T12:45:00,99.5\n")
+    assert result.exit_code == 1, result.output
+    assert "refused line 1: value 'N/A' is not a number" in result.output
+    assert "stored 1 values of business.uptime_pct, refused 1" in result.output
+
+
 def test_ingest_cli_names_an_unknown_metric(agent_dsn: str, tmp_path: Path) -> None:
     result = CliRunner().invoke(cli.main, ["ingest", "--dsn", agent_dsn, "--metric", "nope.nope",
                                            "--input", "-"], input="1,1\n")
@@ -263,6 +297,18 @@ def test_read_csv_reports_malformed_lines() -> None:
     items = list(ingest.read_csv(io.StringIO("a,b,c\n1,2\n\n"), key))
     assert items[0] == (1, "expected 2 fields (timestamp,value), got 3")
     assert items[1][0] == 2 and items[1][3] == 2.0
+
+
+def test_read_csv_skips_only_a_first_line_that_is_not_data() -> None:
+    """A header is a first line neither of whose fields reads: its timestamp is not one either."""
+    key = series_key("m")
+    assert list(ingest.read_csv(io.StringIO("time,cpu\n1700000000,2\n"), key)) == [
+        (2, key, "2023-11-14T22:13:20+00:00", 2.0)]
+    assert list(ingest.read_csv(io.StringIO("2026-12-03T12:40:00,N/A\n1700000000,2\n"), key)) == [
+        (1, "value 'N/A' is not a number"), (2, key, "2023-11-14T22:13:20+00:00", 2.0)]
+    assert list(ingest.read_csv(io.StringIO("1700000000,\n"), key)) == [(1, "value '' is not a number")]
+    assert list(ingest.read_csv(io.StringIO("yesterday,1\n"), key)) == [
+        (1, "timestamp 'yesterday' is neither ISO 8601 nor epoch seconds")]
 
 
 def test_read_csv_takes_the_columns_a_header_names() -> None:

@@ -240,9 +240,10 @@ def parse_timestamp(text: str) -> datetime:
 def read_csv(stream: io.TextIOBase, key: SeriesKey) -> Iterator[Row | tuple[int, str]]:
     """Rows of a `timestamp,value` file, or (line, reason) for a line that cannot be read.
 
-    A first line whose value is not a number is a header and is skipped. A header that
-    names columns `timestamp` and `value` picks them from lines of its width, and the
-    others (a label column, say) are ignored.
+    A first line whose value is not a number and whose timestamp is not a timestamp
+    either is a header and is skipped; one with a timestamp is data, refused if its
+    value is bad. A header that names columns `timestamp` and `value` picks them from
+    lines of its width, and the others (a label column, say) are ignored.
     """
     width, ts_col, value_col = 2, 0, 1
     for number, record in enumerate(csv.reader(stream), start=1):
@@ -261,7 +262,10 @@ def read_csv(stream: io.TextIOBase, key: SeriesKey) -> Iterator[Row | tuple[int,
             value = float(value_text)
         except ValueError:
             if number == 1:
-                continue  # header
+                try:
+                    parse_timestamp(ts_text)
+                except ValueError:
+                    continue  # a header: not a timestamp either
             yield number, f"value {value_text[:40]!r} is not a number"
             continue
         try:
@@ -277,8 +281,11 @@ def ingest_file(conn: psycopg.Connection, stream: io.TextIOBase, metric: str,
                 agent: str = "pgperfmon ingest") -> tuple[int, int, list[tuple[int | None, str]]]:
     """Load a CSV stream into one series: (stored, batches already stored, refused rows)."""
     writer = Writer(conn, agent)
-    key = series_key(metric, labels, unit)
-    refusal = writer.resolve([key])[key]
+    # The unit is the metric's, checked (or the metric added with it) here, once. The rows,
+    # and so the batch keys, name the series without it: a file loaded with --unit and
+    # again without is one batch, stored once.
+    given, key = series_key(metric, labels, unit), series_key(metric, labels)
+    refusal = writer.resolve([given, key])[given]
     if isinstance(refusal, str):
         raise IngestError(f"metric {metric!r} refused: {refusal}")
     stored = duplicates = 0
