@@ -223,8 +223,13 @@ def test_commands_never_print_a_password_they_were_given(installed: str, passwor
     says which server, and prints neither password."""
     name, right, dsn = password_login
     wrong = distinctive("Wrong-Pw")
+    # Unencoded, a URI password's '@' and '/' make libpq read its pieces as host and database.
+    pieces = [distinctive("Raw"), distinctive("At"), distinctive("Slash")]
+    raw = f"{pieces[0]}@{pieces[1]}/{pieces[2]}"
+    p = conninfo_to_dict(dsn)
     monkeypatch.setenv("PGCONNECT_TIMEOUT", "5")
     cases = {
+        "raw @ and / in a URI password": f"postgresql://{name}:{raw}@{p['host']}:{p['port']}/{p['dbname']}",
         "wrong password": make_conninfo(dsn, password=wrong),
         "wrong password, URI": uri(dsn, wrong),
         "server unreachable": make_conninfo(dsn, port="1"),
@@ -238,7 +243,7 @@ def test_commands_never_print_a_password_they_were_given(installed: str, passwor
             assert result.exit_code != 0, shown
             assert result.exception is None or isinstance(result.exception, SystemExit), (
                 f"{shown}: {result.exception!r}")
-            for secret in (right, wrong, urllib.parse.quote(right, safe="")):
+            for secret in (right, wrong, urllib.parse.quote(right, safe=""), *pieces):
                 assert secret not in result.output, f"{shown} printed a password:\n{result.output}"
             if case != "malformed":
                 assert name in result.output or "pg_basebackup failed" in result.output, (

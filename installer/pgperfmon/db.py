@@ -41,14 +41,15 @@ def redact(text: str, secrets: Iterable[str | None] = ()) -> str:
 def dsn_secrets(dsn: str) -> list[str]:
     """What may be a password in ``dsn``, for redacting messages about it: the password
     libpq parses, else whatever follows the word password, and a URI's user:password@
-    part (a raw '/' or '@' in it makes libpq read it as something else)."""
+    part, and each piece of it between '@', '/', ':' and '?' (unencoded, those make libpq
+    read the pieces as host, port and database, which messages name)."""
     try:
         parsed = conninfo_to_dict(dsn).get("password")
     except (psycopg.ProgrammingError, UnicodeDecodeError):  # percent-encoded bytes that are not UTF-8
         parsed = None
     guessed = [] if parsed else [f.strip(" =") for f in re.findall(r"password(.*)", dsn, flags=re.I | re.S)]
     guessed += re.findall(r"://[^:/@\s]*:(.*)@", dsn, flags=re.S)
-    words = [w for text in guessed for w in re.split(r"[\s'\"=&]+", text) if w and w not in _KEYWORDS]
+    words = [w for text in guessed for w in re.split(r"[\s'\"=&@/:?]+", text) if w and w not in _KEYWORDS]
     return [str(parsed)] * bool(parsed) + guessed + words
 
 
