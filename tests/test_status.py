@@ -11,6 +11,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from agent_login import agent_login
 from click.testing import CliRunner
 
 from pgperfmon import __version__, cli, config, deploy, embedded, status
@@ -166,3 +167,32 @@ def test_a_failing_analyze_part_is_logged_warned_and_makes_status_unhealthy(inst
     assert found.healthy, found.problems
     assert [(e["source"], e["name"], e["failing"]) for e in found.recent_errors] == [
         ("analyze", "health", False)]
+
+
+def test_expected_errors_are_one_line_not_a_traceback(installed: str, server, dbname: str,
+                                                      tmp_path: Path) -> None:
+    """The wrong login, a database without pgperfmon, an output folder that does not exist, a
+    host label the database refuses: each a line naming the problem (these were tracebacks)."""
+    bare = server.create_database()
+    try:
+        with agent_login(server, dbname) as agent_dsn:
+            cases = {
+                "a login outside perfmon_reader": (["status", "--dsn", agent_dsn],
+                                                   "connect as a login granted perfmon_reader"),
+                "no pgperfmon in the database": (["ingest", "--dsn", server.dsn(bare), "--metric",
+                                                  "host.cpu.total_pct", "--input", "-"],
+                                                 "pgperfmon is not installed in this database"),
+                "no such output folder": (["report", "--dsn", installed, "--output",
+                                           str(tmp_path / "gone" / "r.html")],
+                                          "No such file or directory"),
+            }
+            for case, (args, expected) in cases.items():
+                result = CliRunner().invoke(cli.main, args, input="2026-01-01T00:00:00Z,1\n")
+                assert isinstance(result.exception, SystemExit) and result.exit_code == 1, (
+                    f"{case}: {result.exception!r}\n{result.output}")
+                assert result.output.startswith("error: ") and expected in result.output, (
+                    f"{case}: {result.output}")
+    finally:
+        server.drop_database(bare)
+    host = CliRunner().invoke(cli.main, ["agent", "--dsn", installed, "--host", "a\nb"])
+    assert host.exit_code == 2 and "expected 1 to 200 printable characters" in host.output, host.output

@@ -219,6 +219,14 @@ class Agent:
                  f"{left} kept in the spool for the next start" if left else "spool empty")
 
 
+def _host_label(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """The database refuses a label value over 200 characters (perfmon.ingest_series): say so
+    at the start, not at the first flush."""
+    if value is not None and (not value or len(value) > 200 or not value.isprintable()):
+        raise click.BadParameter("expected 1 to 200 printable characters")
+    return value
+
+
 @click.command("agent")
 @click.option("--dsn", envvar="PGPERFMON_DSN", default=None,
               help="libpq connection string of a login in role perfmon_agent; default $PGPERFMON_DSN.")
@@ -228,7 +236,8 @@ class Agent:
               help=f"where unsent samples wait (default {default_spool_dir()}).")
 @click.option("--spool-max-mb", type=click.IntRange(min=1), default=256, show_default=True,
               help="spool size limit; when full the oldest samples are dropped, loudly.")
-@click.option("--host", "host", default=None, help="host label of the samples (default: hostname).")
+@click.option("--host", "host", default=None, callback=_host_label,
+              help="host label of the samples (default: hostname).")
 def command(dsn: str | None, interval: float, spool_dir: Path | None, spool_max_mb: int,
             host: str | None) -> None:
     """Sample this host's CPU, memory, disks and network into the database, spooling when it is down."""

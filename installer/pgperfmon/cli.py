@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import click
+import psycopg
 
 from pgperfmon import (
     __version__,
@@ -54,8 +55,27 @@ def _user_errors(func: F) -> F:
         except USER_ERRORS as exc:
             click.echo(f"error: {db.redact(str(exc))}", err=True)
             sys.exit(1)
+        except psycopg.Error as exc:
+            click.echo(f"error: {db.redact(_database_error(exc))}", err=True)
+            sys.exit(1)
+        except OSError as exc:  # a file to read or write: the output folder missing, no permission
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {where}{exc.strerror or exc}", err=True)
+            sys.exit(1)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _database_error(exc: psycopg.Error) -> str:
+    """The server's message, and what to do for the errors a DBA meets with the wrong login
+    or database."""
+    message = str(exc).strip()
+    if isinstance(exc, psycopg.errors.InvalidSchemaName) and "perfmon" in message:
+        return f"{message}: pgperfmon is not installed in this database (pgperfmon install)"
+    if isinstance(exc, psycopg.errors.InsufficientPrivilege):
+        return (f"{message}: connect as a login granted perfmon_reader (reading), perfmon_agent "
+                "(ingest, agent) or perfmon_admin, or as a superuser")
+    return message
 
 
 dsn_option = click.option(
