@@ -381,3 +381,17 @@ def test_a_database_whose_name_extends_another_keeps_its_jobs(server) -> None:
         deploy.uninstall(server.dsn(shop_eu), keep_data=False)
         server.drop_database(shop_eu)
         server.drop_database(shop)
+
+
+def test_a_time_zone_the_server_does_not_know_is_refused_before_any_change(installed: str,
+                                                                         tmp_path: Path) -> None:
+    """Python's zoneinfo takes right/UTC, pg_timezone_names has no such name: installed, it
+    made every hourly training fail."""
+    bad = tmp_path / "zone.yml"
+    bad.write_text("anomaly_detection:\n  timezone: right/UTC\n")
+    config.load(bad, env={})  # the file alone is valid
+    result = CliRunner().invoke(cli.main, ["install", "--dsn", installed, "--config", str(bad)])
+    assert result.exit_code == 1, result.output
+    assert "anomaly_detection.timezone 'right/UTC': not a time zone name on this server" in result.output
+    with psycopg.connect(installed) as conn:
+        assert conn.execute("SELECT perfmon.anomaly_timezone()").fetchone() == ("UTC",)

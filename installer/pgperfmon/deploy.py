@@ -134,6 +134,7 @@ def install(dsn: str, config: Config | None = None, skip_extensions: tuple[str, 
             if config is None:
                 config = load_config(stored=dict(conn.execute("SELECT key, value FROM perfmon.config")))
             _store_config(conn, config, report)
+            _check_stored_config(conn)
             _grant_read_all_data(conn, config.optimization.advisor_reads_all_tables, report)
             _create_partitions(conn, report)
             _record_version(conn, report)
@@ -435,6 +436,16 @@ def _store_config(conn: psycopg.Connection, config: Config, report: Report) -> N
     for gone in sorted(set(stored) - set(wanted)):
         conn.execute("DELETE FROM perfmon.config WHERE key = %s", (gone,))
         report.change(f"removed obsolete configuration key {gone}")
+
+
+def _check_stored_config(conn: psycopg.Connection) -> None:
+    """What only the server can check of the configuration: the time zone is one of its
+    pg_timezone_names (Python's zoneinfo also takes names such as right/UTC)."""
+    try:
+        conn.execute("SELECT perfmon.anomaly_timezone()")
+    except psycopg.errors.RaiseException as exc:
+        raise DeployError(f"{exc.diag.message_primary} on this server ({exc.diag.message_hint}); "
+                          "nothing was changed") from None
 
 
 def _create_partitions(conn: psycopg.Connection, report: Report) -> None:
