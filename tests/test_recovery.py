@@ -324,3 +324,15 @@ def test_recover_command_dry_run(conn: psycopg.Connection, installed: str, idle_
     assert alive(conn, pid)
     off = CliRunner().invoke(cli.main, ["recover", "--dsn", installed])
     assert "automated recovery is off" in off.output
+
+
+def test_recover_command_names_an_unknown_action_and_says_when_there_is_nothing_to_do(
+        installed: str) -> None:
+    typo = CliRunner().invoke(cli.main, ["recover", "--dsn", installed, "--dry-run", "--action", "nosuch"])
+    assert typo.exit_code == 1, typo.output
+    assert "unknown recovery action 'nosuch'; expected one of " in typo.output
+    assert "terminate_idle_in_transaction" in typo.output
+    quiet = CliRunner().invoke(cli.main, ["recover", "--dsn", installed, "--dry-run",
+                                          "--action", "create_approved_indexes"])
+    assert quiet.exit_code == 0, quiet.output
+    assert quiet.output.strip() == "nothing to do: no action's condition holds"

@@ -224,6 +224,9 @@ def recover(dsn: str | None, dry_run: bool | None, actions: tuple[str, ...], as_
                    "pgperfmon recover --dry-run shows what it would do")
         return
     steps = result.get("steps", [])
+    if result.get("run_id") is None:
+        click.echo(result.get("skipped") or "nothing to do: no action's condition holds")
+        return
     click.echo(f"run {result.get('run_id')}: {len(steps)} step(s)"
                + (" (dry run: nothing changed)" if result.get("dry_run") else ""))
     for s in steps:

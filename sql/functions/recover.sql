@@ -28,6 +28,14 @@ DECLARE
     v record;
     ver boolean;
 BEGIN
+    SELECT string_agg(quote_literal(a), ', ') INTO res
+      FROM unnest(actions) AS a
+     WHERE NOT EXISTS (SELECT FROM perfmon.recovery_playbook AS b WHERE b.name = a);
+    IF res IS NOT NULL THEN
+        RAISE EXCEPTION 'pgperfmon: unknown recovery action %; expected one of %', res,
+                        (SELECT string_agg(b.name, ', ' ORDER BY b.ordinal) FROM perfmon.recovery_playbook AS b)
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
     IF dry_run IS NULL AND NOT enabled THEN
         RETURN jsonb_build_object('enabled', false);
     END IF;
