@@ -181,6 +181,8 @@ def test_redact_secrets_masks_passwords_in_sql_statements(conn_for_sql: psycopg.
     literal = sql.Literal(password).as_string(conn_for_sql)
     by_hand = "'" + password.replace("'", "''") + "'"
     conninfo = sql.Literal(make_conninfo(host="h", password=password)).as_string(conn_for_sql)
+    plain = make_conninfo(host="h", password=password)
+    e_conninfo = "E'" + plain.replace("\\", "\\\\").replace("'", "\\'") + "'"
     statements = [
         f"ALTER ROLE app PASSWORD {literal}",
         f"CREATE ROLE app LOGIN PASSWORD {by_hand} VALID UNTIL 'infinity'",
@@ -189,6 +191,12 @@ def test_redact_secrets_masks_passwords_in_sql_statements(conn_for_sql: psycopg.
         f"CREATE SUBSCRIPTION s CONNECTION {conninfo} PUBLICATION p WITH (connect = false)",
         f"CREATE SUBSCRIPTION s CONNECTION 'postgresql://app:{urllib.parse.quote(password, safe='')}@h/d' "
         "PUBLICATION p",
+        # Spellings that slipped through: a Unicode-escape string, the option name quoted,
+        # a comment before the constant, a connection string inside an E'' string.
+        f"ALTER ROLE app PASSWORD U&{by_hand}",
+        f'CREATE USER MAPPING FOR app SERVER s OPTIONS ("password" {literal})',
+        f"ALTER ROLE app PASSWORD/**/{by_hand}",
+        f"CREATE SUBSCRIPTION s CONNECTION {e_conninfo} PUBLICATION p",
     ]
     for statement in statements:
         masked = conn_for_sql.execute("SELECT perfmon.redact_secrets(%s)", (statement,)).fetchone()[0]
@@ -489,3 +497,19 @@ def test_delivery_failures_record_no_secret_in_tables_logs_or_output(
         assert perfmon_text_holding(conn, secret) == [], secret
         assert secret not in log, f"the server log holds {secret}"
         assert secret not in python_log
+
+
+def test_an_upgrade_masks_texts_stored_before_a_spelling_was_known(installed: str) -> None:
+    """Texts stored by a release whose redaction missed a spelling (PASSWORD U&'...') stay in
+    perfmon.statements: the install masks them with the current perfmon.redact_secrets()."""
+    secret = distinctive("Stored-Pw")
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute("INSERT INTO perfmon.statements (server_id, userid, dbid, queryid, toplevel, query) "
+                     "VALUES (0, 10, 1, -42, true, %s)", (f"ALTER ROLE app PASSWORD U&'{secret}'",))
+    report = deploy.install(installed, config.load(None, env={}))
+    assert "masked passwords in 1 stored query texts" in report.changes
+    with psycopg.connect(installed) as conn:
+        assert perfmon_text_holding(conn, secret) == []
+        assert conn.execute("SELECT query FROM perfmon.statements WHERE queryid = -42").fetchone() == (
+            "ALTER ROLE app PASSWORD '***'",)
+    assert deploy.install(installed, config.load(None, env={})).changes == []

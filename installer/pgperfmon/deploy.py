@@ -130,6 +130,7 @@ def install(dsn: str, config: Config | None = None, skip_extensions: tuple[str, 
             _create_roles(conn, report)
             _apply_migrations(conn, report)
             _apply_objects(conn, available, report)
+            _redact_stored_texts(conn, report)
             _deploy_python(conn, available, report)
             if config is None:
                 config = load_config(stored=dict(conn.execute("SELECT key, value FROM perfmon.config")))
@@ -338,6 +339,26 @@ def _apply_objects(conn: psycopg.Connection, available: set[str], report: Report
             report.change(f"created {name}")
         elif before[name] != after[name]:
             report.change(f"replaced {name}")
+
+
+def _redact_stored_texts(conn: psycopg.Connection, report: Report) -> None:
+    """Query texts stored before a release whose perfmon.redact_secrets() masks more
+    spellings of a password: masked now as the new ones are (perfmon_reader reads them)."""
+    masked = conn.execute(
+        """WITH s AS (
+               UPDATE perfmon.statements SET query = perfmon.redact_secrets(query)
+                WHERE query ~* '(password|://)' AND query <> perfmon.redact_secrets(query)
+               RETURNING 1),
+           r AS (
+               UPDATE perfmon.recovery_steps
+                  SET target = jsonb_set(target, '{query}',
+                                         to_jsonb(perfmon.redact_secrets(target ->> 'query')))
+                WHERE target ->> 'query' ~* '(password|://)'
+                  AND target ->> 'query' <> perfmon.redact_secrets(target ->> 'query')
+               RETURNING 1)
+           SELECT (SELECT count(*) FROM s) + (SELECT count(*) FROM r)""").fetchone()[0]
+    if masked:
+        report.change(f"masked passwords in {masked} stored query texts")
 
 
 def _drop_stale(conn: psycopg.Connection, start_xid: str, report: Report) -> None:

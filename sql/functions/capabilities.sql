@@ -15,8 +15,9 @@ BEGIN
     in_force := 'pg_cron' = ANY (preload);
     detail := CASE WHEN in_force
         THEN format('preloaded; jobs are kept in database %s', current_setting('cron.database_name', true))
-        ELSE 'pg_cron is not in shared_preload_libraries: add it and restart the server, '
-             'or let `pgperfmon agent` run the schedule' END;
+        ELSE 'pg_cron is not in shared_preload_libraries: add it and restart the server '
+             '(without it nothing samples on its own: perfmon.job_plan lists the jobs for '
+             'another scheduler to run)' END;
     RETURN NEXT;
 
     capability := 'pg_stat_statements';

@@ -7,16 +7,18 @@ AS $$
     -- ALTER ROLE ... PASSWORD '...', CREATE USER MAPPING ... OPTIONS (password '...'),
     -- CREATE SUBSCRIPTION ... CONNECTION 'host=... password=...'. pgperfmon shows
     -- query texts to perfmon_reader, so what may be a password is masked first:
-    --  * a string constant after the word PASSWORD (standard, E'' or dollar-quoted: a
-    --    dollar quote masks the rest of the text);
-    --  * password=value inside connection strings;
+    --  * a string constant after the word PASSWORD, or "password" (standard, E'', U&'' or
+    --    dollar-quoted: a dollar quote masks the rest of the text), comments between them
+    --    skipped;
+    --  * password=value inside connection strings, in an E'' string too (\'value\');
     --  * the password of a URI (scheme://user:password@host).
     -- The Python side's twin for messages is plpython/perfmon_py/redact.py.
     SELECT CASE WHEN query !~* '(password|://)' THEN query ELSE
            regexp_replace(regexp_replace(regexp_replace(regexp_replace(query,
-        '(\mpassword\s+)(?:''(?:[^'']|'''')*''|E?''(?:[^''\\]|\\.|'''')*'')', '\1''***''', 'gi'),
-        '(\mpassword\s+)\$[^$\s]*\$.*$', '\1***', 'gi'),
-        '(\mpassword\s*=\s*)(?:''''(?:[^''\\]|\\''''|\\[^'']|'''''''')*''''|''(?:[^'']|'''')*''|[^\s''&]+)',
+        '("?\mpassword"?(?:\s|/\*[^*]*\*/)*)(?:(?:U&)?''(?:[^'']|'''')*''|E?''(?:[^''\\]|\\.|'''')*'')',
+        '\1''***''', 'gi'),
+        '("?\mpassword"?(?:\s|/\*[^*]*\*/)*)\$[^$\s]*\$.*$', '\1***', 'gi'),
+        '(\mpassword\s*=\s*)(?:\\''(?:[^''\\]|\\.)*\\''|''''(?:[^''\\]|\\''''|\\[^'']|'''''''')*''''|''(?:[^'']|'''')*''|[^\s''&]+)',
         '\1***', 'gi'),
         '(://[^:/@\s'']*:)[^@\s'']*@', '\1***@', 'g') END
 $$;
