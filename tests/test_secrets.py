@@ -10,6 +10,7 @@ parameters logged), in the commands' output and in the Python log records.
 from __future__ import annotations
 
 import base64
+import getpass
 import logging
 import secrets
 import socket
@@ -513,3 +514,10 @@ def test_an_upgrade_masks_texts_stored_before_a_spelling_was_known(installed: st
         assert conn.execute("SELECT query FROM perfmon.statements WHERE queryid = -42").fetchone() == (
             "ALTER ROLE app PASSWORD '***'",)
     assert deploy.install(installed, config.load(None, env={})).changes == []
+
+
+def test_a_dsn_without_a_user_is_described_with_libpqs_default_user(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("PGUSER", "PGHOST", "PGPORT", "PGDATABASE"):
+        monkeypatch.delenv(var, raising=False)
+    me = getpass.getuser()
+    assert db.describe("") == f"{me}@local socket:5432/{me}"  # was "@local socket:5432/"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -59,7 +60,7 @@ def describe(dsn: str) -> str:
         parts = conninfo_to_dict(dsn)
     except (psycopg.ProgrammingError, UnicodeDecodeError):  # percent-encoded bytes that are not UTF-8
         return "<unparsable DSN>"
-    user = parts.get("user") or os.environ.get("PGUSER", "")
+    user = parts.get("user") or os.environ.get("PGUSER") or getpass.getuser()  # libpq's default
     host = parts.get("host") or os.environ.get("PGHOST", "local socket")
     port = parts.get("port") or os.environ.get("PGPORT", "5432")
     dbname = parts.get("dbname") or os.environ.get("PGDATABASE", user)
