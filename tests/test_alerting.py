@@ -510,3 +510,28 @@ def test_an_ongoing_anomaly_raises_an_alert_and_its_end_resolves_it(conn: psycop
     analyze(conn)
     assert conn.execute(
         "SELECT state FROM perfmon.alerts WHERE rule = 'anomaly'").fetchall() == [("resolved",)]
+
+
+def test_an_alert_of_a_disabled_or_deleted_rule_is_resolved_and_never_escalates(
+        conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, escalation_minutes=5, value=95)
+    add_gauge_rule(conn, name="test_gone", escalation_minutes=5, value=95)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    analyze(conn)
+    assert conn.execute("SELECT rule, state FROM perfmon.alerts ORDER BY rule").fetchall() == \
+        [("test_gauge", "firing"), ("test_gone", "firing")]
+    # The docs' way to pause a rule, and a rule removed for good: the condition may still
+    # be there, but nothing measures it any more.
+    conn.execute("UPDATE perfmon.alert_rules SET enabled = false WHERE name = 'test_gauge'")
+    conn.execute("DELETE FROM perfmon.alert_rules WHERE name = 'test_gone'")
+    assert analyze(conn)["alerts"]["outcomes"] == {"resolved": 2}
+    assert conn.execute("SELECT rule, state FROM perfmon.alerts ORDER BY rule").fetchall() == \
+        [("test_gauge", "resolved"), ("test_gone", "resolved")]
+    backdate(conn, 60)
+    assert "escalated" not in analyze(conn)["alerts"]["outcomes"]
+    # Whoever heard of the firing hears of its end, and of nothing else.
+    assert sorted((e, c) for _, e, c, _, _ in outbox(conn)) == \
+        [("firing", "webhook")] * 2 + [("resolved", "webhook")] * 2
+    reasons = [r for (r,) in conn.execute(
+        "SELECT details ->> 'reason' FROM perfmon.alert_events WHERE event = 'resolved' ORDER BY alert_id")]
+    assert reasons == ["rule disabled", "rule deleted"]

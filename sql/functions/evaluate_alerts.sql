@@ -64,16 +64,23 @@ BEGIN
         END;
     END LOOP;
 
-    -- Conditions gone: resolve (a pending alert that never fired is closed quietly).
-    FOR a IN SELECT l.alert_id, l.state, l.level, l.value, l.notified_at FROM perfmon.alert_log AS l
-             WHERE l.server_id = 1 AND l.state <> 'resolved' AND l.rule = ANY (evaluated)
-               AND NOT l.fingerprint = ANY (seen)
-             FOR UPDATE
+    -- Conditions gone: resolve (a pending alert that never fired is closed quietly). A rule
+    -- disabled or deleted measures nothing any more: its open alerts end too, or they
+    -- would stay firing, and escalate, for ever.
+    FOR a IN SELECT l.alert_id, l.state, l.level, l.value, l.notified_at, rl.enabled AS rule_enabled
+             FROM perfmon.alert_log AS l
+             LEFT JOIN perfmon.alert_rules AS rl ON rl.name = l.rule
+             WHERE l.server_id = 1 AND l.state <> 'resolved'
+               AND ((l.rule = ANY (evaluated) AND NOT l.fingerprint = ANY (seen))
+                    OR rl.enabled IS NOT TRUE)
+             FOR UPDATE OF l
     LOOP
         UPDATE perfmon.alert_log AS l SET state = 'resolved', resolved_at = now()
         WHERE l.alert_id = a.alert_id;
-        INSERT INTO perfmon.alert_events (alert_id, event, level, value)
-        VALUES (a.alert_id, 'resolved', a.level, a.value);
+        INSERT INTO perfmon.alert_events (alert_id, event, level, value, details)
+        VALUES (a.alert_id, 'resolved', a.level, a.value,
+                CASE WHEN a.rule_enabled IS NULL THEN '{"reason": "rule deleted"}'::jsonb
+                     WHEN NOT a.rule_enabled THEN '{"reason": "rule disabled"}'::jsonb END);
         -- Only who heard of it hears of its end (not after a silenced firing).
         IF a.state = 'firing' AND a.notified_at IS NOT NULL THEN
             PERFORM perfmon.alert_notify(a.alert_id, 'resolved');
@@ -84,7 +91,7 @@ BEGIN
     -- Unacknowledged past the escalation time: one level up, and to the escalation channels.
     FOR a IN SELECT l.alert_id, l.level FROM perfmon.alert_log AS l
              JOIN perfmon.alert_rule_thresholds AS t ON t.rule = l.rule
-             WHERE l.server_id = 1 AND l.state = 'firing' AND l.acked_at IS NULL
+             WHERE l.server_id = 1 AND l.state = 'firing' AND l.acked_at IS NULL AND t.enabled
                AND now() >= coalesce(l.escalated_at, l.fired_at) + make_interval(mins => t.escalation_min)
              FOR UPDATE OF l
     LOOP
