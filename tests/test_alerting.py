@@ -535,3 +535,25 @@ def test_an_alert_of_a_disabled_or_deleted_rule_is_resolved_and_never_escalates(
     reasons = [r for (r,) in conn.execute(
         "SELECT details ->> 'reason' FROM perfmon.alert_events WHERE event = 'resolved' ORDER BY alert_id")]
     assert reasons == ["rule disabled", "rule deleted"]
+
+
+def test_a_value_that_is_not_a_finite_number_fires_nothing_and_is_reported(conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, value=75)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    analyze(conn)
+    # NaN compares greater than every number in PostgreSQL: it must not read as an emergency.
+    conn.execute("UPDATE public.test_gauge SET v = 'NaN'")
+    conn.execute("INSERT INTO public.test_gauge VALUES ('app2', 'Infinity'), ('app3', '-Infinity')")
+    result = analyze(conn)["alerts"]
+    run = result["rules"]["test_gauge"]
+    assert run["breaches"] == 0 and run["skipped"] == 3
+    assert "not a finite number" in run["error"]
+    assert result["outcomes"] == {}, "nothing fires, nothing resolves"
+    # A broken measurement says nothing of the condition: the open alert stays as it was.
+    assert conn.execute("SELECT target, state, level, current_value FROM perfmon.alerts").fetchall() == \
+        [("app1", "firing", "warning", 75)]
+    assert [(e, lv) for _, e, _, lv, _ in outbox(conn)] == [("firing", "warning")]
+    assert conn.execute("SELECT rules -> 'test_gauge' ->> 'error' FROM perfmon.alert_rule_runs "
+                        "ORDER BY ts DESC LIMIT 1").fetchone()[0] == run["error"]
+    assert conn.execute("SELECT * FROM perfmon.alert_level_for('>', 'NaN', 0, 70, 90, 98)"
+                        ).fetchone() == (None, None)

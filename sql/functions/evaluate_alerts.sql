@@ -14,6 +14,8 @@ DECLARE
     t0 timestamptz := clock_timestamp();
     t1 timestamptz;
     n integer;
+    non_finite integer;
+    example text;
     seen text[] := '{}';
     evaluated text[] := '{}';
     runs jsonb := '{}';
@@ -31,6 +33,8 @@ BEGIN
     LOOP
         t1 := clock_timestamp();
         n := 0;
+        non_finite := 0;
+        example := NULL;
         BEGIN
             -- Cast to fixed types: b is reused by every rule, and plans are cached by type.
             FOR b IN EXECUTE format('SELECT q.target::text AS target, q.value::double precision AS value, '
@@ -38,6 +42,16 @@ BEGIN
                                     'FROM (%s) AS q(target, value, level, details)',
                                     (SELECT rl.query FROM perfmon.alert_rules AS rl WHERE rl.name = r.rule))
             LOOP
+                -- NaN compares greater than every number and an infinity is no measurement: a
+                -- broken value, reported like a broken query, its target's open alert kept as it is.
+                IF b.value IN ('NaN', 'Infinity', '-Infinity') THEN
+                    IF b.target IS NOT NULL THEN
+                        seen := seen || (r.rule || ':' || b.target::text);
+                    END IF;
+                    non_finite := non_finite + 1;
+                    example := coalesce(example, format('%s = %s', coalesce(b.target::text, 'NULL'), b.value));
+                    CONTINUE;
+                END IF;
                 IF b.level IS NOT NULL THEN
                     lvl := b.level;
                     thr := NULL;
@@ -56,7 +70,11 @@ BEGIN
             END LOOP;
             evaluated := evaluated || r.rule;
             runs := runs || jsonb_build_object(r.rule, jsonb_build_object(
-                'ms', round(extract(epoch FROM clock_timestamp() - t1)::numeric * 1000, 2), 'breaches', n));
+                'ms', round(extract(epoch FROM clock_timestamp() - t1)::numeric * 1000, 2), 'breaches', n)
+                || CASE WHEN non_finite > 0 THEN jsonb_build_object(
+                       'skipped', non_finite,
+                       'error', format('%s value(s) not a finite number, skipped (%s)', non_finite, example))
+                   ELSE '{}' END);
         EXCEPTION WHEN OTHERS THEN
             -- A broken rule keeps its open alerts as they are and does not stop the others.
             runs := runs || jsonb_build_object(r.rule, jsonb_build_object(
@@ -117,4 +135,5 @@ $$;
 COMMENT ON FUNCTION perfmon.evaluate_alerts() IS
     'Evaluates every enabled alert rule once (each in its own subtransaction), opens/fires/raises '
     'alerts, resolves those whose condition is gone, escalates unacknowledged ones past their '
-    'escalation time, and queues their notifications. Returns ms, outcomes and per-rule {ms, breaches, error?}.';
+    'escalation time, and queues their notifications. A value that is not a finite number (NaN, '
+    'infinity) is skipped and reported. Returns ms, outcomes and per-rule {ms, breaches, skipped?, error?}.';
