@@ -557,3 +557,22 @@ def test_a_value_that_is_not_a_finite_number_fires_nothing_and_is_reported(conn:
                         "ORDER BY ts DESC LIMIT 1").fetchone()[0] == run["error"]
     assert conn.execute("SELECT * FROM perfmon.alert_level_for('>', 'NaN', 0, 70, 90, 98)"
                         ).fetchone() == (None, None)
+
+
+def test_a_level_flapping_below_one_already_notified_is_not_notified_again(conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, value=95)
+    set_config(conn, alerting__channels__webhook__enabled=True, alerting__channels__sms__enabled=True)
+    for v in (95, 75, 95, 75, 95, 75):
+        conn.execute("UPDATE public.test_gauge SET v = %s", (v,))
+        analyze(conn)
+    # Each return to critical is shown, but the page (SMS) went out once.
+    assert sorted((e, c, lv) for _, e, c, lv, _ in outbox(conn)) == \
+        [("firing", "sms", "critical"), ("firing", "webhook", "critical")]
+    assert conn.execute("SELECT count(*) FROM perfmon.alert_events WHERE event = 'level_raised' "
+                        "AND details ->> 'notified' = 'false'").fetchone()[0] == 2
+    # Above every level notified so far: notified.
+    conn.execute("UPDATE public.test_gauge SET v = 99")
+    assert analyze(conn)["alerts"]["outcomes"] == {"level_raised": 1}
+    assert sorted((e, c, lv) for _, e, c, lv, _ in outbox(conn) if e == "level_raised") == \
+        [("level_raised", "sms", "emergency"), ("level_raised", "webhook", "emergency")]
+    assert conn.execute("SELECT notified_level FROM perfmon.alert_log").fetchone()[0] == "emergency"

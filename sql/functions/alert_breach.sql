@@ -9,6 +9,9 @@ AS $$
 DECLARE
     fp text := rule || ':' || target;
     a perfmon.alert_log;
+    -- Raised above every level already notified: a return to one of them (flapping) is
+    -- shown, not notified again.
+    above_notified boolean;
 BEGIN
     SELECT * INTO a FROM perfmon.alert_log AS l
     WHERE l.server_id = 1 AND l.fingerprint = fp AND l.state <> 'resolved' FOR UPDATE;
@@ -31,9 +34,14 @@ BEGIN
             INSERT INTO perfmon.alert_events (alert_id, event, level, value)
             VALUES (a.alert_id, 'reopened', level, value);
             IF perfmon.alert_level_rank(level) > perfmon.alert_level_rank(a.level) THEN
-                INSERT INTO perfmon.alert_events (alert_id, event, level, value)
-                VALUES (a.alert_id, 'level_raised', level, value);
-                PERFORM perfmon.alert_notify(a.alert_id, 'level_raised');
+                above_notified := perfmon.alert_level_rank(level)
+                                  > coalesce(perfmon.alert_level_rank(a.notified_level), -1);
+                INSERT INTO perfmon.alert_events (alert_id, event, level, value, details)
+                VALUES (a.alert_id, 'level_raised', level, value,
+                        CASE WHEN NOT above_notified THEN '{"notified": false}'::jsonb END);
+                IF above_notified THEN
+                    PERFORM perfmon.alert_notify(a.alert_id, 'level_raised');
+                END IF;
             END IF;
             RETURN 'reopened';
         END IF;
@@ -69,9 +77,14 @@ BEGIN
     END IF;
     IF perfmon.alert_level_rank(level) > perfmon.alert_level_rank(a.level) THEN
         UPDATE perfmon.alert_log AS l SET level = alert_breach.level WHERE l.alert_id = a.alert_id;
-        INSERT INTO perfmon.alert_events (alert_id, event, level, value)
-        VALUES (a.alert_id, 'level_raised', level, value);
-        PERFORM perfmon.alert_notify(a.alert_id, 'level_raised');
+        above_notified := perfmon.alert_level_rank(level)
+                          > coalesce(perfmon.alert_level_rank(a.notified_level), -1);
+        INSERT INTO perfmon.alert_events (alert_id, event, level, value, details)
+        VALUES (a.alert_id, 'level_raised', level, value,
+                CASE WHEN NOT above_notified THEN '{"notified": false}'::jsonb END);
+        IF above_notified THEN
+            PERFORM perfmon.alert_notify(a.alert_id, 'level_raised');
+        END IF;
         RETURN 'level_raised';
     ELSIF perfmon.alert_level_rank(level) < perfmon.alert_level_rank(a.level) AND a.escalation_level = 0 THEN
         -- Lower again: shown, not notified (the resolution is). An escalated level stays.
@@ -86,5 +99,6 @@ $$;
 COMMENT ON FUNCTION perfmon.alert_breach(text, text, text, double precision, double precision, jsonb,
                                          integer, integer) IS
     'Records one breach of a rule for a target: opens its alert (pending, or firing when hold_s = 0), '
-    'fires it once the breach has held hold_s seconds, raises its level (notified) or lowers it (not '
-    'notified), reopens an alert resolved less than cooldown_min minutes ago. Returns the outcome.';
+    'fires it once the breach has held hold_s seconds, raises its level (notified when above every '
+    'level already notified) or lowers it (not notified), reopens an alert resolved less than '
+    'cooldown_min minutes ago. Returns the outcome.';

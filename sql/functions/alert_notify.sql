@@ -30,7 +30,12 @@ BEGIN
       AND (perfmon.alert_level_rank(cfg.s ->> 'min_level') <= perfmon.alert_level_rank(a.level)
            OR (event = 'escalated' AND esc ? c.name));
     GET DIAGNOSTICS queued = ROW_COUNT;
-    UPDATE perfmon.alert_log AS l SET notified_at = now() WHERE l.alert_id = a.alert_id;
+    UPDATE perfmon.alert_log AS l
+    SET notified_at = now(),
+        notified_level = CASE WHEN perfmon.alert_level_rank(a.level)
+                                   > coalesce(perfmon.alert_level_rank(l.notified_level), -1)
+                              THEN a.level ELSE l.notified_level END
+    WHERE l.alert_id = a.alert_id;
     IF queued > 0 THEN
         PERFORM pg_notify('perfmon_alerts', queued::text);
     END IF;
@@ -40,4 +45,5 @@ $$;
 COMMENT ON FUNCTION perfmon.alert_notify(bigint, text) IS
     'Queues an alert event (firing, level_raised, escalated, resolved) in perfmon.alert_outbox for '
     'every enabled channel whose min_level it reaches (escalations also to alerting.escalation_channels), '
-    'unless a silence covers it; NOTIFY perfmon_alerts wakes listening workers. Returns messages queued.';
+    'unless a silence covers it, and keeps the highest level notified (alert_log.notified_level); '
+    'NOTIFY perfmon_alerts wakes listening workers. Returns messages queued.';
