@@ -576,3 +576,25 @@ def test_a_level_flapping_below_one_already_notified_is_not_notified_again(conn:
     assert sorted((e, c, lv) for _, e, c, lv, _ in outbox(conn) if e == "level_raised") == \
         [("level_raised", "sms", "emergency"), ("level_raised", "webhook", "emergency")]
     assert conn.execute("SELECT notified_level FROM perfmon.alert_log").fetchone()[0] == "emergency"
+
+
+def test_an_alert_that_fired_during_a_silence_is_notified_when_it_ends(conn: psycopg.Connection) -> None:
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    silence = conn.execute("SELECT perfmon.silence_alerts('test_gauge', '%', '1 hour', 'deploy')"
+                           ).fetchone()[0]
+    analyze(conn)
+    analyze(conn)
+    assert conn.execute("SELECT state, silenced FROM perfmon.alerts").fetchall() == [("firing", True)]
+    assert outbox(conn) == []
+    conn.execute("SELECT perfmon.expire_silence(%s)", (silence,))
+    # Still firing once the silence is over: now it is heard of, once.
+    outcomes = analyze(conn)["alerts"]["outcomes"]
+    assert [(e, c, lv) for _, e, c, lv, _ in outbox(conn)] == [("firing", "webhook", "warning")]
+    assert outcomes == {"firing": 1, "firing_after_silence": 1}
+    assert analyze(conn)["alerts"]["outcomes"] == {"firing": 1}
+    assert len(outbox(conn)) == 1
+    # ... and so is its end.
+    conn.execute("UPDATE public.test_gauge SET v = 1")
+    analyze(conn)
+    assert [e for _, e, *_ in outbox(conn)] == ["firing", "resolved"]

@@ -106,6 +106,18 @@ BEGIN
         counts := jsonb_set(counts, '{resolved}', to_jsonb(coalesce((counts ->> 'resolved')::int, 0) + 1));
     END LOOP;
 
+    -- Fired while a silence covered it, and nobody heard of it: notified now that the silence
+    -- is over (and so, later, is its resolution). Pending ones wait until they fire.
+    FOR a IN SELECT l.alert_id FROM perfmon.alert_log AS l
+             WHERE l.server_id = 1 AND l.state = 'firing' AND l.notified_level IS NULL
+               AND NOT (SELECT v.silenced FROM perfmon.alerts AS v WHERE v.alert_id = l.alert_id)
+             FOR UPDATE OF l
+    LOOP
+        PERFORM perfmon.alert_notify(a.alert_id, 'firing');
+        counts := jsonb_set(counts, '{firing_after_silence}',
+                            to_jsonb(coalesce((counts ->> 'firing_after_silence')::int, 0) + 1));
+    END LOOP;
+
     -- Unacknowledged past the escalation time: one level up, and to the escalation channels.
     FOR a IN SELECT l.alert_id, l.level FROM perfmon.alert_log AS l
              JOIN perfmon.alert_rule_thresholds AS t ON t.rule = l.rule
@@ -134,6 +146,6 @@ END
 $$;
 COMMENT ON FUNCTION perfmon.evaluate_alerts() IS
     'Evaluates every enabled alert rule once (each in its own subtransaction), opens/fires/raises '
-    'alerts, resolves those whose condition is gone, escalates unacknowledged ones past their '
-    'escalation time, and queues their notifications. A value that is not a finite number (NaN, '
+    'alerts, resolves those whose condition is gone, notifies those that fired during a silence now '
+    'over, escalates unacknowledged ones past their escalation time, and queues their notifications. A value that is not a finite number (NaN, '
     'infinity) is skipped and reported. Returns ms, outcomes and per-rule {ms, breaches, skipped?, error?}.';
