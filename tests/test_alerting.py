@@ -598,3 +598,27 @@ def test_an_alert_that_fired_during_a_silence_is_notified_when_it_ends(conn: psy
     conn.execute("UPDATE public.test_gauge SET v = 1")
     analyze(conn)
     assert [e for _, e, *_ in outbox(conn)] == ["firing", "resolved"]
+
+
+def test_the_resolution_reaches_every_channel_that_heard_of_the_alert(conn: psycopg.Connection) -> None:
+    set_config(conn, alerting__channels__webhook__enabled=True,
+               alerting__channels__webhook__min_level="critical",
+               alerting__channels__slack__enabled=True, alerting__channels__slack__min_level="emergency",
+               alerting__escalation_channels=["slack"])
+    # Heard at critical, resolved after the level was lowered to warning.
+    add_gauge_rule(conn, value=95)
+    for v in (95, 75, 10):
+        conn.execute("UPDATE public.test_gauge SET v = %s", (v,))
+        analyze(conn)
+    assert [(e, c) for _, e, c, _, _ in outbox(conn)] == [("firing", "webhook"), ("resolved", "webhook")]
+    # Slack heard of it only through the escalation: it hears of its end too.
+    add_gauge_rule(conn, name="test_escalated", escalation_minutes=5, value=75)
+    analyze(conn)
+    backdate(conn, 6)
+    analyze(conn)
+    conn.execute("UPDATE public.test_escalated SET v = 10")
+    analyze(conn)
+    later = conn.execute("SELECT event, channel FROM perfmon.alert_outbox AS o JOIN perfmon.alert_log "
+                         "USING (alert_id) WHERE rule = 'test_escalated' ORDER BY event, channel").fetchall()
+    assert later == [("escalated", "slack"), ("escalated", "webhook"),
+                     ("resolved", "slack"), ("resolved", "webhook")]

@@ -28,7 +28,16 @@ BEGIN
     CROSS JOIN LATERAL (SELECT perfmon.settings_under(c.config_key) AS s) AS cfg
     WHERE (cfg.s ->> 'enabled')::boolean
       AND (perfmon.alert_level_rank(cfg.s ->> 'min_level') <= perfmon.alert_level_rank(a.level)
-           OR (event = 'escalated' AND esc ? c.name));
+           OR (event = 'escalated' AND esc ? c.name)
+           -- Whoever heard of the alert (since its last resolution) hears of its end, whatever
+           -- its level now: it may have been lowered, or reached the channel by escalation.
+           OR (event = 'resolved' AND EXISTS (
+                   SELECT FROM perfmon.alert_outbox AS o
+                   WHERE o.alert_id = a.alert_id AND o.channel = c.name AND o.event <> 'resolved'
+                     AND o.status IN ('pending', 'delivered')
+                     AND NOT EXISTS (SELECT FROM perfmon.alert_outbox AS r
+                                     WHERE r.alert_id = o.alert_id AND r.channel = o.channel
+                                       AND r.event = 'resolved' AND r.message_id > o.message_id))));
     GET DIAGNOSTICS queued = ROW_COUNT;
     UPDATE perfmon.alert_log AS l
     SET notified_at = now(),
@@ -44,6 +53,7 @@ END
 $$;
 COMMENT ON FUNCTION perfmon.alert_notify(bigint, text) IS
     'Queues an alert event (firing, level_raised, escalated, resolved) in perfmon.alert_outbox for '
-    'every enabled channel whose min_level it reaches (escalations also to alerting.escalation_channels), '
+    'every enabled channel whose min_level it reaches (escalations also to alerting.escalation_channels, '
+    'resolutions also to every channel queued a message of the alert since its last resolution), '
     'unless a silence covers it, and keeps the highest level notified (alert_log.notified_level); '
     'NOTIFY perfmon_alerts wakes listening workers. Returns messages queued.';
