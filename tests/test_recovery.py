@@ -306,10 +306,148 @@ def test_builds_only_approved_indexes_concurrently(enabled: psycopg.Connection, 
     conn.execute("SELECT perfmon.approve_index('public', 'orders', ARRAY['customer_id'])")
     result = alerting.recover_once(installed, "test", None, actions=["create_approved_indexes"])
     assert [(s["decision"], s["verified"]) for s in result["steps"]] == [("done", True)]
-    assert conn.execute("SELECT indisvalid FROM pg_index WHERE indexrelid = "
-                        "'public.perfmon_orders_customer_id_idx'::regclass").fetchone() == (True,)
+    name = result["steps"][0]["target"]["index_name"]
+    assert name.startswith("perfmon_orders_customer_id_") and name.endswith("_idx")
+    assert index_on(conn, name) == ("public.orders", True)
     again = alerting.recover_once(installed, "test", None, actions=["create_approved_indexes"])
     assert again["steps"] == [], "an index that exists is not built again"
+
+
+def index_on(conn: psycopg.Connection, name: str) -> tuple[str, bool] | None:
+    """(table, valid) of the index public.<name>, None when there is none."""
+    return conn.execute("SELECT c.relnamespace::regnamespace || '.' || c.relname, i.indisvalid "
+                        "FROM pg_index i JOIN pg_class c ON c.oid = i.indrelid "
+                        "WHERE i.indexrelid = to_regclass(format('public.%%I', %s::text))",
+                        (name,)).fetchone()
+
+
+def planned_index(conn: psycopg.Connection) -> str:
+    return conn.execute("SELECT target ->> 'index_name' FROM perfmon.recovery_plan_indexes('{}')"
+                        ).fetchone()[0]
+
+
+def build_indexes(dsn: str) -> list[tuple]:
+    result = alerting.recover_once(dsn, "test", None, actions=["create_approved_indexes"])
+    return [(s["target"]["columns"], s["decision"], s["verified"]) for s in result["steps"]]
+
+
+def test_never_drops_an_index_it_did_not_build(enabled: psycopg.Connection, installed: str) -> None:
+    conn = enabled
+    conn.execute("CREATE TABLE public.orders (id int, customer_id int, note text)")
+    conn.execute("CREATE TABLE public.other (id int, note text)")
+    set_config(conn, optimization__auto_recovery__create_approved_indexes__enabled=True)
+    # The name builds had before names were unique, held by an index of another table: a
+    # build that failed on it dropped that index.
+    conn.execute("CREATE INDEX perfmon_orders_customer_id_idx ON public.other (note)")
+    conn.execute("SELECT perfmon.approve_index('public', 'orders', ARRAY['customer_id'])")
+    name = planned_index(conn)
+    assert build_indexes(installed) == [(["customer_id"], "done", True)]
+    assert index_on(conn, "perfmon_orders_customer_id_idx") == ("public.other", True)
+    assert index_on(conn, name) == ("public.orders", True)
+    # The very name the build uses, taken by someone else: neither built over nor dropped.
+    conn.execute(f"DROP INDEX public.{name}")
+    conn.execute(f"CREATE INDEX {name} ON public.other (id)")
+    assert build_indexes(installed) == [(["customer_id"], "refused", None)]
+    reason = conn.execute("SELECT reason FROM perfmon.recovery_actions WHERE action = "
+                          "'create_approved_indexes' ORDER BY step_id DESC LIMIT 1").fetchone()[0]
+    assert reason == (f"the index name is taken by public.{name} (a valid index on public.other): "
+                      "not built, nothing dropped")
+    assert index_on(conn, name) == ("public.other", True)
+    # Taken after the plan was made (by an invalid index, as a failed or running build leaves):
+    # the build checks again under its lock, and says why it did not build.
+    conn.execute(f"DROP INDEX public.{name}")
+    target = conn.execute("SELECT target FROM perfmon.recovery_plan_indexes('{}')").fetchone()[0]
+    conn.execute("CREATE TABLE public.dup (id int)")
+    conn.execute("INSERT INTO public.dup VALUES (1), (1)")
+    with pytest.raises(psycopg.errors.UniqueViolation):
+        conn.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {name} ON public.dup (id)")
+    assert index_on(conn, name) == ("public.dup", False)
+    assert alerting.build_approved_index(conn, target) == (
+        False, f"not built: the index name is taken by public.{name} (an invalid index on public.dup: "
+               "being built, or left by a failed build); nothing was dropped")
+    assert index_on(conn, name) == ("public.dup", False)
+
+
+def test_approvals_whose_cut_names_collide_get_an_index_each(enabled: psycopg.Connection,
+                                                              installed: str) -> None:
+    conn = enabled
+    table = "order_lines_of_the_customer_accounts_archive"
+    conn.execute(f"CREATE TABLE public.{table} (id int, customer_reference_a int, customer_reference_b int)")
+    set_config(conn, optimization__auto_recovery__create_approved_indexes__enabled=True)
+    for column in ("customer_reference_a", "customer_reference_b"):
+        conn.execute("SELECT perfmon.approve_index('public', %s, ARRAY[%s])", (table, column))
+    # Cut to 59 characters, both names were perfmon_<table>_custom_idx: the second build
+    # failed on "already exists" and dropped the first one's index, run after run.
+    assert build_indexes(installed) == [(["customer_reference_a"], "done", True),
+                                        (["customer_reference_b"], "done", True)]
+    built = conn.execute("SELECT c.relname::text, octet_length(c.relname::text), a.attname::text, "
+                         "i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                         "JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = i.indkey[0] "
+                         "WHERE i.indrelid = %s::regclass ORDER BY 3", (f"public.{table}",)).fetchall()
+    assert [(column, valid) for _, _, column, valid in built] == [("customer_reference_a", True),
+                                                                  ("customer_reference_b", True)]
+    assert built[0][0] != built[1][0] and all(length <= 63 for _, length, _, _ in built)
+    assert build_indexes(installed) == [], "both indexes exist: nothing is built or dropped again"
+
+
+def test_overlapping_runs_leave_each_others_builds_alone(enabled: psycopg.Connection, installed: str) -> None:
+    conn = enabled
+    conn.execute("CREATE TABLE public.orders (id int, customer_id int)")
+    conn.execute("INSERT INTO public.orders SELECT g, g % 100 FROM generate_series(1, 2000) g")
+    set_config(conn, optimization__auto_recovery__create_approved_indexes__enabled=True)
+    conn.execute("SELECT perfmon.approve_index('public', 'orders', ARRAY['customer_id'])")
+    name = planned_index(conn)
+    runs: dict[str, list[tuple]] = {}
+
+    def run(label: str) -> None:
+        runs[label] = build_indexes(installed)
+
+    first, second = (threading.Thread(target=run, args=(label,)) for label in ("first", "second"))
+    # An open write transaction holds the first run's build, its index invalid, until it ends.
+    with closing(psycopg.connect(installed)) as writer:
+        writer.execute("INSERT INTO public.orders VALUES (0, 0)")
+        first.start()
+        assert wait_for(lambda: index_on(conn, name) == ("public.orders", False))
+        second.start()
+        # Before the fix, the second run's build waited for the first one's to end, then
+        # failed on "already exists" and dropped the index the first one had just built.
+        assert wait_for(lambda: not second.is_alive() or waiting(conn) >= 2)
+        writer.commit()
+    first.join(timeout=30)
+    second.join(timeout=30)
+    assert index_on(conn, name) == ("public.orders", True)
+    assert runs["first"] == [(["customer_id"], "done", True)]
+    assert runs["second"] == [(["customer_id"], "refused", None)]
+
+
+def test_a_failed_build_drops_the_invalid_index_it_left(enabled: psycopg.Connection, installed: str) -> None:
+    conn = enabled
+    conn.execute("CREATE TABLE public.orders (id int, customer_id int)")
+    conn.execute("INSERT INTO public.orders SELECT g, g % 100 FROM generate_series(1, 2000) g")
+    set_config(conn, optimization__auto_recovery__create_approved_indexes__enabled=True)
+    conn.execute("SELECT perfmon.approve_index('public', 'orders', ARRAY['customer_id'])")
+    name = planned_index(conn)
+    runs: list[list[tuple]] = []
+    build = threading.Thread(target=lambda: runs.append(build_indexes(installed)))
+    # The build, held by an open write transaction after it created its invalid index, is cancelled.
+    with closing(psycopg.connect(installed)) as writer:
+        writer.execute("INSERT INTO public.orders VALUES (0, 0)")
+        build.start()
+        assert wait_for(lambda: index_on(conn, name) == ("public.orders", False))
+        conn.execute("SELECT pg_cancel_backend(pid) FROM pg_stat_activity "
+                     "WHERE query LIKE 'CREATE INDEX CONCURRENTLY%%' AND pid <> pg_backend_pid()")
+        assert wait_for(lambda: conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' "
+            "AND query LIKE 'CREATE INDEX CONCURRENTLY%%' AND pid <> pg_backend_pid()").fetchone() == (0,))
+        writer.commit()
+    build.join(timeout=30)
+    assert runs == [[(["customer_id"], "failed", False)]]
+    result = conn.execute("SELECT result FROM perfmon.recovery_actions "
+                          "WHERE action = 'create_approved_indexes'").fetchone()[0]
+    assert result == (f"canceling statement due to user request; the invalid index public.{name} "
+                      "it left was dropped")
+    assert index_on(conn, name) is None
+    assert build_indexes(installed) == [(["customer_id"], "done", True)]
 
 
 def test_recover_command_dry_run(conn: psycopg.Connection, installed: str, idle_session) -> None:

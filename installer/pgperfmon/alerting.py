@@ -137,6 +137,47 @@ def deferred_statement(action: str, target: Mapping[str, Any]) -> sql.Composed:
     raise ValueError(f"recovery action {action} cannot be deferred")
 
 
+def build_approved_index(conn: psycopg.Connection, target: Mapping[str, Any]) -> tuple[bool, str]:
+    """Builds an approved index CONCURRENTLY; returns (built, what happened) for the step's record.
+
+    A failed CONCURRENTLY build leaves an invalid index behind, which is dropped - but only
+    that one. An index that held the name before the build is someone else's, or one that
+    another run is building (invalid until it is done): the build does not start, and
+    nothing is dropped.
+    """
+    names = {"schema": target["schema"], "table": target["table"], "index_name": target["index_name"]}
+    name = f"{target['schema']}.{target['index_name']}"
+    # Held from the check of the name to the clean-up: no other pgperfmon recover creates or
+    # drops an index of that name meanwhile (perfmon.recover()'s lock ends with its planning).
+    lock = ("perfmon.recover.index", name)
+    if not conn.execute("SELECT pg_try_advisory_lock(hashtext(%s), hashtext(%s))", lock).fetchone()[0]:
+        return False, f"not built: another pgperfmon recover is building {name}; nothing was dropped"
+    try:
+        taken = conn.execute("SELECT perfmon.recovery_index_name_taken(%(schema)s, %(index_name)s)",
+                             names).fetchone()[0]
+        if taken is not None:
+            return False, f"not built: the index name is taken by {taken}; nothing was dropped"
+        statement = deferred_statement("create_approved_indexes", target)
+        try:
+            conn.execute(statement)
+            return True, statement.as_string(conn)
+        except psycopg.errors.DuplicateTable as exc:  # taken since the check, by another session
+            return False, f"{db.redact(str(exc).strip())}; nothing was dropped"
+        except psycopg.Error as exc:
+            error = db.redact(str(exc).strip())
+        if not conn.execute(resources.sql("queries/recovery_index_leftover"), names).fetchone()[0]:
+            return False, f"{error}; the build left no invalid index, nothing was dropped"
+        try:
+            conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
+                sql.Identifier(target["schema"]), sql.Identifier(target["index_name"])))
+        except psycopg.Error as exc:
+            return False, (f"{error}; the invalid index {name} it left could not be dropped: "
+                           f"{db.redact(str(exc).strip())}")
+        return False, f"{error}; the invalid index {name} it left was dropped"
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", lock)
+
+
 def recover_once(dsn: str, trigger: str, dry_run: bool | None, fast_only: bool = False,
                  actions: list[str] | None = None) -> dict[str, Any]:
     """One recovery run: in-database actions, then the deferred ones, each re-checked."""
@@ -148,17 +189,16 @@ def recover_once(dsn: str, trigger: str, dry_run: bool | None, fast_only: bool =
             if step["decision"] != "deferred":
                 continue
             target = step["target"]
-            statement = deferred_statement(step["action"], target)
             started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-            try:
-                conn.execute(statement)
-                ok, text = True, statement.as_string(conn)
-            except psycopg.Error as exc:
-                ok, text = False, db.redact(str(exc).strip())
-                if step["action"] == "create_approved_indexes":
-                    # A failed CONCURRENTLY build leaves an invalid index behind.
-                    conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}.{}").format(
-                        sql.Identifier(target["schema"]), sql.Identifier(target["index_name"])))
+            if step["action"] == "create_approved_indexes":
+                ok, text = build_approved_index(conn, target)
+            else:
+                statement = deferred_statement(step["action"], target)
+                try:
+                    conn.execute(statement)
+                    ok, text = True, statement.as_string(conn)
+                except psycopg.Error as exc:
+                    ok, text = False, db.redact(str(exc).strip())
             check = conn.execute("SELECT perfmon.recovery_step_result(%s, %s, %s, %s)",
                                  (step["step_id"], ok, text, started)).fetchone()[0]
             step.update(decision="done" if ok else "failed", result=text, verified=check["verified"])
