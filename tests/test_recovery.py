@@ -474,3 +474,39 @@ def test_recover_command_names_an_unknown_action_and_says_when_there_is_nothing_
                                           "--action", "create_approved_indexes"])
     assert quiet.exit_code == 0, quiet.output
     assert quiet.output.strip() == "nothing to do: no action's condition holds"
+
+
+def test_a_run_cancelled_while_it_acts_keeps_a_row_for_every_session_it_ended(
+        enabled: psycopg.Connection, app_dsn: str) -> None:
+    """A statement_timeout (or Ctrl-C) in the middle of a run rolled back the steps' rows of
+    sessions already terminated: actions without an audit row. Timeouts from short to long,
+    until one falls while the run acts; at each, every session ended has its row."""
+    conn = enabled
+    set_config(conn, optimization__auto_recovery__max_actions_per_hour=10_000,
+               optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=[APP_ROLE])
+    cancelled_while_acting = False
+    for timeout_ms in (10, 20, 30, 40, 60, 80, 120, 160, 240, 320):
+        sessions = [psycopg.connect(app_dsn) for _ in range(20)]
+        try:
+            pids = [s.execute("SELECT pg_backend_pid()").fetchone()[0] for s in sessions]
+            conn.execute("SELECT pg_sleep(0.2)")  # idle in transaction past after_seconds
+            conn.execute(f"SET statement_timeout = {timeout_ms}")
+            try:
+                result = conn.execute("SELECT perfmon.watch()").fetchone()[0]
+            except psycopg.errors.QueryCanceled:  # while planning: nothing was done
+                result = {}
+            conn.execute("RESET statement_timeout")
+            ended = {pid for pid in pids if not alive(conn, pid)}
+            recorded = {pid for decision, _r, _v, pid in steps(conn, "terminate_idle_in_transaction")
+                        if decision in ("done", "failed")}
+            assert ended <= recorded, (timeout_ms, result, ended - recorded)
+        finally:
+            for s in sessions:
+                s.close()
+        if result.get("cancelled"):
+            cancelled_while_acting = True
+            assert 0 < len(ended) < len(pids)
+            break
+    assert cancelled_while_acting, "no timeout fell while the run acted: the test showed nothing"

@@ -25,8 +25,10 @@ DECLARE
     steps jsonb := '[]';
     res text;
     acted timestamptz;
-    v record;
     ver boolean;
+    ver_detail text;
+    ver_at timestamptz;
+    cancelled boolean := false;
 BEGIN
     SELECT string_agg(quote_literal(a), ', ') INTO res
       FROM unnest(actions) AS a
@@ -44,6 +46,7 @@ BEGIN
         RETURN jsonb_build_object('skipped', 'another recovery run is in progress');
     END IF;
     PERFORM pg_stat_clear_snapshot();
+    <<playbook>>
     FOR p IN SELECT * FROM perfmon.recovery_playbook AS b
              WHERE (NOT fast_only OR b.fast) AND (NOT in_database_only OR b.in_database)
                AND (actions IS NULL OR b.name = ANY (actions))
@@ -101,28 +104,49 @@ BEGIN
                     ELSE
                         res := 'signal delivered';
                     END IF;
-                EXCEPTION WHEN OTHERS THEN
-                    verdict := 'failed';
-                    res := SQLERRM;
+                -- A cancel (statement_timeout, Ctrl-C) while acting or verifying would roll
+                -- back the step's row but not a session already signalled: the run stops
+                -- here instead, with the step recorded, and returns.
+                EXCEPTION
+                    WHEN query_canceled THEN
+                        verdict := 'failed';
+                        res := 'cancelled while acting: the signal may have been sent';
+                        cancelled := true;
+                    WHEN OTHERS THEN
+                        verdict := 'failed';
+                        res := SQLERRM;
                 END;
-                SELECT * INTO v FROM perfmon.recovery_verify(p.name, c.target, acted,
-                                                             (g ->> 'verify_timeout_ms')::int);
-                ver := v.verified;
+                IF cancelled THEN
+                    ver := NULL;
+                    ver_detail := 'not verified: the run was cancelled';
+                ELSE
+                    BEGIN
+                        SELECT v.verified, v.detail, v.at INTO ver, ver_detail, ver_at
+                          FROM perfmon.recovery_verify(p.name, c.target, acted,
+                                                       (g ->> 'verify_timeout_ms')::int) AS v;
+                    EXCEPTION WHEN query_canceled THEN
+                        ver := NULL;
+                        ver_detail := 'not verified: the run was cancelled';
+                        cancelled := true;
+                    END;
+                END IF;
                 UPDATE perfmon.recovery_steps AS s
-                SET decision = verdict, result = res, acted_at = acted, verified = v.verified,
-                    verify_detail = v.detail, verified_at = CASE WHEN v.verified THEN v.at END
+                SET decision = verdict, result = res, acted_at = acted, verified = ver,
+                    verify_detail = ver_detail, verified_at = CASE WHEN ver THEN ver_at END
                 WHERE s.step_id = step;
             END IF;
             steps := steps || jsonb_build_object('step_id', step, 'action', p.name, 'decision', verdict,
                                                  'reason', reason, 'target', c.target, 'statement', c.statement,
                                                  'result', res, 'verified', ver);
             res := NULL;
+            EXIT playbook WHEN cancelled;
         END LOOP;
     END LOOP;
     IF run IS NOT NULL THEN
         UPDATE perfmon.recovery_runs AS r SET finished_at = clock_timestamp(), plan = steps WHERE r.run_id = run;
     END IF;
-    RETURN jsonb_build_object('run_id', run, 'dry_run', dry, 'steps', steps);
+    RETURN jsonb_build_object('run_id', run, 'dry_run', dry, 'steps', steps)
+           || CASE WHEN cancelled THEN '{"cancelled": true}'::jsonb ELSE '{}' END;
 END
 $$;
 COMMENT ON FUNCTION perfmon.recover(text, boolean, boolean, boolean, text[]) IS
