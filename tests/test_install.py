@@ -290,8 +290,14 @@ def test_public_has_nothing(conn: psycopg.Connection) -> None:
 
 
 def test_uninstall_leaves_nothing(installed: str, server, dbname: str) -> None:
-    result = CliRunner().invoke(cli.main, ["uninstall", "--dsn", installed, "--yes"])
+    bi = f"bi_{dbname}"
+    server.execute(f"CREATE ROLE {bi} LOGIN IN ROLE perfmon_reader")
+    try:
+        result = CliRunner().invoke(cli.main, ["uninstall", "--dsn", installed, "--yes"])
+    finally:
+        server.execute(f"DROP ROLE {bi}")
     assert result.exit_code == 0, result.output
+    assert f"dropped role perfmon_reader (granted to {bi}, who lose it)" in result.output
     with psycopg.connect(installed) as conn:
         assert conn.execute(
             "SELECT count(*) FROM pg_namespace WHERE nspname = 'perfmon'").fetchone() == (0,)

@@ -665,9 +665,15 @@ def _drop_roles(conn: psycopg.Connection, report: Report) -> None:
         exists = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone()
         if not exists:
             continue
+        members = conn.execute(
+            """SELECT string_agg(m.rolname, ', ' ORDER BY m.rolname) FROM pg_auth_members AS a
+                 JOIN pg_roles AS m ON m.oid = a.member
+                WHERE a.roleid = %s::regrole AND m.rolname <> ALL (%s)""", (role, list(ROLES))).fetchone()[0]
         try:
             conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
-            report.change(f"dropped role {role}")
+            # Logins granted it (a BI tool's, an agent's) lose what it gave them: say which.
+            report.change(f"dropped role {role}"
+                          + (f" (granted to {members}, who lose it)" if members else ""))
         except psycopg.errors.DependentObjectsStillExist as exc:
             report.note(
                 f"kept role {role}: it is still used elsewhere "
