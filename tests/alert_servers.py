@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import http.server
 import json
+import socket
 import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,10 @@ class Receiver:
     refused: int = 0
     fail_status: int | None = None      # answer every request with this status
     fail_every_other: bool = False      # fail every second request (1st, 3rd, ...)
+    fail_when: Callable[[Received], int | None] | None = None  # the status to fail one request with
+    reason: str | None = None           # reason phrase of a failure (default: the standard one)
+    redirect_to: str | None = None      # answer every POST with 302 and this Location
+    gets: list[str] = field(default_factory=list)  # paths of GET requests (a followed redirect)
     _count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -54,15 +59,28 @@ def http_receiver() -> Iterator[Receiver]:
     class Handler(http.server.BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            request = Received(self.path, dict(self.headers.items()), body)
             with state.lock:
                 state._count += 1
                 fail = state.fail_status or (
-                    500 if state.fail_every_other and state._count % 2 == 1 else None)
+                    500 if state.fail_every_other and state._count % 2 == 1 else None) or (
+                    state.fail_when(request) if state.fail_when else None) or (
+                    302 if state.redirect_to else None)
                 if fail:
                     state.refused += 1
                 else:
-                    state.received.append(Received(self.path, dict(self.headers.items()), body))
-            self.send_response(fail or 200)
+                    state.received.append(request)
+            self.send_response(fail or 200, state.reason if fail else None)
+            if state.redirect_to:
+                self.send_header("Location", state.redirect_to)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def do_GET(self) -> None:
+            with state.lock:
+                state.gets.append(self.path)
+            self.send_response(200)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")
@@ -79,6 +97,43 @@ def http_receiver() -> Iterator[Receiver]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+@dataclass
+class Mailbox:
+    """An SMTP server on 127.0.0.1 (no TLS, no login): the envelopes it accepted."""
+
+    port: int = 0
+    mails: list[Any] = field(default_factory=list)
+    refuse: set[str] = field(default_factory=set)  # recipients answered 550
+
+
+@contextmanager
+def smtp_receiver(refuse: tuple[str, ...] = ()) -> Iterator[Mailbox]:
+    from aiosmtpd.controller import Controller
+
+    box = Mailbox(refuse=set(refuse))
+
+    class Handler:
+        async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+            if address in box.refuse:
+                return "550 no such user here"
+            envelope.rcpt_tos.append(address)
+            return "250 OK"
+
+        async def handle_DATA(self, server, session, envelope):
+            box.mails.append(envelope)
+            return "250 OK"
+
+    with socket.socket() as probe:  # aiosmtpd's start() connects to its port: it cannot be 0
+        probe.bind(("127.0.0.1", 0))
+        box.port = probe.getsockname()[1]
+    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port)
+    controller.start()
+    try:
+        yield box
+    finally:
+        controller.stop()
 
 
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:

@@ -544,3 +544,50 @@ def test_status_names_a_failing_job_and_its_error(server, installed: str, dbname
     assert "function perfmon.run_collectors(unknown) does not exist" in lines[0], lines[0]
     assert "cron.job_run_details" in lines[0], output
     assert output.splitlines()[-1] != "healthy"
+
+
+# --------------------------------------------------------------------------- unstorable replies
+
+@pytest.mark.parametrize("worker", ["deliver", "database"])
+def test_a_nul_in_a_reason_phrase_is_a_failure_not_a_stuck_queue(conn: psycopg.Connection, installed: str,
+                                                                 worker: str) -> None:
+    """A receiver answering "503 busy\\0now": text may not hold NUL, and recording the attempt
+    once failed, left the message unrecorded and pending, re-sent and failing on every start."""
+    add_gauge_rule(conn, value=80)
+    conn.execute("UPDATE perfmon.config SET value = 'true' WHERE key = 'alerting.channels.slack.enabled'")
+    conn.execute("SELECT perfmon.analyze()")
+    with http_receiver() as rx:
+        rx.fail_status, rx.reason = 503, "busy\x00now\x1b[31m"
+        if worker == "deliver":
+            with psycopg.connect(installed) as w:
+                assert alerting.deliver_due(w, "test", env={"PGPERFMON_SLACK_WEBHOOK_URL": rx.url}) == 1
+        else:
+            with psycopg.connect(installed, autocommit=True) as backend:
+                backend.execute("DO $$ import os; os.environ['PGPERFMON_SLACK_WEBHOOK_URL'] = "
+                                f"'{rx.url}' $$ LANGUAGE plpython3u")
+                backend.execute("CALL perfmon.deliver_alerts()")
+        assert rx.refused == 1
+    row = conn.execute("SELECT status, attempts, last_error FROM perfmon.alert_outbox").fetchone()
+    assert row == ("pending", 1, "HTTP 503 busy now [31m")
+    assert conn.execute("SELECT ok, status_code, error FROM perfmon.delivery_log").fetchall() == \
+        [(False, 503, "HTTP 503 busy now [31m")]
+
+
+def test_an_outcome_that_cannot_be_stored_is_recorded_as_a_failure(conn: psycopg.Connection, installed: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever else makes recording an outcome fail (here a NUL let through on purpose), the
+    worker records a plain failure and goes on with the next message."""
+    delivery = alerting.delivery_module()
+    monkeypatch.setattr(delivery, "scrub", lambda text, secrets=(): text)
+    add_gauge_rule(conn, value=80)
+    conn.execute("INSERT INTO public.test_gauge VALUES ('app2', 80)")
+    conn.execute("UPDATE perfmon.config SET value = 'true' WHERE key = 'alerting.channels.slack.enabled'")
+    conn.execute("SELECT perfmon.analyze()")
+    with http_receiver() as rx, psycopg.connect(installed) as w:
+        rx.fail_status, rx.reason = 503, "busy\x00now"
+        assert alerting.deliver_due(w, "test", env={"PGPERFMON_SLACK_WEBHOOK_URL": rx.url}) == 2
+    rows = conn.execute("SELECT status, attempts, last_error FROM perfmon.alert_outbox").fetchall()
+    assert len(rows) == 2
+    for status, attempts, error in rows:
+        assert (status, attempts) == ("pending", 1)
+        assert error.startswith("the outcome could not be recorded (DataError)"), error

@@ -57,9 +57,11 @@ class PsycopgStore:
 
     def result(self, message_id: int, ok: bool, status_code: int | None, error: str | None,
                duration_ms: float, worker: str) -> str:
-        row = self.conn.execute("SELECT perfmon.outbox_result(%s::bigint, %s, %s::int, %s::text, "
-                                "%s::real, %s::text)",
-                                (message_id, ok, status_code, error, duration_ms, worker)).fetchone()
+        # A savepoint: if the outcome cannot be stored, the claim still holds (deliver_one).
+        with self.conn.transaction():
+            row = self.conn.execute("SELECT perfmon.outbox_result(%s::bigint, %s, %s::int, %s::text, "
+                                    "%s::real, %s::text)",
+                                    (message_id, ok, status_code, error, duration_ms, worker)).fetchone()
         return row[0] if row else "?"
 
 

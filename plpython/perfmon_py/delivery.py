@@ -68,8 +68,16 @@ class DeliveryError(Exception):
 
 def scrub(text: str, secrets: list[str] | tuple[str, ...] = ()) -> str:
     """Remove secret values (and the parts of a URL that may hold a token) and everything
-    after the host of any URL: perfmon_py.redact, the one redaction helper."""
-    return redact(text, secrets)
+    after the host of any URL: perfmon_py.redact, the one redaction helper; then the
+    characters that are not printable (see :func:`printable`)."""
+    return printable(redact(text, secrets))
+
+
+def printable(text: str) -> str:
+    """Control and other unprintable characters as spaces. A receiver's reply is quoted in
+    errors: a NUL in it (``503 busy\\0now``) cannot be stored as text, and a line break or
+    an escape sequence would forge lines of a log or a header."""
+    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def _secret(settings: Mapping[str, Any], key: str, env: Mapping[str, str]) -> str | None:
@@ -235,7 +243,7 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any], env: Map
         raise DeliveryError("email channel needs alerting.channels.email.recipients")
     mail = EmailMessage()
     # A target may hold line breaks (a table named "a\nb"): a header may not.
-    mail["Subject"] = "".join(c if c.isprintable() else " " for c in text_of(message))[:200]
+    mail["Subject"] = printable(text_of(message))[:200]
     mail["From"] = settings.get("sender") or "pgperfmon@localhost"
     mail["To"] = ", ".join(recipients)
     mail["Message-ID"] = f"<pgperfmon-{message['message_id']}@{settings.get('smtp_host')}>"
@@ -311,7 +319,13 @@ def deliver_one(store: Store, worker: str, env: Mapping[str, str] | None = None,
     except Exception as exc:  # a bug in a sender must not stop the queue
         sent = Sent(False, None, scrub(f"{type(exc).__name__}: {exc}", secrets))
     ms = (time.perf_counter() - start) * 1000
-    status = store.result(message["message_id"], sent.ok, sent.status_code, sent.error, ms, worker)
+    try:
+        status = store.result(message["message_id"], sent.ok, sent.status_code, sent.error, ms, worker)
+    except Exception as exc:
+        # An outcome the database refuses must not stop the queue: unrecorded, the message
+        # would stay claimable with no attempt counted, re-sent and failing on every start.
+        sent = Sent(False, None, f"the outcome could not be recorded ({type(exc).__name__})")
+        status = store.result(message["message_id"], sent.ok, sent.status_code, sent.error, ms, worker)
     return {"message_id": message["message_id"], "channel": message["channel"], "ok": sent.ok,
             "status": status, "status_code": sent.status_code, "error": sent.error,
             "ms": round(ms, 1)}
@@ -341,7 +355,9 @@ class PlpyStore:
                duration_ms: float, worker: str) -> str:
         plan = self.plpy.prepare("select perfmon.outbox_result($1, $2, $3, $4, $5, $6) as s",
                                  ["bigint", "boolean", "integer", "text", "real", "text"])
-        return self.plpy.execute(plan, [message_id, ok, status_code, error, duration_ms, worker])[0]["s"]
+        # A subtransaction: if the outcome cannot be stored, the claim still holds (deliver_one).
+        with self.plpy.subtransaction():
+            return self.plpy.execute(plan, [message_id, ok, status_code, error, duration_ms, worker])[0]["s"]
 
 
 def work_outbox(plpy, max_seconds: float, max_messages: int) -> int:
