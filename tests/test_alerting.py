@@ -449,6 +449,22 @@ def test_deliver_command_is_woken_by_notify(conn: psycopg.Connection, installed:
         assert conn.execute("SELECT worker FROM perfmon.delivery_log").fetchall() == [("listener",)]
 
 
+def test_a_redirect_is_a_failure_not_a_delivery(conn: psycopg.Connection, installed: str) -> None:
+    # Following a 302, urllib re-sent the POST as a GET without its body: the alert reached
+    # no one, yet the 200 of the GET marked it delivered.
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True)
+    analyze(conn)
+    with http_receiver() as rx:
+        rx.redirect_to = f"http://localhost:{rx.port}/moved?token={TOKEN}"
+        assert deliver(installed, webhook_env(rx.url)) == 1
+        assert rx.gets == [] and rx.received == [] and rx.refused == 1
+    status, error = conn.execute("SELECT status, last_error FROM perfmon.alert_outbox").fetchone()
+    assert status == "pending"
+    assert error == f"HTTP 302 Found: redirected to localhost:{rx.port} (redirects are not followed)"
+    assert_no_secret(conn, TOKEN)
+
+
 def assert_no_secret(conn: psycopg.Connection, secret: str) -> None:
     """No table of perfmon holds the secret, whatever the column."""
     tables = [t for (t,) in conn.execute(

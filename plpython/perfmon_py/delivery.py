@@ -181,15 +181,39 @@ def signature(key: str, timestamp: str, body: bytes) -> str:
 
 # --------------------------------------------------------------------------- senders
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failure: urllib would re-send the POST as a GET without its body, and
+    the 200 of that GET marked delivered a message nobody received."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirect)
+
+
+def _host_of(url: str, location: str | None) -> str:
+    """host[:port] a redirect points to; not the rest, which may hold a token."""
+    try:
+        target = urllib.parse.urlsplit(urllib.parse.urljoin(url, location or ""))
+        return f"{target.hostname or '?'}{f':{target.port}' if target.port else ''}"
+    except ValueError:
+        return "?"
+
+
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secrets: list[str]) -> int:
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"User-Agent": USER_AGENT, **headers})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=timeout) as response:
             response.read()
             return response.status
     except urllib.error.HTTPError as exc:
-        raise DeliveryError(scrub(f"HTTP {exc.code} {exc.reason}", secrets), exc.code) from None
+        text = f"HTTP {exc.code} {exc.reason}"
+        if 300 <= exc.code < 400:
+            location = exc.headers.get("Location") if exc.headers else None
+            text += f": redirected to {_host_of(url, location)} (redirects are not followed)"
+        raise DeliveryError(scrub(text, secrets), exc.code) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         raise DeliveryError(scrub(f"{type(exc).__name__}: {reason}", secrets)) from None
