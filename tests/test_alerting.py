@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from alert_servers import add_gauge_rule, http_receiver, self_signed_cert, set_config, wait_for
+from alert_servers import add_gauge_rule, http_receiver, self_signed_cert, set_config, smtp_receiver, wait_for
 from click.testing import CliRunner
 
 from pgperfmon import alerting, cli
@@ -463,6 +463,34 @@ def test_a_redirect_is_a_failure_not_a_delivery(conn: psycopg.Connection, instal
     assert status == "pending"
     assert error == f"HTTP 302 Found: redirected to localhost:{rx.port} (redirects are not followed)"
     assert_no_secret(conn, TOKEN)
+
+
+def test_a_null_affected_system_is_skipped_not_a_dead_letter(conn: psycopg.Connection,
+                                                             installed: str) -> None:
+    add_gauge_rule(conn, value=80)
+    conn.execute("UPDATE perfmon.alert_rules SET affected_systems = ARRAY['db', NULL] "
+                 "WHERE name = 'test_gauge'")
+    with http_receiver() as rx, smtp_receiver() as box:
+        set_config(conn, alerting__channels__slack__enabled=True, alerting__channels__email__enabled=True,
+                   alerting__channels__email__smtp_host="127.0.0.1",
+                   alerting__channels__email__smtp_port=box.port, alerting__channels__email__starttls=False,
+                   alerting__channels__email__recipients=["dba@example.test"])
+        analyze(conn)
+        env = {"PGPERFMON_SLACK_WEBHOOK_URL": rx.url, "PGPERFMON_SMTP_PASSWORD": "unused"}
+        assert deliver(installed, env) == 2
+        assert wait_for(lambda: len(box.mails) == 1)
+        fields = [f["text"] for block in rx.received[0].json()["blocks"][1:] for f in block["fields"]]
+        mail = email.message_from_bytes(box.mails[0].content, policy=email.policy.default)
+    assert "*Affected systems*\ndb" in fields
+    assert "Affected systems: db\r\n" in mail.get_content()
+    assert [s for *_, s in outbox(conn)] == ["delivered", "delivered"]
+    # Any field may be NULL (a JSON null): shown as "-", never a crash.
+    delivery = alerting.delivery_module()
+    nulls = {"message_id": 1, "event": "firing", "attempt": 1, "payload": dict.fromkeys(
+        ("level", "state", "metric", "target", "current_value", "ts", "business_impact", "summary",
+         "affected_systems", "recommended_actions", "alert_id", "fingerprint", "database"))}
+    assert ("Affected systems", "-") in delivery.details_of(nulls)
+    assert delivery.slack_body(nulls)["text"] == "- [-]"
 
 
 def assert_no_secret(conn: psycopg.Connection, secret: str) -> None:

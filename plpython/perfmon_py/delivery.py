@@ -104,15 +104,27 @@ def is_report(message: Mapping[str, Any]) -> bool:
     return message["payload"].get("kind") == "report"
 
 
+def _shown(value: Any) -> str:
+    """A payload field as text; NULL (a rule's column, a JSON null) as "-", never a crash."""
+    return "-" if value is None else str(value)
+
+
+def _listed(values: Any) -> str:
+    """A list field (affected_systems) as "a, b": its NULL elements skipped."""
+    if not isinstance(values, list):
+        return _shown(values)
+    return ", ".join(str(v) for v in values if v is not None) or "-"
+
+
 def text_of(message: Mapping[str, Any]) -> str:
     """One line: what happened, where, how bad."""
     p = message["payload"]
     event = p.get("event", message.get("event"))
     if is_report(message):
-        return f"{p.get('summary')} [{p.get('database')}]"
-    prefix = {"resolved": "RESOLVED", "escalated": f"ESCALATED (level {p.get('escalation_level')})",
+        return f"{_shown(p.get('summary'))} [{_shown(p.get('database'))}]"
+    prefix = {"resolved": "RESOLVED", "escalated": f"ESCALATED (level {_shown(p.get('escalation_level'))})",
               "level_raised": "LEVEL RAISED"}.get(event, "")
-    return f"{prefix + ': ' if prefix else ''}{p.get('summary')} [{p.get('database')}]"
+    return f"{prefix + ': ' if prefix else ''}{_shown(p.get('summary'))} [{_shown(p.get('database'))}]"
 
 
 def details_of(message: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -124,19 +136,19 @@ def details_of(message: Mapping[str, Any]) -> list[tuple[str, str]]:
         return [*report_digest.lines(p.get("report") or {}),
                 ("Full report", f"pgperfmon report --period {period} --format html --output report.html")]
     fields = [
-        ("Level", str(p.get("level"))),
-        ("State", str(p.get("state"))),
-        ("Metric", str(p.get("metric"))),
-        ("Target", str(p.get("target"))),
-        ("Current value", f"{p.get('current_value')} {p.get('unit') or ''}".strip()),
+        ("Level", _shown(p.get("level"))),
+        ("State", _shown(p.get("state"))),
+        ("Metric", _shown(p.get("metric"))),
+        ("Target", _shown(p.get("target"))),
+        ("Current value", f"{_shown(p.get('current_value'))} {p.get('unit') or ''}".strip()),
         ("Threshold", f"{p.get('comparison') or ''} {p.get('threshold')}".strip()
          if p.get("threshold") is not None else "-"),
-        ("Since", str(p.get("ts"))),
-        ("Business impact", str(p.get("business_impact"))),
-        ("Affected systems", ", ".join(p.get("affected_systems") or [])),
-        ("Recommended actions", str(p.get("recommended_actions"))),
+        ("Since", _shown(p.get("ts"))),
+        ("Business impact", _shown(p.get("business_impact"))),
+        ("Affected systems", _listed(p.get("affected_systems"))),
+        ("Recommended actions", _shown(p.get("recommended_actions"))),
         ("Escalation required", "yes" if p.get("escalation_required") else "no"),
-        ("Alert", f"#{p.get('alert_id')} ({p.get('fingerprint')})"),
+        ("Alert", f"#{_shown(p.get('alert_id'))} ({_shown(p.get('fingerprint'))})"),
     ]
     return fields
 
