@@ -493,6 +493,29 @@ def test_a_null_affected_system_is_skipped_not_a_dead_letter(conn: psycopg.Conne
     assert delivery.slack_body(nulls)["text"] == "- [-]"
 
 
+def test_messages_of_one_alert_are_delivered_in_order(conn: psycopg.Connection, installed: str) -> None:
+    # A retried "firing" overtaken by its "resolved" left the receiver's last word "firing".
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True, alerting__cooldown_minutes=0)
+    analyze(conn)
+    with http_receiver() as rx:
+        env = webhook_env(rx.url)
+        rx.fail_status = 500
+        assert deliver(installed, env) == 1  # firing: failed, retried later
+        rx.fail_status = None
+        conn.execute("UPDATE public.test_gauge SET v = 10")
+        conn.execute("INSERT INTO public.test_gauge VALUES ('app2', 80)")
+        analyze(conn)
+        assert sorted(e for _, e, *_ in outbox(conn)) == ["firing", "firing", "resolved"]
+        # The resolution waits for its firing; another alert's message does not.
+        assert deliver(installed, env) == 1
+        assert [(r.json()["event"], r.json()["alert"]["target"]) for r in rx.received] == [("firing", "app2")]
+        conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now() WHERE status = 'pending'")
+        assert deliver(installed, env) == 2
+        assert [(r.json()["event"], r.json()["alert"]["target"]) for r in rx.received[1:]] == \
+            [("firing", "app1"), ("resolved", "app1")]
+
+
 def assert_no_secret(conn: psycopg.Connection, secret: str) -> None:
     """No table of perfmon holds the secret, whatever the column."""
     tables = [t for (t,) in conn.execute(

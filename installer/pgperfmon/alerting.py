@@ -89,8 +89,11 @@ def deliver_due(conn: psycopg.Connection, worker: str, env: Mapping[str, str] | 
 
 def next_due_in(conn: psycopg.Connection) -> float | None:
     row = conn.execute(
-        "SELECT extract(epoch FROM min(next_attempt_at) - clock_timestamp()) "
-        "FROM perfmon.alert_outbox WHERE status = 'pending'").fetchone()
+        "SELECT extract(epoch FROM min(o.next_attempt_at) - clock_timestamp()) "
+        "FROM perfmon.alert_outbox AS o WHERE o.status = 'pending' "
+        # What perfmon.outbox_claim() would not take, waiting for an earlier message, is not due.
+        "AND NOT EXISTS (SELECT FROM perfmon.alert_outbox AS e WHERE e.alert_id = o.alert_id "
+        "AND e.channel = o.channel AND e.status = 'pending' AND e.message_id < o.message_id)").fetchone()
     conn.commit()
     return None if row is None or row[0] is None else max(0.0, float(row[0]))
 

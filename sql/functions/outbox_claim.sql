@@ -5,10 +5,16 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     -- SKIP LOCKED: a message another worker is sending is not seen; the lock lasts until the
     -- caller commits the outcome (perfmon.outbox_result), so no two workers send one message.
+    -- Messages of one alert reach a channel in order: not while an earlier one of the same
+    -- alert and channel is pending (a retried "firing" is not overtaken by its "resolved").
+    -- A dead one does not hold the others back. pgperfmon deliver's wait has the same test.
     WITH m AS (
         SELECT o.message_id FROM perfmon.alert_outbox AS o
         WHERE o.status = 'pending' AND o.next_attempt_at <= clock_timestamp()
           AND o.channel = ANY (channels)
+          AND NOT EXISTS (SELECT FROM perfmon.alert_outbox AS e
+                          WHERE e.alert_id = o.alert_id AND e.channel = o.channel
+                            AND e.status = 'pending' AND e.message_id < o.message_id)
         ORDER BY o.next_attempt_at, o.message_id
         LIMIT 1
         FOR UPDATE SKIP LOCKED
@@ -18,4 +24,5 @@ AS $$
 $$;
 COMMENT ON FUNCTION perfmon.outbox_claim(text[]) IS
     'Locks and returns the next due pending message of the given channels (none: no row), skipping '
-    'messages other workers hold. Send it, record perfmon.outbox_result(), then commit.';
+    'messages other workers hold and messages of an alert whose earlier message to the channel is '
+    'still pending. Send it, record perfmon.outbox_result(), then commit.';
