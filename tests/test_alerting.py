@@ -516,6 +516,34 @@ def test_messages_of_one_alert_are_delivered_in_order(conn: psycopg.Connection, 
             [("firing", "app1"), ("resolved", "app1")]
 
 
+@pytest.mark.parametrize("case", ["secret_missing", "channel_disabled"])
+def test_deliver_does_not_spin_on_messages_it_cannot_send(conn: psycopg.Connection, installed: str,
+                                                          monkeypatch: pytest.MonkeyPatch, case: str) -> None:
+    # A pending message no channel of this worker can claim looked due: the loop ran every 50 ms.
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__channels__webhook__enabled=True, alerting__channels__slack__enabled=True)
+    analyze(conn)
+    conn.execute("DELETE FROM perfmon.alert_outbox WHERE channel = 'slack'")
+    if case == "secret_missing":
+        env = {"PGPERFMON_SLACK_WEBHOOK_URL": "http://127.0.0.1:9/hook"}
+    else:
+        set_config(conn, alerting__channels__webhook__enabled=False)
+        env = webhook_env("http://127.0.0.1:9/hook")
+    loops = []
+    real = alerting.deliver_due
+    monkeypatch.setattr(alerting, "deliver_due", lambda *a, **k: loops.append(1) or real(*a, **k))
+    stop = threading.Event()
+    thread = threading.Thread(target=alerting.run_deliverer, daemon=True, kwargs=dict(
+        dsn=installed, once=False, poll_seconds=1, worker="idle", echo=lambda _line: None, env=env,
+        stop=stop))
+    thread.start()
+    conn.execute("SELECT pg_sleep(2)")
+    stop.set()
+    thread.join(timeout=5)
+    assert 1 <= len(loops) <= 4, f"{len(loops)} loops in 2 s"
+    assert [(c, s) for _, _, c, _, s in outbox(conn)] == [("webhook", "pending")]
+
+
 def assert_no_secret(conn: psycopg.Connection, secret: str) -> None:
     """No table of perfmon holds the secret, whatever the column."""
     tables = [t for (t,) in conn.execute(

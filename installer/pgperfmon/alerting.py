@@ -87,13 +87,12 @@ def deliver_due(conn: psycopg.Connection, worker: str, env: Mapping[str, str] | 
     return sent
 
 
-def next_due_in(conn: psycopg.Connection) -> float | None:
-    row = conn.execute(
-        "SELECT extract(epoch FROM min(o.next_attempt_at) - clock_timestamp()) "
-        "FROM perfmon.alert_outbox AS o WHERE o.status = 'pending' "
-        # What perfmon.outbox_claim() would not take, waiting for an earlier message, is not due.
-        "AND NOT EXISTS (SELECT FROM perfmon.alert_outbox AS e WHERE e.alert_id = o.alert_id "
-        "AND e.channel = o.channel AND e.status = 'pending' AND e.message_id < o.message_id)").fetchone()
+def next_due_in(conn: psycopg.Connection, env: Mapping[str, str] | None = None) -> float | None:
+    """Seconds until a message this process can send is due (None: none pending). Messages of
+    channels it has no secret for, or that are off, are not: it would wake for them every 50 ms."""
+    env = os.environ if env is None else env
+    channels = sorted(delivery_module().claimable_channels(PsycopgStore(conn), env))
+    row = conn.execute("SELECT perfmon.outbox_next_due(%s)", (channels,)).fetchone() if channels else None
     conn.commit()
     return None if row is None or row[0] is None else max(0.0, float(row[0]))
 
@@ -113,7 +112,7 @@ def run_deliverer(dsn: str, once: bool, poll_seconds: float, worker: str,
             deliver_due(conn, worker, env=env, on_message=show)
             if once:
                 return
-            wait = next_due_in(conn)
+            wait = next_due_in(conn, env)
             timeout = poll_seconds if wait is None else min(poll_seconds, wait + 0.05)
             # Woken early by a NOTIFY from the transaction that queued a message.
             ready, _, _ = select.select([listener.pgconn.socket], [], [], timeout)

@@ -327,6 +327,14 @@ def resolve_sender(dotted: str) -> Callable[..., int]:
 
 # --------------------------------------------------------------------------- the worker
 
+def claimable_channels(store: Store, env: Mapping[str, str],
+                       only: list[str] | None = None) -> dict[str, dict[str, Any]]:
+    """The channels this worker claims messages of: enabled, and with every secret in env."""
+    return {c["channel"]: c for c in store.channels()
+            if c["settings"].get("enabled") and not missing_secrets(c["settings"], env)
+            and (only is None or c["channel"] in only)}
+
+
 def deliver_one(store: Store, worker: str, env: Mapping[str, str] | None = None,
                 only: list[str] | None = None) -> dict[str, Any] | None:
     """Claim, send and record one due message; None when nothing is due.
@@ -335,9 +343,7 @@ def deliver_one(store: Store, worker: str, env: Mapping[str, str] | None = None,
     holds are claimed: a message another worker can send is left for it.
     """
     env = os.environ if env is None else env
-    channels = {c["channel"]: c for c in store.channels()
-                if c["settings"].get("enabled") and not missing_secrets(c["settings"], env)
-                and (only is None or c["channel"] in only)}
+    channels = claimable_channels(store, env, only)
     if not channels:
         return None
     message = store.claim(sorted(channels))

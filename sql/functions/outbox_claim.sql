@@ -7,7 +7,7 @@ AS $$
     -- caller commits the outcome (perfmon.outbox_result), so no two workers send one message.
     -- Messages of one alert reach a channel in order: not while an earlier one of the same
     -- alert and channel is pending (a retried "firing" is not overtaken by its "resolved").
-    -- A dead one does not hold the others back. pgperfmon deliver's wait has the same test.
+    -- A dead one does not hold the others back. perfmon.outbox_next_due() has the same test.
     WITH m AS (
         SELECT o.message_id FROM perfmon.alert_outbox AS o
         WHERE o.status = 'pending' AND o.next_attempt_at <= clock_timestamp()
