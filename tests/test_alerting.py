@@ -544,6 +544,57 @@ def test_deliver_does_not_spin_on_messages_it_cannot_send(conn: psycopg.Connecti
     assert [(c, s) for _, _, c, _, s in outbox(conn)] == [("webhook", "pending")]
 
 
+def test_sms_accepted_by_some_recipients_is_delivered_not_resent(conn: psycopg.Connection,
+                                                                 installed: str) -> None:
+    # Retrying the whole message re-sent it to the recipients who had it: +1 got it 4 times.
+    add_gauge_rule(conn, value=95)
+    with http_receiver() as rx:
+        rx.fail_when = lambda r: 400 if "%2B15552222" in r.body.decode() else None
+        set_config(conn, alerting__channels__sms__enabled=True, alerting__channels__sms__gateway_url=rx.url,
+                   alerting__channels__sms__recipients=["+15551111", "+15552222"])
+        analyze(conn)
+        for _ in range(4):
+            deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN})
+            conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")
+        assert [urllib.parse.parse_qs(r.body.decode())["To"] for r in rx.received] == [["+15551111"]]
+        assert rx.refused == 1
+    status, error = conn.execute("SELECT status, last_error FROM perfmon.alert_outbox").fetchone()
+    assert status == "delivered"
+    assert error == "delivered to 1 of 2 recipients; refused: +15552222: HTTP 400 Bad Request"
+
+
+def test_sms_refused_by_every_recipient_is_retried(conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=95)
+    with http_receiver() as rx:
+        rx.fail_status = 503
+        set_config(conn, alerting__channels__sms__enabled=True, alerting__channels__sms__gateway_url=rx.url,
+                   alerting__channels__sms__recipients=["+15551111", "+15552222"])
+        analyze(conn)
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1
+    status, error = conn.execute("SELECT status, last_error FROM perfmon.alert_outbox").fetchone()
+    assert status == "pending"
+    assert error == "+15551111: HTTP 503 Service Unavailable; +15552222: HTTP 503 Service Unavailable"
+
+
+def test_email_with_a_refused_recipient_is_delivered_not_resent(conn: psycopg.Connection,
+                                                                installed: str) -> None:
+    add_gauge_rule(conn, value=80)
+    with smtp_receiver(refuse=("gone@example.test",)) as box:
+        set_config(conn, alerting__channels__email__enabled=True,
+                   alerting__channels__email__smtp_host="127.0.0.1",
+                   alerting__channels__email__smtp_port=box.port, alerting__channels__email__starttls=False,
+                   alerting__channels__email__recipients=["dba@example.test", "gone@example.test"])
+        analyze(conn)
+        for _ in range(3):
+            deliver(installed, {"PGPERFMON_SMTP_PASSWORD": "unused"})
+            conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")
+        assert wait_for(lambda: len(box.mails) >= 1)
+        assert [m.rcpt_tos for m in box.mails] == [["dba@example.test"]]
+    status, error = conn.execute("SELECT status, last_error FROM perfmon.alert_outbox").fetchone()
+    assert status == "delivered"
+    assert error == "delivered to 1 of 2 recipients; refused: gone@example.test: SMTP 550 no such user here"
+
+
 def assert_no_secret(conn: psycopg.Connection, secret: str) -> None:
     """No table of perfmon holds the secret, whatever the column."""
     tables = [t for (t,) in conn.execute(

@@ -254,7 +254,8 @@ def send_webhook(message: Mapping[str, Any], settings: Mapping[str, Any], env: M
     return _post(url, body, headers, float(settings.get("timeout_seconds", 10)), [url, key])
 
 
-def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, str]) -> int:
+def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any],
+             env: Mapping[str, str]) -> int | Sent:
     """Twilio-style: one form post of To, From, Body per recipient, basic auth sid:token."""
     token = _secret(settings, "secret_env", env) or ""
     url = settings.get("gateway_url")
@@ -262,17 +263,33 @@ def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any], env: Mappi
     if not url or not recipients:
         raise DeliveryError("sms channel needs alerting.channels.sms.gateway_url and recipients")
     auth = base64.b64encode(f"{settings.get('account_sid') or ''}:{token}".encode()).decode()
-    status = 0
+    status, accepted, refused = 0, 0, []
     for to in recipients:
         form = urllib.parse.urlencode({"To": to, "From": settings.get("sender") or "",
                                        "Body": text_of(message)[:1600]}).encode()
-        status = _post(url, form, {"Content-Type": "application/x-www-form-urlencoded",
-                                   "Authorization": f"Basic {auth}", **_common_headers(message)},
-                       float(settings.get("timeout_seconds", 10)), [token, auth])
-    return status
+        try:
+            status = _post(url, form, {"Content-Type": "application/x-www-form-urlencoded",
+                                       "Authorization": f"Basic {auth}", **_common_headers(message)},
+                           float(settings.get("timeout_seconds", 10)), [token, auth])
+            accepted += 1
+        except DeliveryError as exc:
+            refused.append((str(to), str(exc), exc.status_code))
+    if not accepted:
+        raise DeliveryError("; ".join(f"{to}: {why}" for to, why, _ in refused), refused[-1][2])
+    return partly_delivered(status, accepted, [(to, why) for to, why, _ in refused])
 
 
-def send_email(message: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, str]) -> int:
+def partly_delivered(status: int, accepted: int, refused: list[tuple[str, str]]) -> int | Sent:
+    """A message some recipients accepted is delivered: retrying it would send it again to
+    every one of them. The refusals go to its last_error, not to a retry."""
+    if not refused:
+        return status
+    return Sent(True, status, f"delivered to {accepted} of {accepted + len(refused)} recipients; refused: "
+                + "; ".join(f"{to}: {why}" for to, why in refused))
+
+
+def send_email(message: Mapping[str, Any], settings: Mapping[str, Any],
+               env: Mapping[str, str]) -> int | Sent:
     password = _secret(settings, "secret_env", env)
     recipients = settings.get("recipients") or []
     if not recipients:
@@ -296,10 +313,11 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any], env: Map
                 smtp.ehlo()
             if settings.get("username"):
                 smtp.login(settings["username"], password or "")
+            # Every recipient refused raises SMTPRecipientsRefused; some: they are returned.
             refused = smtp.send_message(mail)
-            if refused:
-                raise DeliveryError(f"recipients refused: {sorted(refused)}", 550)
-            return 250
+            return partly_delivered(250, len(recipients) - len(refused), [
+                (to, scrub(f"SMTP {code} {reply.decode(errors='replace')}", secrets))
+                for to, (code, reply) in sorted(refused.items())])
     except smtplib.SMTPResponseException as exc:
         raise DeliveryError(scrub(f"SMTP {exc.smtp_code} {exc.smtp_error!r}", secrets),
                             exc.smtp_code) from None
@@ -307,7 +325,9 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any], env: Map
         raise DeliveryError(scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
 
 
-SENDERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, str]], int]] = {
+# A sender returns the receiver's status code, or a Sent (delivered with a note: partly
+# refused); it raises DeliveryError when nothing was delivered.
+SENDERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, str]], int | Sent]] = {
     "perfmon_py.delivery.send_slack": send_slack,
     "perfmon_py.delivery.send_webhook": send_webhook,
     "perfmon_py.delivery.send_email": send_email,
@@ -315,7 +335,7 @@ SENDERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, 
 }
 
 
-def resolve_sender(dotted: str) -> Callable[..., int]:
+def resolve_sender(dotted: str) -> Callable[..., int | Sent]:
     """The channel registry names its sender as module.function."""
     if dotted in SENDERS:
         return SENDERS[dotted]
@@ -355,7 +375,8 @@ def deliver_one(store: Store, worker: str, env: Mapping[str, str] | None = None,
     start = time.perf_counter()
     try:
         code = resolve_sender(channel["sender"])(message, settings, env)
-        sent = Sent(True, code)
+        sent = Sent(True, code) if not isinstance(code, Sent) else \
+            Sent(code.ok, code.status_code, scrub(code.error, secrets) if code.error else None)
     except DeliveryError as exc:
         sent = Sent(False, exc.status_code, scrub(str(exc), secrets))
     except Exception as exc:  # a bug in a sender must not stop the queue

@@ -15,7 +15,8 @@ BEGIN
         status = CASE WHEN ok THEN 'delivered' WHEN x.attempts + 1 >= max_attempts THEN 'dead'
                       ELSE 'pending' END,
         delivered_at = CASE WHEN ok THEN clock_timestamp() END,
-        last_error = CASE WHEN ok THEN NULL ELSE left(error, 1000) END,
+        -- Delivered with an error: some recipients refused it (kept, not retried).
+        last_error = left(error, 1000),
         next_attempt_at = CASE WHEN ok THEN x.next_attempt_at
                                ELSE clock_timestamp() + make_interval(secs => least(max_s, base_s * 2 ^ x.attempts)) END
     WHERE x.message_id = outbox_result.message_id AND x.status = 'pending'
@@ -31,4 +32,5 @@ $$;
 COMMENT ON FUNCTION perfmon.outbox_result(bigint, boolean, integer, text, real, text) IS
     'Records one delivery attempt of a claimed message: delivered, or retried after '
     'alerting.retry_base_seconds * 2^(attempt-1) s (at most alerting.retry_max_seconds), or dead after '
-    'alerting.max_delivery_attempts. The error must already be redacted. Returns the new status.';
+    'alerting.max_delivery_attempts. The error must already be redacted; with ok, it notes the '
+    'recipients that refused a message others accepted. Returns the new status.';
