@@ -47,6 +47,21 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
          "cache_hit_ratio_min_pct: got nan"),
         ("- just\n- a list\n", "expected a mapping of sections at the top"),
         ("collection: [unclosed\n", "not valid YAML"),
+        # Of the wrong type: refused, not converted.
+        # true would have been stored as 1: a day of history, the rest dropped.
+        ("collection:\n  retention_days: true\n",
+         "collection.retention_days: got True; input should be a valid integer"),
+        ("collection:\n  retention_days: '30'\n",
+         "collection.retention_days: got '30'; input should be a valid integer"),
+        ("collection:\n  retention_days: 30.0\n",  # a fraction was refused already, 30.0 was not
+         "collection.retention_days: got 30.0; input should be a valid integer"),
+        ("alerting:\n  enabled: 1\n", "alerting.enabled: got 1; input should be a valid boolean"),
+        ("alerting:\n  enabled: 'false'\n",
+         "alerting.enabled: got 'false'; input should be a valid boolean"),
+        ("database:\n  performance_thresholds:\n    slow_query_ms: '250'\n",
+         "database.performance_thresholds.slow_query_ms: got '250'; input should be a valid number"),
+        ("system:\n  thresholds:\n    cpu_pct: {warning: true}\n",
+         "system.thresholds.cpu_pct.warning: got True; input should be a valid number"),
     ],
 )
 def test_invalid_file_names_key_value_and_expectation(tmp_path: Path, text: str,
@@ -80,33 +95,6 @@ def test_warning_above_the_default_critical_names_both() -> None:
     assert ("system.thresholds.cpu_pct (from $CPU_WARNING_THRESHOLD): got {'warning': 97}; "
             "expected critical (95.0, the default) to be at least warning (97.0)") in str(err.value)
 
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        # true would have been stored as 1: a day of history, the rest dropped.
-        ("collection:\n  retention_days: true\n",
-         "collection.retention_days: got True; input should be a valid integer"),
-        ("collection:\n  retention_days: '30'\n",
-         "collection.retention_days: got '30'; input should be a valid integer"),
-        ("collection:\n  retention_days: 30.0\n",  # a fraction was refused already, 30.0 was not
-         "collection.retention_days: got 30.0; input should be a valid integer"),
-        ("alerting:\n  enabled: 1\n", "alerting.enabled: got 1; input should be a valid boolean"),
-        ("alerting:\n  enabled: 'false'\n",
-         "alerting.enabled: got 'false'; input should be a valid boolean"),
-        ("database:\n  performance_thresholds:\n    slow_query_ms: '250'\n",
-         "database.performance_thresholds.slow_query_ms: got '250'; input should be a valid number"),
-        ("system:\n  thresholds:\n    cpu_pct: {warning: true}\n",
-         "system.thresholds.cpu_pct.warning: got True; input should be a valid number"),
-    ],
-)
-def test_value_of_the_wrong_type_is_refused_not_converted(tmp_path: Path, text: str,
-                                                          expected: str) -> None:
-    file = tmp_path / "bad.yml"
-    file.write_text(text)
-    with pytest.raises(config.ConfigError) as err:
-        config.load(file, env={})
-    assert expected in str(err.value)
 
 
 def test_environment_values_are_yaml_scalars_of_the_right_type() -> None:

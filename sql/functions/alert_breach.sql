@@ -9,9 +9,6 @@ AS $$
 DECLARE
     fp text := rule || ':' || target;
     a perfmon.alert_log;
-    -- Raised above every level already notified: a return to one of them (flapping) is
-    -- shown, not notified again.
-    above_notified boolean;
 BEGIN
     SELECT * INTO a FROM perfmon.alert_log AS l
     WHERE l.server_id = 1 AND l.fingerprint = fp AND l.state <> 'resolved' FOR UPDATE;
@@ -34,14 +31,7 @@ BEGIN
             INSERT INTO perfmon.alert_events (alert_id, event, level, value)
             VALUES (a.alert_id, 'reopened', level, value);
             IF perfmon.alert_level_rank(level) > perfmon.alert_level_rank(a.level) THEN
-                above_notified := perfmon.alert_level_rank(level)
-                                  > coalesce(perfmon.alert_level_rank(a.notified_level), -1);
-                INSERT INTO perfmon.alert_events (alert_id, event, level, value, details)
-                VALUES (a.alert_id, 'level_raised', level, value,
-                        CASE WHEN NOT above_notified THEN '{"notified": false}'::jsonb END);
-                IF above_notified THEN
-                    PERFORM perfmon.alert_notify(a.alert_id, 'level_raised');
-                END IF;
+                PERFORM perfmon.alert_level_raised(a.alert_id, level, value, a.notified_level);
             END IF;
             RETURN 'reopened';
         END IF;
@@ -77,14 +67,7 @@ BEGIN
     END IF;
     IF perfmon.alert_level_rank(level) > perfmon.alert_level_rank(a.level) THEN
         UPDATE perfmon.alert_log AS l SET level = alert_breach.level WHERE l.alert_id = a.alert_id;
-        above_notified := perfmon.alert_level_rank(level)
-                          > coalesce(perfmon.alert_level_rank(a.notified_level), -1);
-        INSERT INTO perfmon.alert_events (alert_id, event, level, value, details)
-        VALUES (a.alert_id, 'level_raised', level, value,
-                CASE WHEN NOT above_notified THEN '{"notified": false}'::jsonb END);
-        IF above_notified THEN
-            PERFORM perfmon.alert_notify(a.alert_id, 'level_raised');
-        END IF;
+        PERFORM perfmon.alert_level_raised(a.alert_id, level, value, a.notified_level);
         RETURN 'level_raised';
     ELSIF perfmon.alert_level_rank(level) < perfmon.alert_level_rank(a.level) AND a.escalation_level = 0 THEN
         -- Lower again: shown, not notified (the resolution is). An escalated level stays.
