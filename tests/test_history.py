@@ -245,3 +245,32 @@ def test_pg_cron_runs_the_collector_every_10_seconds(installed: str, tmp_path) -
     result = CliRunner().invoke(cli.main, ["status", "--dsn", installed])
     assert result.exit_code == 0, result.output
     assert "newest sample:" in result.output
+
+
+def test_rollups_are_utc_hours_whatever_the_session_time_zone(probe: psycopg.Connection) -> None:
+    """pg_cron runs with the server's TimeZone: a half-hour zone must not shift the hours."""
+    probe.execute("SELECT perfmon.maintain_partitions(now() - interval '4 days')")
+    probe.execute("SELECT perfmon.maintain_partitions(now())")
+    probe.execute("""
+        CREATE TEMP TABLE b AS
+        SELECT date_trunc('day', now(), 'UTC') - interval '3 days' AS base;
+        INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
+        SELECT 1, g, 'sample', 600, 1, '{}'
+        FROM b, generate_series(b.base + interval '5 min', b.base + interval '2 days', interval '10 min') g;
+        INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms)
+        SELECT 1, g, 0, 1, 1
+        FROM b, generate_series(b.base + interval '5 min', b.base + interval '2 days', interval '10 min') g;
+    """)
+    probe.execute("SET TimeZone = 'Asia/Kolkata'")
+    for h in range(1, 60):
+        probe.execute("SELECT perfmon.rollup((SELECT base FROM b) + make_interval(hours => %s, mins => 7))",
+                      (h,))
+    probe.execute("RESET TimeZone")
+    hours = probe.execute("SELECT DISTINCT extract(minute FROM ts AT TIME ZONE 'UTC') "
+                          "FROM perfmon.statement_hourly").fetchall()
+    assert hours == [(0,)]
+    raw = probe.execute("SELECT (ts AT TIME ZONE 'UTC')::date, sum(calls) FROM perfmon.statement_history "
+                        "GROUP BY 1 ORDER BY 1").fetchall()
+    daily = probe.execute("SELECT (ts AT TIME ZONE 'UTC')::date, sum(calls) FROM perfmon.statement_daily "
+                          "GROUP BY 1 ORDER BY 1").fetchall()
+    assert daily == raw[:2] and daily[0][1] == 144

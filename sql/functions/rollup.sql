@@ -3,18 +3,20 @@ RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
--- Rolls every complete hour before `upto` that is not rolled up yet into the
+-- Rolls every complete UTC hour before `upto` that is not rolled up yet into the
 -- *_hourly tables, and every complete UTC day into the *_daily tables (from the
 -- hourly ones). Where it got to is kept in perfmon.meta, so a run that missed
--- hours catches up, and a rerun adds nothing twice.
+-- hours catches up, and a rerun adds nothing twice. Every truncation names UTC:
+-- pg_cron runs with the server's TimeZone, and in a half-hour zone (Asia/Kolkata)
+-- local hours would straddle UTC days.
 DECLARE
     hour_done timestamptz := coalesce(
         (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_hourly_until'),
-        (SELECT date_trunc('hour', min(ts)) FROM perfmon.samples WHERE kind = 'sample'));
+        (SELECT date_trunc('hour', min(ts), 'UTC') FROM perfmon.samples WHERE kind = 'sample'));
     day_done timestamptz := coalesce(
         (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_daily_until'), hour_done);
-    hour_to timestamptz := date_trunc('hour', upto);
-    day_to timestamptz := (date_trunc('day', upto AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC';
+    hour_to timestamptz := date_trunc('hour', upto, 'UTC');
+    day_to timestamptz := date_trunc('day', upto, 'UTC');
     hours int := 0;
     days int := 0;
 BEGIN
@@ -24,7 +26,7 @@ BEGIN
     PERFORM perfmon.maintain_partitions(upto);
     IF hour_done < hour_to THEN
         INSERT INTO perfmon.database_hourly
-        SELECT server_id, date_trunc('hour', ts), datid, count(*),
+        SELECT server_id, date_trunc('hour', ts, 'UTC'), datid, count(*),
                sum(xact_commit), sum(xact_rollback), sum(blks_read), sum(blks_hit),
                sum(tup_returned), sum(tup_fetched), sum(tup_inserted), sum(tup_updated),
                sum(tup_deleted), sum(temp_files), sum(temp_bytes), sum(deadlocks), max(numbackends)
@@ -33,14 +35,14 @@ BEGIN
         GROUP BY 1, 2, 3;
 
         INSERT INTO perfmon.statement_hourly
-        SELECT server_id, date_trunc('hour', ts), stmt_id, sum(calls), sum(exec_ms), sum(plan_ms),
+        SELECT server_id, date_trunc('hour', ts, 'UTC'), stmt_id, sum(calls), sum(exec_ms), sum(plan_ms),
                sum(rows), sum(shared_hit), sum(shared_read), sum(temp_written), sum(wal_bytes)
         FROM perfmon.statement_history
         WHERE ts >= hour_done AND ts < hour_to
         GROUP BY 1, 2, 3;
 
         INSERT INTO perfmon.server_hourly
-        SELECT server_id, date_trunc('hour', ts), count(*), max(sessions_total),
+        SELECT server_id, date_trunc('hour', ts, 'UTC'), count(*), max(sessions_total),
                avg(sessions_active), max(sessions_active), max(blocked_sessions),
                sum(checkpoints_timed), sum(checkpoints_req), sum(wal_bytes), max(max_xid_age)
         FROM perfmon.server_history
@@ -52,10 +54,10 @@ BEGIN
         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
     END IF;
 
-    day_done := (date_trunc('day', day_done AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC';
+    day_done := date_trunc('day', day_done, 'UTC');
     IF day_done < day_to THEN
         INSERT INTO perfmon.database_daily
-        SELECT server_id, (date_trunc('day', ts AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC', datid,
+        SELECT server_id, date_trunc('day', ts, 'UTC'), datid,
                sum(samples), sum(xact_commit), sum(xact_rollback), sum(blks_read), sum(blks_hit),
                sum(tup_returned), sum(tup_fetched), sum(tup_inserted), sum(tup_updated),
                sum(tup_deleted), sum(temp_files), sum(temp_bytes), sum(deadlocks), max(max_backends)
@@ -64,7 +66,7 @@ BEGIN
         GROUP BY 1, 2, 3;
 
         INSERT INTO perfmon.statement_daily
-        SELECT server_id, (date_trunc('day', ts AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC', stmt_id,
+        SELECT server_id, date_trunc('day', ts, 'UTC'), stmt_id,
                sum(calls), sum(exec_ms), sum(plan_ms), sum(rows), sum(shared_hit),
                sum(shared_read), sum(temp_written), sum(wal_bytes)
         FROM perfmon.statement_hourly
@@ -72,7 +74,7 @@ BEGIN
         GROUP BY 1, 2, 3;
 
         INSERT INTO perfmon.server_daily
-        SELECT server_id, (date_trunc('day', ts AT TIME ZONE 'UTC')) AT TIME ZONE 'UTC', sum(samples),
+        SELECT server_id, date_trunc('day', ts, 'UTC'), sum(samples),
                max(max_sessions), sum(avg_sessions_active * samples) / nullif(sum(samples), 0),
                max(max_sessions_active), max(max_blocked_sessions), sum(checkpoints_timed),
                sum(checkpoints_req), sum(wal_bytes), max(max_xid_age)
