@@ -274,3 +274,38 @@ def test_rollups_are_utc_hours_whatever_the_session_time_zone(probe: psycopg.Con
     daily = probe.execute("SELECT (ts AT TIME ZONE 'UTC')::date, sum(calls) FROM perfmon.statement_daily "
                           "GROUP BY 1 ORDER BY 1").fetchall()
     assert daily == raw[:2] and daily[0][1] == 144
+
+
+def _beside(dsn: str, held: str, beside: list[str], hold_s: float) -> list[str]:
+    """Runs `held` in a transaction kept open hold_s seconds while another session runs `beside`."""
+    errors: list[str] = []
+
+    def other() -> None:
+        try:
+            with psycopg.connect(dsn, autocommit=True) as second:
+                for statement in beside:
+                    cur = second.execute(statement)
+                    rows = cur.fetchall() if cur.description else []
+                    if "error" in str(rows):
+                        errors.append(str(rows))
+        except psycopg.Error as exc:
+            errors.append(repr(exc))
+
+    with psycopg.connect(dsn) as first:
+        first.execute(held)
+        thread = threading.Thread(target=other)
+        thread.start()
+        time.sleep(hold_s)
+        first.commit()
+        thread.join()
+    return errors
+
+
+def test_two_runs_creating_the_same_partitions_at_once(probe: psycopg.Connection, installed: str) -> None:
+    """collect() and collect_sizes() both create the new UTC day's partitions at midnight."""
+    today = probe.execute("SELECT 'samples_p' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMMDD')").fetchone()[0]
+    probe.execute(f"DROP TABLE perfmon.{today}")
+    assert _beside(installed, "SELECT perfmon.collect()", ["SELECT perfmon.collect_sizes()"], 0.3) == []
+    assert today in partitions(probe, "samples")
+    ahead = "SELECT perfmon.maintain_partitions(now() + interval '40 days')"
+    assert _beside(installed, ahead, ["SET lock_timeout = '20s'", ahead], 1.5) == []

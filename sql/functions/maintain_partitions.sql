@@ -21,6 +21,9 @@ DECLARE
     upper_ts timestamptz;
     name text;
 BEGIN
+    -- collect() and collect_sizes() both come here on a new UTC day: one at a time, so
+    -- that the second finds the first's partitions rather than creating them again.
+    PERFORM pg_advisory_xact_lock(hashtext('perfmon.maintain_partitions'));
     FOR t IN SELECT * FROM perfmon.partitioned_tables ORDER BY table_name LOOP
         keep_days := perfmon.setting(t.retention_key)::int;
         IF t.granularity = 'day' THEN
@@ -40,14 +43,20 @@ BEGIN
             IF to_regclass(format('perfmon.%I', name)) IS NULL THEN
                 lower_ts := start_day::timestamp AT TIME ZONE 'UTC';
                 upper_ts := (start_day + step)::timestamp AT TIME ZONE 'UTC';
-                EXECUTE format('CREATE TABLE perfmon.%I PARTITION OF perfmon.%I FOR VALUES FROM (%L) TO (%L)',
-                               name, t.table_name, lower_ts, upper_ts);
-                -- Whoever ran this (a DBA as superuser, or pg_cron as perfmon_admin),
-                -- the partition belongs to perfmon_admin so that retention can drop it.
-                EXECUTE format('ALTER TABLE perfmon.%I OWNER TO perfmon_admin', name);
-                action := 'created';
-                partition_name := name;
-                RETURN NEXT;
+                BEGIN
+                    EXECUTE format('CREATE TABLE perfmon.%I PARTITION OF perfmon.%I FOR VALUES FROM (%L) TO (%L)',
+                                   name, t.table_name, lower_ts, upper_ts);
+                    -- Whoever ran this (a DBA as superuser, or pg_cron as perfmon_admin),
+                    -- the partition belongs to perfmon_admin so that retention can drop it.
+                    EXECUTE format('ALTER TABLE perfmon.%I OWNER TO perfmon_admin', name);
+                    action := 'created';
+                    partition_name := name;
+                    RETURN NEXT;
+                EXCEPTION WHEN duplicate_table THEN
+                    -- Created meanwhile (perfmon.ensure_day_partitions(), or a run that committed
+                    -- while this one waited, its name still cached here as missing).
+                    NULL;
+                END;
             END IF;
             start_day := (start_day + step)::date;
         END LOOP;
