@@ -309,3 +309,18 @@ def test_two_runs_creating_the_same_partitions_at_once(probe: psycopg.Connection
     assert today in partitions(probe, "samples")
     ahead = "SELECT perfmon.maintain_partitions(now() + interval '40 days')"
     assert _beside(installed, ahead, ["SET lock_timeout = '20s'", ahead], 1.5) == []
+
+
+def test_two_rollups_at_once_add_each_hour_once(probe: psycopg.Connection, installed: str) -> None:
+    """A DBA's rollup() beside the hourly job's: the second waits and finds nothing left to do."""
+    probe.execute("SELECT perfmon.maintain_partitions(now() - interval '1 day')")
+    probe.execute("""
+        INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
+        SELECT 1, g, 'sample', 600, 1, '{}'
+        FROM generate_series(date_trunc('hour', now()) - interval '5 hours', now(), interval '10 min') g;
+        INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms)
+        SELECT 1, g, 0, 1, 1
+        FROM generate_series(date_trunc('hour', now()) - interval '5 hours', now(), interval '10 min') g;
+    """)
+    assert _beside(installed, "SELECT perfmon.rollup()", ["SELECT perfmon.rollup()"], 1.5) == []
+    assert probe.execute("SELECT count(*), sum(calls) FROM perfmon.statement_hourly").fetchone() == (5, 30)

@@ -10,16 +10,21 @@ AS $$
 -- pg_cron runs with the server's TimeZone, and in a half-hour zone (Asia/Kolkata)
 -- local hours would straddle UTC days.
 DECLARE
-    hour_done timestamptz := coalesce(
-        (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_hourly_until'),
-        (SELECT date_trunc('hour', min(ts), 'UTC') FROM perfmon.samples WHERE kind = 'sample'));
-    day_done timestamptz := coalesce(
-        (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_daily_until'), hour_done);
+    hour_done timestamptz;
+    day_done timestamptz;
     hour_to timestamptz := date_trunc('hour', upto, 'UTC');
     day_to timestamptz := date_trunc('day', upto, 'UTC');
     hours int := 0;
     days int := 0;
 BEGIN
+    -- The hourly job and a DBA's call may overlap: the second waits for the first to
+    -- commit, then reads where it got to (so it adds nothing twice).
+    PERFORM pg_advisory_xact_lock(hashtext('perfmon.rollup'));
+    hour_done := coalesce(
+        (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_hourly_until'),
+        (SELECT date_trunc('hour', min(ts), 'UTC') FROM perfmon.samples WHERE kind = 'sample'));
+    day_done := coalesce(
+        (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_daily_until'), hour_done);
     IF hour_done IS NULL THEN
         RETURN jsonb_build_object('hours', 0, 'days', 0);
     END IF;
