@@ -324,3 +324,26 @@ def test_two_rollups_at_once_add_each_hour_once(probe: psycopg.Connection, insta
     """)
     assert _beside(installed, "SELECT perfmon.rollup()", ["SELECT perfmon.rollup()"], 1.5) == []
     assert probe.execute("SELECT count(*), sum(calls) FROM perfmon.statement_hourly").fetchone() == (5, 30)
+
+
+def test_a_sample_at_the_rollup_boundary_is_counted_once(probe: psycopg.Connection) -> None:
+    """Hours are rolled half-open, [hour, hour + 1h): a sample exactly at rollup_hourly_until
+    is the first of the raw ones, in statement_totals, top_queries and workload_trend alike."""
+    probe.execute("SELECT perfmon.maintain_partitions(now() - interval '1 day')")
+    probe.execute("""
+        CREATE TEMP TABLE b AS SELECT date_trunc('hour', now()) - interval '2 hours' AS t;
+        INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
+        SELECT 1, b.t + g * interval '10 min', 'sample', 600, 1, '{}' FROM b, generate_series(-1, 1) g;
+        INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms)
+        SELECT 1, b.t + g * interval '10 min', 0, 1, 1 FROM b, generate_series(-1, 1) g;
+    """)
+    queries = ("SELECT calls FROM perfmon.statement_totals(now() - interval '6 hours', now())",
+               "SELECT calls FROM perfmon.top_queries WHERE stmt_id = 0",
+               "SELECT sum(calls) FROM perfmon.workload_trend((SELECT t FROM b) - interval '1 hour', "
+               "(SELECT t FROM b) + interval '1 hour')")
+    before = [probe.execute(q).fetchall() for q in queries]
+    probe.execute("SELECT perfmon.rollup((SELECT t FROM b) + interval '7 min')")
+    assert probe.execute("SELECT value::timestamptz = (SELECT t FROM b) FROM perfmon.meta "
+                         "WHERE key = 'rollup_hourly_until'").fetchone() == (True,)
+    after = [probe.execute(q).fetchall() for q in queries]
+    assert before == after == [[(3,)]] * 3

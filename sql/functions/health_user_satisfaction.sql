@@ -39,7 +39,7 @@ BEGIN
             UNION ALL
             SELECT h.calls, coalesce(h.exec_ms, 0)
             FROM perfmon.statement_history AS h, rolled
-            WHERE h.server_id = 1 AND h.ts > greatest(from_ts, rolled.until) AND h.ts <= to_ts
+            WHERE h.server_id = 1 AND h.ts >= greatest(from_ts, rolled.until) AND h.ts < to_ts
               AND h.calls > 0
         )
         SELECT coalesce(sum(u.calls) FILTER (WHERE u.ms <= t * u.calls), 0),

@@ -9,6 +9,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     -- Hours already rolled up come from perfmon.statement_hourly (a period start
     -- inside such an hour is rounded up to the next hour); the rest from raw samples.
+    -- Every range is half-open, [from, to), as perfmon.rollup() rolls [hour, hour + 1h):
+    -- a sample at exactly rollup_hourly_until is the first raw one.
     WITH rolled AS (
         SELECT coalesce((SELECT value::timestamptz FROM perfmon.meta
                          WHERE key = 'rollup_hourly_until'), '-infinity') AS until
@@ -25,10 +27,11 @@ AS $$
         SELECT s.stmt_id, s.calls, s.exec_ms, s.plan_ms, s.rows, s.shared_hit, s.shared_read,
                s.temp_written, s.wal_bytes
         FROM perfmon.statement_history AS s, rolled
-        WHERE s.ts > greatest(from_ts, rolled.until) AND s.ts <= to_ts
+        WHERE s.ts >= greatest(from_ts, rolled.until) AND s.ts < to_ts
     ) AS u
     GROUP BY u.stmt_id
 $$;
 COMMENT ON FUNCTION perfmon.statement_totals(timestamptz, timestamptz) IS
     'Per statement: calls, execution and planning ms, rows, shared blocks hit/read, temp blocks '
-    'written and WAL bytes between two times (hourly rollups for rolled-up hours, raw samples after).';
+    'written and WAL bytes from from_ts (included) to to_ts (excluded): hourly rollups for rolled-up '
+    'hours, raw samples after.';

@@ -11,6 +11,7 @@ AS $$
     -- Like perfmon.statement_totals: hours already rolled up come from the hourly tables
     -- (an hour counts 3600 s), the rest from raw samples (their interval_s). A bucket
     -- narrower than an hour therefore holds one point per hour where only rollups remain.
+    -- Ranges are half-open, [from, to): a sample at exactly rollup_hourly_until is raw.
     WITH rolled AS (
         SELECT coalesce((SELECT value::timestamptz FROM perfmon.meta
                          WHERE key = 'rollup_hourly_until'), '-infinity') AS until,
@@ -32,7 +33,7 @@ AS $$
                    coalesce(s.blks_hit, 0), coalesce(s.blks_read, 0)
             FROM perfmon.server_history AS s, rolled AS r
             WHERE s.server_id = 1 AND s.interval_s > 0
-              AND s.ts > greatest(from_ts, r.until) AND s.ts <= to_ts
+              AND s.ts >= greatest(from_ts, r.until) AND s.ts < to_ts
         ) AS u, rolled AS r
         GROUP BY 1
     ),
@@ -46,7 +47,7 @@ AS $$
             UNION ALL
             SELECT s.ts, s.calls, s.exec_ms
             FROM perfmon.statement_history AS s, rolled AS r
-            WHERE s.server_id = 1 AND s.ts > greatest(from_ts, r.until) AND s.ts <= to_ts
+            WHERE s.server_id = 1 AND s.ts >= greatest(from_ts, r.until) AND s.ts < to_ts
         ) AS u, rolled AS r
         GROUP BY 1
     )
@@ -65,4 +66,5 @@ COMMENT ON FUNCTION perfmon.workload_trend(timestamptz, timestamptz, integer) IS
     'The workload between two times in buckets of bucket_s seconds (start of each bucket): seconds '
     'covered by samples, transactions (commits + rollbacks, all databases) and per second (tps), '
     'statement calls and per second, mean statement execution time in ms (execution ms / calls, '
-    'all statements), buffer cache hit %. Hourly rollups for rolled-up hours, raw samples after.';
+    'all statements), buffer cache hit %. From from_ts (included) to to_ts (excluded); hourly rollups '
+    'for rolled-up hours, raw samples after.';
