@@ -158,7 +158,7 @@ def test_apdex_source_can_change_within_one_session(conn: psycopg.Connection) ->
 def test_apdex_from_statements_uses_hourly_means_once_rolled_up(conn: psycopg.Connection) -> None:
     end = anchor(conn)
     hour = end.replace(minute=0, second=0) - timedelta(hours=2)
-    add_samples(conn, [hour, hour + timedelta(minutes=30)])
+    add_samples(conn, [hour, hour + timedelta(minutes=30), end])  # a sample after: the hour is complete
     sid = add_statement(conn, "SELECT 1", 1)
     add_statement_history(conn, sid, hour + timedelta(minutes=10), 9, 90)     # 10 ms: satisfied
     add_statement_history(conn, sid, hour + timedelta(minutes=20), 1, 5000)   # 5 s: frustrated
@@ -497,7 +497,7 @@ def test_readme_bi_section_works_as_a_reader_login(conn: psycopg.Connection, ser
 def test_reader_reads_the_rollups(conn: psycopg.Connection) -> None:
     end = anchor(conn)
     hours_ago = end - timedelta(hours=3)
-    add_samples(conn, minutes(hours_ago, 60))
+    add_samples(conn, [*minutes(hours_ago, 60), end])  # a sample after: the hours are complete
     add_server_history(conn, minutes(hours_ago, 60), sessions_total=7)
     conn.execute("INSERT INTO perfmon.databases VALUES (1, 1, 'appdb') ON CONFLICT DO NOTHING")
     conn.execute("INSERT INTO perfmon.database_history "

@@ -49,8 +49,7 @@ def test_rollups_sum_the_raw_history_once(probe: psycopg.Connection) -> None:
     probe.execute("""
         INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
         SELECT 1, g, 'sample', 600, 1, '{}'
-        FROM generate_series(date_trunc('hour', now()) - interval '3 days',
-                             date_trunc('hour', now()) - interval '1 hour', interval '10 min') g;
+        FROM generate_series(date_trunc('hour', now()) - interval '3 days', now(), interval '10 min') g;
         INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms)
         SELECT 1, g, 0, 2, 1.5
         FROM generate_series(date_trunc('hour', now()) - interval '3 days',
@@ -256,7 +255,8 @@ def test_rollups_are_utc_hours_whatever_the_session_time_zone(probe: psycopg.Con
         SELECT date_trunc('day', now(), 'UTC') - interval '3 days' AS base;
         INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
         SELECT 1, g, 'sample', 600, 1, '{}'
-        FROM b, generate_series(b.base + interval '5 min', b.base + interval '2 days', interval '10 min') g;
+        FROM b, generate_series(b.base + interval '5 min', b.base + interval '2 days 5 min',
+                                interval '10 min') g;
         INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms)
         SELECT 1, g, 0, 1, 1
         FROM b, generate_series(b.base + interval '5 min', b.base + interval '2 days', interval '10 min') g;
@@ -347,3 +347,19 @@ def test_a_sample_at_the_rollup_boundary_is_counted_once(probe: psycopg.Connecti
                          "WHERE key = 'rollup_hourly_until'").fetchone() == (True,)
     after = [probe.execute(q).fetchall() for q in queries]
     assert before == after == [[(3,)]] * 3
+
+
+def test_a_clock_ahead_at_the_rollup_hides_no_later_sample(probe: psycopg.Connection) -> None:
+    """The hourly job fired while the clock ran 3 hours ahead; the clock was corrected."""
+    collect(probe)
+    probe.execute("SELECT perfmon.rollup(now() + interval '3 hours')")
+    collect(probe)
+    run_probe(probe, 5)
+    collect(probe)
+    assert probe_calls(probe) == [5]
+    top = probe.execute("SELECT calls FROM perfmon.top_queries "
+                        "WHERE query = 'SELECT count(*) FROM probe WHERE v = $1'").fetchall()
+    assert top == [(5,)]
+    assert probe.execute("SELECT coalesce(bool_and(m.value::timestamptz <= date_trunc('hour', s.ts, 'UTC')), "
+                         "true) FROM perfmon.meta AS m, (SELECT max(ts) AS ts FROM perfmon.samples) AS s "
+                         "WHERE m.key = 'rollup_hourly_until'").fetchone() == (True,)

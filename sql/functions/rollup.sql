@@ -3,9 +3,9 @@ RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
--- Rolls every complete UTC hour before `upto` that is not rolled up yet into the
--- *_hourly tables, and every complete UTC day into the *_daily tables (from the
--- hourly ones). Where it got to is kept in perfmon.meta, so a run that missed
+-- Rolls every complete UTC hour before `upto` (and before the hour of the newest
+-- sample) that is not rolled up yet into the *_hourly tables, and every complete
+-- UTC day into the *_daily tables (from the hourly ones). Where it got to is kept in perfmon.meta, so a run that missed
 -- hours catches up, and a rerun adds nothing twice. Every truncation names UTC:
 -- pg_cron runs with the server's TimeZone, and in a half-hour zone (Asia/Kolkata)
 -- local hours would straddle UTC days.
@@ -25,6 +25,13 @@ BEGIN
         (SELECT date_trunc('hour', min(ts), 'UTC') FROM perfmon.samples WHERE kind = 'sample'));
     day_done := coalesce(
         (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_daily_until'), hour_done);
+    -- Never past the hour of the newest sample: the samples of that hour and after are
+    -- still to come, and a sample stored before rollup_hourly_until once it moved on
+    -- would be read from neither the rollups nor the raw history. A clock that ran
+    -- ahead when the job fired (upto in the future) thus rolls up nothing too early.
+    hour_to := least(hour_to, coalesce(date_trunc('hour',
+        (SELECT max(s.ts) FROM perfmon.samples AS s
+          WHERE s.server_id = 1 AND s.kind = 'sample' AND s.ts >= hour_done), 'UTC'), hour_done));
     IF hour_done IS NULL THEN
         RETURN jsonb_build_object('hours', 0, 'days', 0);
     END IF;
@@ -59,6 +66,8 @@ BEGIN
         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
     END IF;
 
+    -- Days only as far as their hours are rolled up.
+    day_to := least(day_to, date_trunc('day', greatest(hour_done, hour_to), 'UTC'));
     day_done := date_trunc('day', day_done, 'UTC');
     IF day_done < day_to THEN
         INSERT INTO perfmon.database_daily
@@ -95,5 +104,6 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION perfmon.rollup(timestamptz) IS
-    'Rolls complete hours into perfmon.*_hourly and complete UTC days into perfmon.*_daily; '
+    'Rolls complete UTC hours (before upto and before the hour of the newest sample) into '
+    'perfmon.*_hourly and complete UTC days into perfmon.*_daily; '
     'returns how many hours and days it added.';
