@@ -241,3 +241,30 @@ def test_sizes_are_stored_when_they_change(probe: psycopg.Connection) -> None:
            WHERE kind = 'd' AND object_id = (SELECT oid FROM pg_database
                                              WHERE datname = current_database())""").fetchone()
     assert database[0] >= 2
+
+
+def test_sizes_skip_a_locked_table_and_take_the_rest(probe: psycopg.Connection, installed: str) -> None:
+    """A long VACUUM FULL / CLUSTER / ALTER TABLE holds ACCESS EXCLUSIVE on one table."""
+    probe.execute("CREATE TABLE other_t AS SELECT g FROM generate_series(1, 1000) g")
+    probe.execute("SELECT perfmon.collect_sizes()")
+    probe.execute("INSERT INTO other_t SELECT g FROM generate_series(1, 100000) g")
+    probe.execute("INSERT INTO probe SELECT g, repeat('z', 500) FROM generate_series(1000, 3000) g")
+
+    def sizes(name: str) -> int:
+        return probe.execute("SELECT count(*) FROM perfmon.size_history h JOIN perfmon.relations r "
+                             "ON r.rel_id = h.object_id WHERE h.kind = 'r' AND r.rel_name = %s",
+                             (name,)).fetchone()[0]
+
+    def database_sizes() -> int:
+        return probe.execute("SELECT count(*) FROM perfmon.size_history WHERE kind = 'd'").fetchone()[0]
+
+    databases = database_sizes()
+    with psycopg.connect(installed) as holder:
+        holder.execute("LOCK TABLE probe IN ACCESS EXCLUSIVE MODE")
+        done = probe.execute("SELECT perfmon.collect_sizes()").fetchone()[0]["stages"]["sizes"]
+        holder.rollback()
+    assert "error" not in done and done["tables_locked"] == 1, done
+    assert (sizes("other_t"), sizes("probe")) == (2, 1)   # the locked table keeps its last size
+    assert database_sizes() > databases
+    probe.execute("SELECT perfmon.collect_sizes()")
+    assert sizes("probe") == 2
