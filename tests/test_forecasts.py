@@ -325,3 +325,19 @@ def test_forecasts_read_their_own_window_not_the_anomaly_models(conn: psycopg.Co
     set_config(conn, "anomaly_detection.forecast_window_days", 14)
     fortnight = _forecasts(conn, "disk_full")["/window"]
     assert 2e9 < float(fortnight["growth_per_day"]) < 5e9, fortnight
+
+
+def test_a_dropped_table_has_no_growth_forecast(conn: psycopg.Connection) -> None:
+    now = _now(conn)
+    start = now - timedelta(seconds=RUNS * STEP)
+    _prepare(conn, start)
+    conn.execute("CREATE TABLE dropped_soon (id int)")
+    conn.execute("SELECT perfmon.collect_sizes()")
+    rel = conn.execute("SELECT rel_id FROM perfmon.relations WHERE rel_name = 'dropped_soon'").fetchone()[0]
+    _sizes(conn, "r", rel, _linear(start, RUNS, 1e9, 40e6, 5e6, seed=1))
+    _sizes_run(conn, now)
+    assert _forecasts(conn, "table_growth")["public.dropped_soon"]["trend"] == "growing"
+    conn.execute("DROP TABLE dropped_soon")
+    conn.execute("SELECT perfmon.collect_sizes()")
+    assert "public.dropped_soon" not in _forecasts(conn, "table_growth")
+    assert "table_growth: public.dropped_soon" not in _advice(conn)

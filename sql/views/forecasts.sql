@@ -58,6 +58,9 @@ WITH cfg AS MATERIALIZED (
            2 * z.size_bytes, z.size_bytes, z.t_mean, z.y_mean, z.sxx, z.sxy, z.syy
       FROM cfg, perfmon.size_trends('r', cfg.since) AS z
       JOIN perfmon.relations AS r ON r.rel_id = z.object_id
+     -- a table of this database that was dropped grows no more (its history stays for retention)
+     WHERE r.datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database())
+        OR EXISTS (SELECT FROM pg_class AS c WHERE c.oid = r.relid)
 ), fit AS (
     SELECT m.*, lt.*
       FROM moments AS m
@@ -91,7 +94,8 @@ FROM fit AS f;
 COMMENT ON VIEW perfmon.forecasts IS
     'Predictive maintenance: for disk_full (per mount, bytes), xid_wraparound (XID age against the '
     '2^31 - 3M stop), connection_exhaustion (hourly peak against max_connections less reserved) and '
-    'table_growth (bytes from the sizes runs, limit = twice the current size), the linear trend over '
+    'table_growth (bytes from the sizes runs, limit = twice the current size; tables that still exist), '
+    'the linear trend over '
     'anomaly_detection.forecast_window_days: growth_per_day (unit per day), trend (growing, flat, '
     'shrinking, not enough history), eta and days_left (days from now) where the trend is growing, and eta_earliest/eta_latest '
     'its 95% interval (NULL eta_latest = unbounded). severity: critical at the limit or under 7 days at '
