@@ -3,10 +3,12 @@ negative or inflated deltas, concurrent runs never double-count, idle costs noth
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 
 import psycopg
+import pytest
 
 from helpers import PROBE, collect, flush, probe_calls, run_probe
 
@@ -127,6 +129,39 @@ def test_eviction_is_counted_as_gaps(probe: psycopg.Connection) -> None:
     stage = collect(probe)["stages"]["statements"]
     assert stage["evicted"] == 3
     assert stage["gaps"] >= 3
+
+
+def test_a_statement_whose_text_is_unavailable_is_stored_and_named_later(
+        probe: psycopg.Connection) -> None:
+    # pg_stat_statements gives NULL texts when it cannot read its query file (here made
+    # unreadable; a failed garbage collection of the file does the same to every entry).
+    if os.geteuid() != 0:
+        pytest.fail("this test makes the server's query text file unreadable and needs root "
+                    "(CI runs as root)")
+    datadir = probe.execute("SHOW data_directory").fetchone()[0]
+    texts = os.path.join(datadir, "pg_stat_tmp", "pgss_query_texts.stat")
+    collect(probe)
+    run_probe(probe, 3)  # a new statement (its text written to the file while it could be)
+    mode = os.stat(texts).st_mode
+    os.chmod(texts, 0)
+    try:
+        assert probe.execute(
+            "SELECT count(*) FROM pg_stat_statements WHERE query IS NOT NULL").fetchone() == (0,)
+        blind = collect(probe)["stages"]["statements"]
+    finally:
+        os.chmod(texts, mode)
+    assert "error" not in blind, blind
+    assert blind["new_statements"] >= 1
+    unnamed = probe.execute(
+        "SELECT count(*) FROM perfmon.statements WHERE query = '<query text unavailable>'"
+    ).fetchone()[0]
+    assert unnamed >= 1
+    run_probe(probe, 2)
+    collect(probe)
+    assert probe_calls(probe) == [3, 2]  # the text came back: the statement has its name
+    assert probe.execute(
+        "SELECT count(*) FROM perfmon.statements WHERE query = '<query text unavailable>'"
+    ).fetchone() == (0,)
 
 
 def test_concurrent_collects_do_not_double_count(probe: psycopg.Connection, installed: str) -> None:

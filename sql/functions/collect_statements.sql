@@ -17,12 +17,19 @@ AS $$
 --  * A statement whose counters went backwards is a gap, never a negative delta.
 --  * A statement first seen since the previous sample is new work: its counters
 --    are its delta. Entries evicted since then (dealloc) are counted as gaps.
+--  * A statement whose text pg_stat_statements returns as NULL (its query file
+--    unreadable, or a failed garbage collection of that file) is stored with the text
+--    '<query text unavailable>', filled in by a later sample that can read it.
 --  * pgperfmon never resets pg_stat_statements.
 DECLARE
     info record;
     src record;
     baseline boolean;
     new_keys bigint;
+    missing_texts bigint;
+    -- Stored for a statement whose text pg_stat_statements could not give (NULL),
+    -- replaced by the text at a later sample that can read it.
+    no_text constant text := '<query text unavailable>';
     evicted bigint := 0;
     lost bigint := 0;
     top_n int := perfmon.setting('collection.statement_top_n')::int;
@@ -43,16 +50,22 @@ BEGIN
         evicted := greatest(info.dealloc - coalesce((src.extra ->> 'dealloc')::bigint, 0), 0);
     END IF;
 
-    -- Texts are read (an expensive pass over the query file) only when there are new keys.
-    SELECT count(*) INTO new_keys
+    -- Texts are read (an expensive pass over the query file) only when there are new keys,
+    -- or statements stored while their text was unavailable (the file unreadable, or
+    -- pg_stat_statements' garbage collection of it failed: every text is NULL then) that
+    -- are still there to ask again.
+    SELECT count(*) FILTER (WHERE d.stmt_id IS NULL),
+           count(*) FILTER (WHERE d.query = no_text)
+      INTO new_keys, missing_texts
       FROM pg_stat_statements(false) AS s
-     WHERE s.queryid IS NOT NULL
-       AND NOT EXISTS (SELECT FROM perfmon.statements AS d
-                       WHERE d.server_id = 1 AND d.userid = s.userid AND d.dbid = s.dbid
-                         AND d.queryid = s.queryid AND d.toplevel = s.toplevel);
+      LEFT JOIN perfmon.statements AS d
+        ON d.server_id = 1 AND d.userid = s.userid AND d.dbid = s.dbid
+       AND d.queryid = s.queryid AND d.toplevel = s.toplevel
+     WHERE s.queryid IS NOT NULL;
     IF new_keys > 0 THEN
         INSERT INTO perfmon.statements (server_id, userid, dbid, queryid, toplevel, query)
-        SELECT 1, s.userid, s.dbid, s.queryid, s.toplevel, perfmon.redact_secrets(s.query)
+        SELECT 1, s.userid, s.dbid, s.queryid, s.toplevel,
+               coalesce(perfmon.redact_secrets(s.query), no_text)
           FROM pg_stat_statements(true) AS s
          WHERE s.queryid IS NOT NULL
            AND NOT EXISTS (SELECT FROM perfmon.statements AS d
@@ -62,6 +75,13 @@ BEGIN
         IF new_keys > 100 THEN
             ANALYZE perfmon.statements;  -- or the joins below plan for a tiny dictionary
         END IF;
+    END IF;
+    IF missing_texts > 0 THEN
+        UPDATE perfmon.statements AS d SET query = perfmon.redact_secrets(s.query)
+          FROM pg_stat_statements(true) AS s
+         WHERE d.server_id = 1 AND d.userid = s.userid AND d.dbid = s.dbid
+           AND d.queryid = s.queryid AND d.toplevel = s.toplevel
+           AND d.query = no_text AND s.query IS NOT NULL;
     END IF;
 
     WITH cur AS (
