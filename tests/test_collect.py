@@ -98,6 +98,42 @@ def test_statements_reset_gives_no_negative_or_inflated_delta(probe: psycopg.Con
     assert_no_negative_deltas(probe)
 
 
+def test_a_statement_reset_alone_gives_its_new_counters_as_delta(probe: psycopg.Connection) -> None:
+    # pg_stat_statements_reset(userid, dbid, queryid) removes one entry and leaves
+    # stats_reset alone; the entry made again by the next call counts from zero.
+    probe.execute("INSERT INTO probe SELECT g, 'z' FROM generate_series(101, 1100) g")
+    many = "SELECT id, pg_sleep(%s) FROM probe WHERE id <= %s"
+    slow = "SELECT v, pg_sleep(%s) FROM probe WHERE id = %s"
+
+    def history(text: str) -> list[tuple]:
+        return probe.execute(
+            """SELECT h.calls, h.rows FROM perfmon.statement_history h
+               JOIN perfmon.statements s USING (stmt_id) WHERE s.query = %s ORDER BY h.ts""",
+            (text,)).fetchall()
+
+    def reset(text: str) -> None:
+        key = probe.execute("SELECT userid, dbid, queryid FROM pg_stat_statements WHERE query = %s",
+                            (text,)).fetchone()
+        probe.execute("SELECT pg_stat_statements_reset(%s, %s, %s)", key)
+
+    collect(probe)
+    for _ in range(2):
+        probe.execute(many, (0.0, 1000)).fetchall()  # fast, 1000 rows each
+    probe.execute(slow, (0.08, 1)).fetchall()
+    collect(probe)
+    reset("SELECT id, pg_sleep($1) FROM probe WHERE id <= $2")
+    reset("SELECT v, pg_sleep($1) FROM probe WHERE id = $2")
+    for _ in range(3):
+        probe.execute(many, (0.02, 1)).fetchall()  # more calls and time, fewer rows
+    for _ in range(2):
+        probe.execute(slow, (0.05, 1)).fetchall()  # every counter up, only the maximum down
+    stage = collect(probe)["stages"]["statements"]
+    assert history("SELECT id, pg_sleep($1) FROM probe WHERE id <= $2") == [(2, 2000), (3, 3)]
+    assert history("SELECT v, pg_sleep($1) FROM probe WHERE id = $2") == [(1, 1), (2, 2)]
+    assert stage["gaps"] >= 2, stage  # what ran between the previous sample and each reset is lost
+    assert_no_negative_deltas(probe)
+
+
 def test_stats_reset_gives_no_negative_delta(probe: psycopg.Connection) -> None:
     flush(probe)
     collect(probe)

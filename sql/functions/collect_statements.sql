@@ -14,7 +14,9 @@ AS $$
 --  * After pg_stat_statements_reset() (stats_reset moved), or with no previous
 --    state, this sample is a baseline: state is refreshed, nothing is stored. When
 --    an earlier sample existed (a reset, or a crash that emptied the state) it is a gap.
---  * A statement whose counters went backwards is a gap, never a negative delta.
+--  * A statement whose counters went backwards was reset or evicted and made again
+--    since the previous sample: its counters are its delta (never a negative one), and
+--    the work done before the reset is lost: a gap.
 --  * A statement first seen since the previous sample is new work: its counters
 --    are its delta. Entries evicted since then (dealloc) are counted as gaps.
 --  * A statement whose text pg_stat_statements returns as NULL (its query file
@@ -99,31 +101,52 @@ BEGIN
     cmp AS (
         SELECT c.*,
                p.stmt_id IS NOT NULL AS known,
-               coalesce(c.calls < p.calls OR c.plans < p.plans
-                        OR c.total_exec_time < p.total_exec_time, false) AS went_back,
-               p.stmt_id IS NULL OR c.calls <> p.calls OR c.plans <> p.plans AS changed,
-               c.calls - coalesce(p.calls, 0) AS d_calls,
-               c.plans - coalesce(p.plans, 0) AS d_plans,
-               c.total_exec_time - coalesce(p.total_exec_time, 0) AS d_exec,
-               c.total_plan_time - coalesce(p.total_plan_time, 0) AS d_plan,
-               c.rows - coalesce(p.rows, 0) AS d_rows,
-               c.shared_blks_hit - coalesce(p.shared_blks_hit, 0) AS d_shared_hit,
-               c.shared_blks_read - coalesce(p.shared_blks_read, 0) AS d_shared_read,
-               c.shared_blks_dirtied - coalesce(p.shared_blks_dirtied, 0) AS d_shared_dirtied,
-               c.shared_blks_written - coalesce(p.shared_blks_written, 0) AS d_shared_written,
-               c.local_blks_hit - coalesce(p.local_blks_hit, 0) AS d_local_hit,
-               c.local_blks_read - coalesce(p.local_blks_read, 0) AS d_local_read,
-               c.local_blks_dirtied - coalesce(p.local_blks_dirtied, 0) AS d_local_dirtied,
-               c.local_blks_written - coalesce(p.local_blks_written, 0) AS d_local_written,
-               c.temp_blks_read - coalesce(p.temp_blks_read, 0) AS d_temp_read,
-               c.temp_blks_written - coalesce(p.temp_blks_written, 0) AS d_temp_written,
-               c.blk_read_time - coalesce(p.blk_read_time, 0) AS d_blk_read_time,
-               c.blk_write_time - coalesce(p.blk_write_time, 0) AS d_blk_write_time,
-               c.wal_records - coalesce(p.wal_records, 0) AS d_wal_records,
-               c.wal_fpi - coalesce(p.wal_fpi, 0) AS d_wal_fpi,
-               c.wal_bytes - coalesce(p.wal_bytes, 0) AS d_wal_bytes
+               p.stmt_id IS NOT NULL AND b.stmt_id IS NULL AS went_back,
+               b.stmt_id IS NULL OR c.calls <> b.calls OR c.plans <> b.plans AS changed,
+               c.calls - coalesce(b.calls, 0) AS d_calls,
+               c.plans - coalesce(b.plans, 0) AS d_plans,
+               c.total_exec_time - coalesce(b.total_exec_time, 0) AS d_exec,
+               c.total_plan_time - coalesce(b.total_plan_time, 0) AS d_plan,
+               c.rows - coalesce(b.rows, 0) AS d_rows,
+               c.shared_blks_hit - coalesce(b.shared_blks_hit, 0) AS d_shared_hit,
+               c.shared_blks_read - coalesce(b.shared_blks_read, 0) AS d_shared_read,
+               c.shared_blks_dirtied - coalesce(b.shared_blks_dirtied, 0) AS d_shared_dirtied,
+               c.shared_blks_written - coalesce(b.shared_blks_written, 0) AS d_shared_written,
+               c.local_blks_hit - coalesce(b.local_blks_hit, 0) AS d_local_hit,
+               c.local_blks_read - coalesce(b.local_blks_read, 0) AS d_local_read,
+               c.local_blks_dirtied - coalesce(b.local_blks_dirtied, 0) AS d_local_dirtied,
+               c.local_blks_written - coalesce(b.local_blks_written, 0) AS d_local_written,
+               c.temp_blks_read - coalesce(b.temp_blks_read, 0) AS d_temp_read,
+               c.temp_blks_written - coalesce(b.temp_blks_written, 0) AS d_temp_written,
+               c.blk_read_time - coalesce(b.blk_read_time, 0) AS d_blk_read_time,
+               c.blk_write_time - coalesce(b.blk_write_time, 0) AS d_blk_write_time,
+               c.wal_records - coalesce(b.wal_records, 0) AS d_wal_records,
+               c.wal_fpi - coalesce(b.wal_fpi, 0) AS d_wal_fpi,
+               c.wal_bytes - coalesce(b.wal_bytes, 0) AS d_wal_bytes
         FROM cur AS c
         LEFT JOIN perfmon.state_statements AS p ON p.stmt_id = c.stmt_id
+        -- b: the same state row, which the deltas are taken from, unless a counter is lower
+        -- than it, or the maximum time lower or the minimum higher. Then the entry was
+        -- removed (pg_stat_statements_reset() of this statement, or evicted) and made
+        -- again since the previous sample: its counters are all work done since then, its
+        -- delta (the work between that sample and the reset is lost: a gap). A reset of
+        -- the whole of pg_stat_statements moves stats_reset instead (a baseline).
+        LEFT JOIN perfmon.state_statements AS b
+          ON b.stmt_id = c.stmt_id
+         AND least(c.calls - b.calls, c.plans - b.plans, c.total_exec_time - b.total_exec_time,
+                   c.total_plan_time - b.total_plan_time, c.rows - b.rows,
+                   c.shared_blks_hit - b.shared_blks_hit, c.shared_blks_read - b.shared_blks_read,
+                   c.shared_blks_dirtied - b.shared_blks_dirtied,
+                   c.shared_blks_written - b.shared_blks_written,
+                   c.local_blks_hit - b.local_blks_hit, c.local_blks_read - b.local_blks_read,
+                   c.local_blks_dirtied - b.local_blks_dirtied,
+                   c.local_blks_written - b.local_blks_written,
+                   c.temp_blks_read - b.temp_blks_read, c.temp_blks_written - b.temp_blks_written,
+                   c.blk_read_time - b.blk_read_time, c.blk_write_time - b.blk_write_time,
+                   c.wal_records - b.wal_records, c.wal_fpi - b.wal_fpi,
+                   c.wal_bytes - b.wal_bytes) >= 0
+         AND (c.max_exec_time >= b.max_exec_time) IS NOT FALSE
+         AND (c.min_exec_time <= b.min_exec_time) IS NOT FALSE
     ),
     saved AS (
         INSERT INTO perfmon.state_statements AS s
@@ -151,7 +174,7 @@ BEGIN
     ranked AS (
         SELECT cmp.*, row_number() OVER (ORDER BY d_exec DESC, stmt_id) AS rank
         FROM cmp
-        WHERE changed AND NOT went_back AND (known OR NOT baseline)
+        WHERE changed AND (d_calls <> 0 OR d_plans <> 0) AND (known OR NOT baseline)
     ),
     rows_out AS (
         SELECT stmt_id, d_calls, d_plans, d_exec, d_plan, d_rows, d_shared_hit, d_shared_read,
