@@ -156,6 +156,45 @@ def test_stats_reset_gives_no_negative_delta(probe: psycopg.Connection) -> None:
     assert_no_negative_deltas(probe)
 
 
+def test_a_database_reset_while_busy_is_a_gap_never_a_negative_delta(
+        probe: psycopg.Connection, server) -> None:
+    # pg_stat_reset() in another database, then enough work there that the counters
+    # compared before (commits, rollbacks, blocks, rows returned, sessions) pass their
+    # old values; tup_inserted does not.
+    other = server.create_database()
+    try:
+        with psycopg.connect(server.dsn(other), autocommit=True) as c:
+            # Larger than a quarter of shared_buffers: every scan reads it again.
+            c.execute("CREATE TABLE t AS SELECT generate_series(1, 1500000) AS i")
+            flush(c)
+        collect(probe)
+        collect(probe)
+        with psycopg.connect(server.dsn(other), autocommit=True) as c:
+            c.execute("SELECT pg_stat_reset()")
+        for _ in range(3):
+            with psycopg.connect(server.dsn(other), autocommit=True) as c:
+                for _ in range(5):
+                    c.execute("SELECT count(*) FROM t").fetchall()
+                flush(c)
+        sample = collect(probe)
+        after_reset = sample["stages"]["databases"]
+        with psycopg.connect(server.dsn(other), autocommit=True) as c:
+            for _ in range(3):
+                c.execute("SELECT count(*) FROM t").fetchall()
+            flush(c)
+        collect(probe)
+        rows = probe.execute(
+            """SELECT h.xact_commit, h.tup_inserted FROM perfmon.database_history h
+               JOIN perfmon.databases d USING (datid)
+               WHERE d.datname = %s AND h.ts >= %s ORDER BY h.ts""",
+            (other, sample["ts"])).fetchall()
+        assert after_reset.get("gaps", 0) >= 1, after_reset  # and no row at that sample:
+        assert len(rows) == 1 and rows[0][0] >= 3 and rows[0][1] is None, rows
+        assert_no_negative_deltas(probe)
+    finally:
+        server.drop_database(other)
+
+
 def test_eviction_is_counted_as_gaps(probe: psycopg.Connection) -> None:
     collect(probe)
     # A different pg_stat_statements_info().dealloc than the one recorded means evictions.

@@ -4,7 +4,9 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- pg_stat_database of every database: deltas since the previous sample. A database
--- whose counters went backwards (pg_stat_reset(), crash) gives no row: a gap.
+-- whose stats_reset moved (pg_stat_reset() in it), or any of whose counters went
+-- backwards (a crash), gives no row: a gap. Its state is refreshed, so the next sample
+-- has its delta again.
 DECLARE
     result perfmon.collect_result;
     -- No state although an earlier sample exists: a crash emptied it, the deltas since
@@ -23,22 +25,37 @@ BEGIN
                temp_bytes, deadlocks, coalesce(checksum_failures, 0) AS checksum_failures,
                blk_read_time, blk_write_time, session_time, active_time,
                idle_in_transaction_time, sessions, sessions_abandoned, sessions_fatal,
-               sessions_killed, numbackends
+               sessions_killed, numbackends, stats_reset
         FROM pg_stat_database
         WHERE datid <> 0
     ),
     cmp AS (
         SELECT c.*, p.datid IS NOT NULL AS known,
-               least(c.xact_commit - p.xact_commit, c.xact_rollback - p.xact_rollback,
-                     c.blks_read - p.blks_read, c.blks_hit - p.blks_hit,
-                     c.tup_returned - p.tup_returned, c.sessions - p.sessions) < 0 AS went_back,
+               p.datid IS NOT NULL
+               AND (c.stats_reset IS DISTINCT FROM p.stats_reset
+                    OR least(c.xact_commit - p.xact_commit, c.xact_rollback - p.xact_rollback,
+                             c.blks_read - p.blks_read, c.blks_hit - p.blks_hit,
+                             c.tup_returned - p.tup_returned, c.tup_fetched - p.tup_fetched,
+                             c.tup_inserted - p.tup_inserted, c.tup_updated - p.tup_updated,
+                             c.tup_deleted - p.tup_deleted, c.conflicts - p.conflicts,
+                             c.temp_files - p.temp_files, c.temp_bytes - p.temp_bytes,
+                             c.deadlocks - p.deadlocks,
+                             c.checksum_failures - p.checksum_failures,
+                             c.blk_read_time - p.blk_read_time,
+                             c.blk_write_time - p.blk_write_time,
+                             c.session_time - p.session_time, c.active_time - p.active_time,
+                             c.idle_in_transaction_time - p.idle_in_transaction_time,
+                             c.sessions - p.sessions,
+                             c.sessions_abandoned - p.sessions_abandoned,
+                             c.sessions_fatal - p.sessions_fatal,
+                             c.sessions_killed - p.sessions_killed) < 0) AS went_back,
                (c.*) IS DISTINCT FROM (p.datid, p.xact_commit, p.xact_rollback, p.blks_read,
                      p.blks_hit, p.tup_returned, p.tup_fetched, p.tup_inserted, p.tup_updated,
                      p.tup_deleted, p.conflicts, p.temp_files, p.temp_bytes, p.deadlocks,
                      p.checksum_failures, p.blk_read_time, p.blk_write_time, p.session_time,
                      p.active_time, p.idle_in_transaction_time, p.sessions,
                      p.sessions_abandoned, p.sessions_fatal, p.sessions_killed,
-                     p.numbackends) AS changed,
+                     p.numbackends, p.stats_reset) AS changed,
                c.xact_commit - p.xact_commit AS d_xact_commit,
                c.xact_rollback - p.xact_rollback AS d_xact_rollback,
                c.blks_read - p.blks_read AS d_blks_read,
@@ -71,14 +88,14 @@ BEGIN
                tup_fetched, tup_inserted, tup_updated, tup_deleted, conflicts, temp_files,
                temp_bytes, deadlocks, checksum_failures, blk_read_time, blk_write_time,
                session_time, active_time, idle_in_transaction_time, sessions,
-               sessions_abandoned, sessions_fatal, sessions_killed, numbackends
+               sessions_abandoned, sessions_fatal, sessions_killed, numbackends, stats_reset
         FROM cmp WHERE changed
         ON CONFLICT (server_id, datid) DO UPDATE SET
             (xact_commit, xact_rollback, blks_read, blks_hit, tup_returned, tup_fetched,
              tup_inserted, tup_updated, tup_deleted, conflicts, temp_files, temp_bytes,
              deadlocks, checksum_failures, blk_read_time, blk_write_time, session_time,
              active_time, idle_in_transaction_time, sessions, sessions_abandoned,
-             sessions_fatal, sessions_killed, numbackends)
+             sessions_fatal, sessions_killed, numbackends, stats_reset)
           = (EXCLUDED.xact_commit, EXCLUDED.xact_rollback, EXCLUDED.blks_read,
              EXCLUDED.blks_hit, EXCLUDED.tup_returned, EXCLUDED.tup_fetched,
              EXCLUDED.tup_inserted, EXCLUDED.tup_updated, EXCLUDED.tup_deleted,
@@ -86,7 +103,7 @@ BEGIN
              EXCLUDED.checksum_failures, EXCLUDED.blk_read_time, EXCLUDED.blk_write_time,
              EXCLUDED.session_time, EXCLUDED.active_time, EXCLUDED.idle_in_transaction_time,
              EXCLUDED.sessions, EXCLUDED.sessions_abandoned, EXCLUDED.sessions_fatal,
-             EXCLUDED.sessions_killed, EXCLUDED.numbackends)
+             EXCLUDED.sessions_killed, EXCLUDED.numbackends, EXCLUDED.stats_reset)
     ),
     stored AS (
         INSERT INTO perfmon.database_history
