@@ -44,10 +44,10 @@ INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stage
 SELECT 1, ts, 'sample', 60, 150, '{{"statements": {{"ms": 70, "stored": 25}}}}' FROM ticks;
 INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total,
     sessions_active, sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions,
-    max_xid_age, wal_bytes, interval_s, xact_commit, xact_rollback, blks_read, blks_hit,
-    tup_returned, tup_fetched, tup_inserted)
+    max_xid_age, wal_bytes, interval_s, database_interval_s, xact_commit, xact_rollback,
+    blks_read, blks_hit, tup_returned, tup_fetched, tup_inserted)
 SELECT 1, ts, 100, 40 + (random() * 20)::int, (random() * 10)::int, 30, 1, 0, 0,
-       1000000, (random() * 1e7)::bigint, 60, (random() * 60000)::int, (random() * 20)::int,
+       1000000, (random() * 1e7)::bigint, 60, 60, (random() * 60000)::int, (random() * 20)::int,
        (random() * 2000)::int, (random() * 200000)::int, (random() * 2e6)::int,
        (random() * 2e5)::int, (random() * 2000)::int
 FROM ticks;

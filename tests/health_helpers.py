@@ -41,7 +41,7 @@ def add_server_history(conn: psycopg.Connection, times: list[datetime], **cols: 
     """One server_history row per time; cols are constants or lists (one value per time)."""
     base = {"max_connections": 100, "sessions_total": 5, "sessions_active": 1, "sessions_idle": 4,
             "sessions_idle_in_xact": 0, "sessions_waiting": 0, "blocked_sessions": 0,
-            "interval_s": 60}
+            "interval_s": 60, "database_interval_s": 60}
     base.update(cols)
     names = ["server_id", "ts", *base]
     rows = []

@@ -63,8 +63,8 @@ class Workload:
             cur.executemany(
                 "INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total, "
                 "sessions_active, sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions, "
-                "interval_s, xact_commit, blks_hit, blks_read, max_xid_age) "
-                "VALUES (1, %s, 100, %s, %s, 0, 0, %s, %s, 60, %s, 100000, 1000, 1000)",
+                "interval_s, database_interval_s, xact_commit, blks_hit, blks_read, max_xid_age) "
+                "VALUES (1, %s, 100, %s, %s, 0, 0, %s, %s, 60, 60, %s, 100000, 1000, 1000)",
                 [(ts, s, a, w, b, round(tps * 60)) for ts, s, a, w, b, tps, _ms, _cpu in rows])
             cur.executemany(
                 "INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms) "

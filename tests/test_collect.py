@@ -305,6 +305,38 @@ def test_a_failing_stage_costs_only_its_own_data(probe: psycopg.Connection) -> N
     assert timings == (2,)
 
 
+def test_rates_after_a_failed_databases_stage_divide_by_the_time_covered(
+        probe: psycopg.Connection, installed: str) -> None:
+    collect(probe)
+    good = collect(probe)
+    for _ in range(100):
+        probe.execute("SELECT txid_current()")
+    with psycopg.connect(installed) as holder:
+        holder.execute("LOCK perfmon.state_databases IN ACCESS EXCLUSIVE MODE")
+        failed = collect(probe)  # the databases stage times out on its lock; the others run
+        holder.rollback()
+    assert "error" in failed["stages"]["databases"], failed["stages"]
+    assert "error" not in failed["stages"]["server"], failed["stages"]
+    last = collect(probe)
+
+    def series(ts: str) -> tuple:
+        return probe.execute(
+            """SELECT tps, commits_per_s, rows_read_per_s, temp_bytes FROM perfmon.database_series
+               WHERE ts = %s::timestamptz""", (ts,)).fetchone()
+
+    # The failed sample's database figures are unknown, not 0.
+    assert series(failed["ts"]) == (None, None, None, None)
+    # The next sample's deltas hold the work of both intervals: its rates divide by both.
+    covered_s, commits = probe.execute(
+        """SELECT database_interval_s, xact_commit FROM perfmon.server_history
+           WHERE ts = %s::timestamptz""", (last["ts"],)).fetchone()
+    both_s = probe.execute("SELECT extract(epoch FROM %s::timestamptz - %s::timestamptz)::float8",
+                           (last["ts"], good["ts"])).fetchone()[0]
+    assert commits >= 100
+    assert abs(covered_s - both_s) < 0.001, (covered_s, both_s)
+    assert abs(float(series(last["ts"])[1]) - commits / both_s) <= 0.01
+
+
 def test_hostile_relation_names_are_stored_safely(conn: psycopg.Connection) -> None:
     hostile = 'weird "name"; DROP TABLE perfmon.samples; --\u00e9\u4e2d'
     conn.execute(f'CREATE TABLE "{hostile.replace(chr(34), chr(34) * 2)}" (x int)')

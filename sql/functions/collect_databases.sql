@@ -6,9 +6,12 @@ AS $$
 -- pg_stat_database of every database: deltas since the previous sample. A database
 -- whose stats_reset moved (pg_stat_reset() in it), or any of whose counters went
 -- backwards (a crash), gives no row: a gap. Its state is refreshed, so the next sample
--- has its delta again.
+-- has its delta again. The deltas cover the time since this stage's previous successful
+-- sample (state_sources), recorded for perfmon.collect_server(): after a failed run
+-- (a lock timeout) that is longer than the server stage's interval.
 DECLARE
     result perfmon.collect_result;
+    src perfmon.state_sources;
     -- No state although an earlier sample exists: a crash emptied it, the deltas since
     -- that sample are lost (a gap), and this sample is a baseline.
     lost int := CASE WHEN NOT EXISTS (SELECT FROM perfmon.state_databases WHERE server_id = 1)
@@ -123,6 +126,12 @@ BEGIN
     )
     SELECT (SELECT count(*) FROM stored), (SELECT count(*) FROM cmp WHERE went_back) + lost
       INTO result.stored, result.gaps;
+
+    SELECT * INTO src FROM perfmon.state_sources WHERE server_id = 1 AND source = 'databases';
+    INSERT INTO perfmon.state_sources AS s (server_id, source, last_ts, extra)
+    VALUES (1, 'databases', sample_ts,
+            jsonb_build_object('interval_s', extract(epoch FROM sample_ts - src.last_ts)))
+    ON CONFLICT (server_id, source) DO UPDATE SET last_ts = EXCLUDED.last_ts, extra = EXCLUDED.extra;
     RETURN result;
 END
 $$;

@@ -7,7 +7,10 @@ AS $$
 -- oldest query/transaction ages, the oldest XID and MXID ages, deltas of
 -- pg_stat_bgwriter, pg_stat_wal and pg_stat_archiver, and this sample's
 -- pg_stat_database deltas of all databases summed. A source whose stats_reset
--- moved, or whose counters went backwards, contributes no deltas (a gap).
+-- moved, or whose counters went backwards, contributes no deltas (a gap). interval_s is
+-- the time the bgwriter, WAL and archiver deltas cover; database_interval_s the time the
+-- database sums cover (since the databases stage's previous success), NULL when that
+-- stage stored nothing in this sample.
 DECLARE
     cur perfmon.state_server;
     prev perfmon.state_server;
@@ -15,6 +18,7 @@ DECLARE
     ok_wal boolean;
     ok_archiver boolean;
     gaps int := 0;
+    db_interval_s double precision;
 BEGIN
     SELECT 1, b.checkpoints_timed, b.checkpoints_req, b.checkpoint_write_time,
            b.checkpoint_sync_time, b.buffers_checkpoint, b.buffers_clean, b.maxwritten_clean,
@@ -26,6 +30,9 @@ BEGIN
       INTO cur
       FROM pg_stat_bgwriter AS b, pg_stat_wal AS w, pg_stat_archiver AS ar;
     SELECT * INTO prev FROM perfmon.state_server WHERE server_id = 1;
+    SELECT (s.extra ->> 'interval_s')::float8 INTO db_interval_s
+      FROM perfmon.state_sources AS s
+     WHERE s.server_id = 1 AND s.source = 'databases' AND s.last_ts = sample_ts;
 
     ok_bgwriter := prev.server_id IS NOT NULL
         AND prev.bgwriter_reset IS NOT DISTINCT FROM cur.bgwriter_reset
@@ -52,7 +59,7 @@ BEGIN
         wal_write, wal_sync, wal_write_ms, wal_sync_ms, archived_count, archive_failed_count,
         last_archived_time, last_failed_time, interval_s, xact_commit, xact_rollback, blks_read,
         blks_hit, tup_returned, tup_fetched, tup_inserted, tup_updated, tup_deleted, temp_files,
-        temp_bytes, deadlocks)
+        temp_bytes, deadlocks, database_interval_s)
     SELECT 1, sample_ts, current_setting('max_connections')::int,
            act.total, act.active, act.idle, act.idle_in_xact, act.waiting, act.blocked,
            act.oldest_query_s, act.oldest_xact_s, act.oldest_idle_in_xact_s,
@@ -83,7 +90,7 @@ BEGIN
            extract(epoch FROM sample_ts - prev.last_ts),
            d.xact_commit, d.xact_rollback, d.blks_read, d.blks_hit, d.tup_returned,
            d.tup_fetched, d.tup_inserted, d.tup_updated, d.tup_deleted, d.temp_files,
-           d.temp_bytes, d.deadlocks
+           d.temp_bytes, d.deadlocks, db_interval_s
     FROM (
         SELECT count(*) AS total,
                count(*) FILTER (WHERE a.state = 'active') AS active,
