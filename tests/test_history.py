@@ -363,3 +363,24 @@ def test_a_clock_ahead_at_the_rollup_hides_no_later_sample(probe: psycopg.Connec
     assert probe.execute("SELECT coalesce(bool_and(m.value::timestamptz <= date_trunc('hour', s.ts, 'UTC')), "
                          "true) FROM perfmon.meta AS m, (SELECT max(ts) AS ts FROM perfmon.samples) AS s "
                          "WHERE m.key = 'rollup_hourly_until'").fetchone() == (True,)
+
+
+def test_a_rolled_up_hour_counts_the_seconds_its_samples_covered(probe: psycopg.Connection) -> None:
+    """The collector was down 10 hours (1 transaction a second went on): one sample covers them."""
+    probe.execute("SELECT perfmon.maintain_partitions(now() - interval '1 day')")
+    probe.execute("""
+        CREATE TEMP TABLE b AS SELECT date_trunc('hour', now()) - interval '3 hours' AS t;
+        INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
+        SELECT 1, b.t + interval '5 min', 'sample', 36000, 1, '{}'::jsonb FROM b
+        UNION ALL SELECT 1, now(), 'sample', 10500, 1, '{}';
+        INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total, sessions_active,
+            sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions, interval_s, xact_commit)
+        SELECT 1, b.t + interval '5 min', 100, 1, 1, 0, 0, 0, 0, 36000, 36000 FROM b;
+        INSERT INTO perfmon.database_history (server_id, ts, datid, numbackends, xact_commit)
+        SELECT 1, b.t + interval '5 min', 1, 1, 36000 FROM b;
+    """)
+    trend = ("SELECT covered_s, transactions, tps FROM perfmon.workload_trend("
+             "(SELECT t FROM b), (SELECT t FROM b) + interval '1 hour')")
+    before = probe.execute(trend).fetchall()
+    assert probe.execute("SELECT perfmon.rollup()").fetchone()[0]["hours"] >= 3
+    assert probe.execute(trend).fetchall() == before == [(36000, 36000, 1)]

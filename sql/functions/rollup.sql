@@ -56,7 +56,8 @@ BEGIN
         INSERT INTO perfmon.server_hourly
         SELECT server_id, date_trunc('hour', ts, 'UTC'), count(*), max(sessions_total),
                avg(sessions_active), max(sessions_active), max(blocked_sessions),
-               sum(checkpoints_timed), sum(checkpoints_req), sum(wal_bytes), max(max_xid_age)
+               sum(checkpoints_timed), sum(checkpoints_req), sum(wal_bytes), max(max_xid_age),
+               coalesce(sum(interval_s) FILTER (WHERE interval_s > 0), 0)
         FROM perfmon.server_history
         WHERE ts >= hour_done AND ts < hour_to
         GROUP BY 1, 2;
@@ -91,7 +92,8 @@ BEGIN
         SELECT server_id, date_trunc('day', ts, 'UTC'), sum(samples),
                max(max_sessions), sum(avg_sessions_active * samples) / nullif(sum(samples), 0),
                max(max_sessions_active), max(max_blocked_sessions), sum(checkpoints_timed),
-               sum(checkpoints_req), sum(wal_bytes), max(max_xid_age)
+               sum(checkpoints_req), sum(wal_bytes), max(max_xid_age),
+               CASE WHEN count(covered_s) = count(*) THEN sum(covered_s) END
         FROM perfmon.server_hourly
         WHERE ts >= day_done AND ts < day_to
         GROUP BY 1, 2;

@@ -9,7 +9,8 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
     -- Like perfmon.statement_totals: hours already rolled up come from the hourly tables
-    -- (an hour counts 3600 s), the rest from raw samples (their interval_s). A bucket
+    -- (an hour counts the seconds its samples covered, perfmon.server_hourly.covered_s,
+    -- else 3600 s), the rest from raw samples (their interval_s). A bucket
     -- narrower than an hour therefore holds one point per hour where only rollups remain.
     -- Ranges are half-open, [from, to): a sample at exactly rollup_hourly_until is raw.
     WITH rolled AS (
@@ -21,7 +22,9 @@ AS $$
         SELECT date_bin(r.width, u.ts, from_ts) AS bucket, sum(u.seconds) AS seconds,
                sum(u.xacts) AS xacts, sum(u.hit) AS hit, sum(u.read) AS read
         FROM (
-            SELECT h.ts, 3600.0::float8 AS seconds,
+            SELECT h.ts,
+                   coalesce((SELECT sh.covered_s FROM perfmon.server_hourly AS sh
+                              WHERE sh.server_id = 1 AND sh.ts = h.ts), 3600.0)::float8 AS seconds,
                    sum(coalesce(h.xact_commit, 0) + coalesce(h.xact_rollback, 0)) AS xacts,
                    sum(coalesce(h.blks_hit, 0)) AS hit, sum(coalesce(h.blks_read, 0)) AS read
             FROM perfmon.database_hourly AS h, rolled AS r
