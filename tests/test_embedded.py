@@ -39,11 +39,16 @@ def test_up_prints_the_dsn_and_is_idempotent(home: Path) -> None:
     again = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
     assert again.exit_code == 0
     assert again.stdout.strip().splitlines()[-1] == dsn
+    down_then_up_again(runner, home, dsn)
+
+
+def down_then_up_again(runner: CliRunner, home: Path, dsn: str) -> None:
+    """down stops the server (its DSN no longer connects); up again after down: same data,
+    same DSN (the same port when it is still free)."""
     down = runner.invoke(cli.main, ["down", "--data-dir", str(home)])
     assert down.output.strip() == "stopped"
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(dsn, connect_timeout=2)
-    # Up again after down: same data, same port when it is still free.
     restarted = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
     assert restarted.exit_code == 0, restarted.output
     assert restarted.stdout.strip().splitlines()[-1] == dsn
@@ -64,13 +69,7 @@ def test_data_dir_with_space_and_quote_works(home: Path) -> None:
         assert conn.execute("SELECT current_setting('data_directory')").fetchone() == (
             str(home / "pgdata"),
         )
-    down = runner.invoke(cli.main, ["down", "--data-dir", str(home)])
-    assert down.output.strip() == "stopped"
-    with pytest.raises(psycopg.OperationalError):
-        psycopg.connect(dsn, connect_timeout=2)
-    again = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
-    assert again.exit_code == 0, again.output
-    assert again.stdout.strip().splitlines()[-1] == dsn
+    down_then_up_again(runner, home, dsn)
 
 
 def test_server_process_is_not_root(home: Path) -> None:
