@@ -26,6 +26,8 @@ from pgperfmon.config import Config, flatten
 from pgperfmon.config import load as load_config
 
 ROLES = ("perfmon_admin", "perfmon_agent", "perfmon_reader")
+# An install that deadlocks with a running job (see install()) starts again, at most so often.
+INSTALL_ATTEMPTS = 3
 OPTIONAL_EXTENSIONS = ("plpython3u", "hypopg")
 INSTALL_LOCK = 0x70676D6F6E  # "pgmon": serialises concurrent installs of one database
 _REQUIRES = re.compile(r"^--\s*requires:\s*([\w, ]+)$", re.M)
@@ -120,35 +122,52 @@ def install(dsn: str, config: Config | None = None, skip_extensions: tuple[str, 
     config None (no file given): keep the configuration stored by the last install,
     with the keys this release adds at their defaults (the defaults themselves on a
     first install), and the environment's overrides applied."""
-    report = Report()
     with db.connection(dsn) as conn:
         _check_server(conn)
-        conn.execute("SELECT pg_advisory_lock(%s)", (INSTALL_LOCK,))
-        conn.commit()
-        try:
-            available = _create_extensions(conn, report, skip_extensions)
-            _create_roles(conn, report)
-            _apply_migrations(conn, report)
-            _apply_objects(conn, available, report)
-            _redact_stored_texts(conn, report)
-            _deploy_python(conn, available, report)
-            if config is None:
-                config = load_config(stored=dict(conn.execute("SELECT key, value FROM perfmon.config")))
-            _store_config(conn, config, report)
-            _check_stored_config(conn)
-            _grant_read_all_data(conn, config.optimization.advisor_reads_all_tables, report)
-            _create_partitions(conn, report)
-            _record_version(conn, report)
-            _apply_privileges(conn)
+        for attempt in range(1, INSTALL_ATTEMPTS + 1):
+            report = Report()
+            conn.execute("SELECT pg_advisory_lock(%s)", (INSTALL_LOCK,))
             conn.commit()
-        except BaseException:
-            conn.rollback()
-            raise
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (INSTALL_LOCK,))
-            conn.commit()
+            try:
+                _install_schema(conn, config, skip_extensions, report)
+                conn.commit()
+                break
+            except psycopg.errors.DeadlockDetected:
+                # Views are re-created (ACCESS EXCLUSIVE) and partitions made in one
+                # transaction, beside the minute's jobs reading and writing them: a
+                # deadlock rolls it all back, and the install starts again.
+                conn.rollback()
+                if attempt == INSTALL_ATTEMPTS:
+                    raise
+            except BaseException:
+                conn.rollback()
+                raise
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (INSTALL_LOCK,))
+                conn.commit()
+        if attempt > 1:
+            report.note(f"started again {attempt - 1} time(s) after a deadlock with a running job")
         _sync_cron_jobs(conn, dsn, report)
     return report
+
+
+def _install_schema(conn: psycopg.Connection, config: Config | None, skip_extensions: tuple[str, ...],
+                    report: Report) -> None:
+    """Everything of an install but the pg_cron jobs, in the caller's transaction."""
+    available = _create_extensions(conn, report, skip_extensions)
+    _create_roles(conn, report)
+    _apply_migrations(conn, report)
+    _apply_objects(conn, available, report)
+    _redact_stored_texts(conn, report)
+    _deploy_python(conn, available, report)
+    if config is None:
+        config = load_config(stored=dict(conn.execute("SELECT key, value FROM perfmon.config")))
+    _store_config(conn, config, report)
+    _check_stored_config(conn)
+    _grant_read_all_data(conn, config.optimization.advisor_reads_all_tables, report)
+    _create_partitions(conn, report)
+    _record_version(conn, report)
+    _apply_privileges(conn)
 
 
 def _check_server(conn: psycopg.Connection) -> None:
