@@ -746,6 +746,19 @@ def test_an_alert_that_fired_during_a_silence_is_notified_when_it_ends(conn: psy
     assert [e for _, e, *_ in outbox(conn)] == ["firing", "resolved"]
 
 
+def test_a_silenced_alert_does_not_escalate(conn: psycopg.Connection) -> None:
+    """Escalation notifies; under a silence it climbed unheard and the alert came out of
+    the silence at the top level."""
+    add_gauge_rule(conn, escalation_minutes=5, value=80)
+    conn.execute("SELECT perfmon.silence_alerts('test_gauge', '%', '1 hour', 'deploy')")
+    analyze(conn)
+    for _ in range(3):
+        backdate(conn, 6)
+        analyze(conn)
+    assert conn.execute("SELECT escalation_level, level FROM perfmon.alert_log").fetchall() == [
+        (0, "warning")]
+
+
 def test_the_resolution_reaches_every_channel_that_heard_of_the_alert(conn: psycopg.Connection) -> None:
     set_config(conn, alerting__channels__webhook__enabled=True,
                alerting__channels__webhook__min_level="critical",

@@ -119,9 +119,12 @@ BEGIN
     END LOOP;
 
     -- Unacknowledged past the escalation time: one level up, and to the escalation channels.
+    -- Not while silenced: nobody would hear of it, and it would come out of the silence at
+    -- the top level.
     FOR a IN SELECT l.alert_id, l.level FROM perfmon.alert_log AS l
              JOIN perfmon.alert_rule_thresholds AS t ON t.rule = l.rule
              WHERE l.server_id = 1 AND l.state = 'firing' AND l.acked_at IS NULL AND t.enabled
+               AND NOT (SELECT v.silenced FROM perfmon.alerts AS v WHERE v.alert_id = l.alert_id)
                AND now() >= coalesce(l.escalated_at, l.fired_at) + make_interval(mins => t.escalation_min)
              FOR UPDATE OF l
     LOOP
