@@ -228,25 +228,26 @@ def test_disk_full_per_mount(conn: psycopg.Connection) -> None:
     found = _forecasts(conn, "disk_full")
     held = 0
     for m in mounts[:SERIES]:
-        r = found[m]
+        r = found[f"{m} on db1"]
         assert r["trend"] == "growing" and r["limit_value"] == total, r
         true_eta = now + timedelta(days=(total - (80e9 + rate * (n - 1) * step / DAY)) / rate)
         assert abs((r["eta"] - true_eta).total_seconds()) < 0.05 * (true_eta - now).total_seconds(), m
         held += r["eta_earliest"] <= true_eta <= r["eta_latest"]
         assert r["severity"] == "warning" and 14 < float(r["days_left"]) < 20, r
     assert held >= HELD, f"the 95% interval held the true ETA for only {held} of {SERIES} mounts"
-    assert found["/flat"]["trend"] == "flat" and found["/flat"]["eta"] is None
-    assert found["/flat"]["eta_latest"] is None and found["/flat"]["severity"] == "ok"
-    assert found["/new"]["trend"] == "not enough history" and found["/new"]["eta"] is None
-    assert found["/soon"]["severity"] == "critical" and float(found["/soon"]["days_left"]) < 1
+    flat, new, soon = found["/flat on db1"], found["/new on db1"], found["/soon on db1"]
+    assert flat["trend"] == "flat" and flat["eta"] is None
+    assert flat["eta_latest"] is None and flat["severity"] == "ok"
+    assert new["trend"] == "not enough history" and new["eta"] is None
+    assert soon["severity"] == "critical" and float(soon["days_left"]) < 1
 
     # Through the advisor to the alerts: critical findings raise alerts (alerting.recommendation_min_level).
     advice = _advice(conn)
-    assert advice["disk_full: /soon"]["severity"] == "critical"
+    assert advice["disk_full: /soon on db1"]["severity"] == "critical"
     assert {t for t in advice if t.startswith("disk_full: /data")} == \
-        {f"disk_full: {m}" for m in mounts[:SERIES]}
+        {f"disk_full: {m} on db1" for m in mounts[:SERIES]}
     alerts = [r[0] for r in conn.execute("SELECT target FROM perfmon.alert_recommendations()")]
-    assert alerts == ["forecast: disk_full: /soon"]
+    assert alerts == ["forecast: disk_full: /soon on db1"]
 
     # A reader (a BI tool) reads the forecasts.
     conn.execute("SET ROLE perfmon_reader")
@@ -320,10 +321,10 @@ def test_forecasts_read_their_own_window_not_the_anomaly_models(conn: psycopg.Co
                         "VALUES (1, %s, %s, %s)", [(used, ts, v) for ts, v in points] + [(size, now, 500e9)])
     setting = "SELECT perfmon.setting('anomaly_detection.training_window_days')::int"
     assert conn.execute(setting).fetchone()[0] == 28
-    week = _forecasts(conn, "disk_full")["/window"]
+    week = _forecasts(conn, "disk_full")["/window on db1"]
     assert float(week["growth_per_day"]) == pytest.approx(1e9, rel=0.02), week
     set_config(conn, "anomaly_detection.forecast_window_days", 14)
-    fortnight = _forecasts(conn, "disk_full")["/window"]
+    fortnight = _forecasts(conn, "disk_full")["/window on db1"]
     assert 2e9 < float(fortnight["growth_per_day"]) < 5e9, fortnight
 
 

@@ -20,8 +20,12 @@ WITH cfg AS MATERIALIZED (
      WHERE mt.name = 'host.disk.total_bytes' AND t.ts > cfg.since
      ORDER BY s.labels, t.ts DESC
 ), pts AS (
-    -- disk used per mount (host metrics), limit = the mount's size
-    SELECT 'disk_full'::text AS forecast, coalesce(s.labels ->> 'mount', s.labels::text) AS target, 'bytes'::text AS unit,
+    -- disk used per mount of each host (host metrics), limit = the mount's size; the host
+    -- names the target, or the / of every host sending samples would be one series
+    SELECT 'disk_full'::text AS forecast,
+           coalesce(s.labels ->> 'mount', s.labels::text) || coalesce(' on ' || (s.labels ->> 'host'), '')
+               AS target,
+           'bytes'::text AS unit,
            m.ts, m.value AS y, dt.lim
       FROM perfmon.metric_samples AS m
       JOIN perfmon.metric_series AS s USING (series_id)
