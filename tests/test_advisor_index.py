@@ -158,3 +158,67 @@ def test_plan_reading_finds_filter_join_and_sort_columns() -> None:
     assert plans.candidates(rel) == [("a",), ("b",), ("s",), ("a", "b"), ("a", "r"), ("a", "s"),
                                      ("b", "r"), ("b", "s")]
     assert plans.covered(("a",), [["a", "b"]]) and not plans.covered(("b",), [["a", "b"]])
+
+
+def test_advice_on_columns_named_after_keywords_runs(probe: psycopg.Connection) -> None:
+    """CREATE INDEX ... (order) is a syntax error and (user) the USER function: the advice
+    quotes them, in a schema and table with hostile names too."""
+    conn = probe
+    conn.execute('CREATE SCHEMA "Sch.""x"')
+    tables = ("public.kw", '"Sch.""x"."Tbl"')
+    for table in tables:
+        conn.execute(f'CREATE TABLE {table} (id int, "order" int, "user" int, pad text)')
+        conn.execute(f"INSERT INTO {table} SELECT g, g % 20000, g % 19999, 'x' "
+                     "FROM generate_series(1, 200000) g")
+        conn.execute(f"ANALYZE {table}")
+
+    def work() -> None:
+        for i in range(5):
+            for table in tables:
+                conn.execute(f'SELECT * FROM {table} WHERE "order" = %s', (i,))
+                conn.execute(f'SELECT * FROM {table} WHERE "user" = %s', (i,))
+
+    sampled(conn, work)
+    refresh(conn)
+    advice = [r["apply_sql"] for r in view(conn, "index_recommendations")]
+    assert len(advice) == 4, advice
+    for apply_sql in advice:
+        conn.execute(apply_sql)  # each runs as written
+
+
+def test_planning_runs_no_users_code_with_the_advisors_rights(probe: psycopg.Connection) -> None:
+    """Planning folds an argument-less IMMUTABLE function: a user's, calling code that
+    writes, ran as perfmon_admin under pg_cron, and as the superuser refreshing by hand."""
+    conn = probe
+    conn.execute("DROP ROLE IF EXISTS mallory")
+    conn.execute("CREATE ROLE mallory LOGIN")
+    conn.execute("CREATE SCHEMA mallory AUTHORIZATION mallory")
+    conn.execute("SET ROLE mallory")
+    conn.execute("CREATE TABLE mallory.log (who text)")
+    conn.execute("GRANT INSERT, SELECT ON mallory.log TO PUBLIC")
+    conn.execute("GRANT USAGE ON SCHEMA mallory TO PUBLIC")
+    conn.execute("CREATE FUNCTION mallory.record() RETURNS void LANGUAGE plpgsql VOLATILE AS "
+                 "$$ BEGIN INSERT INTO mallory.log VALUES (current_user); END $$")
+    conn.execute("CREATE FUNCTION mallory.evil() RETURNS int LANGUAGE plpgsql IMMUTABLE AS "
+                 "$$ BEGIN PERFORM mallory.record(); RETURN 1; END $$")
+    conn.execute("CREATE TABLE mallory.big AS SELECT g AS a FROM generate_series(1, 100000) g")
+    conn.execute("GRANT SELECT ON mallory.big TO PUBLIC")
+    conn.execute("RESET ROLE")
+    try:
+        def work() -> None:
+            conn.execute("SET ROLE mallory")
+            for _ in range(3):
+                conn.execute("SELECT count(*) FROM mallory.big WHERE a = mallory.evil()")
+            conn.execute("DELETE FROM mallory.log")
+            conn.execute("RESET ROLE")
+
+        sampled(conn, work)
+        conn.execute("SET ROLE perfmon_admin")  # as pg_cron runs it
+        refresh(conn)
+        conn.execute("RESET ROLE")
+        refresh(conn)  # as a superuser, by hand
+        assert conn.execute("SELECT who FROM mallory.log").fetchall() == []
+    finally:
+        conn.execute("RESET ROLE")
+        conn.execute("DROP SCHEMA mallory CASCADE")
+        conn.execute("DROP ROLE mallory")

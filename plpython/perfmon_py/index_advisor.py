@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,6 +114,12 @@ def written_table(plpy: Any, st: Statement) -> tuple[str, str] | None:
     return (rows[0]["nspname"], rows[0]["relname"]) if rows else None
 
 
+def may_become(plpy: Any, username: str) -> bool:
+    """Whether the current role may SET ROLE to username (a superuser may become anyone)."""
+    return bool(query(plpy, "SELECT pg_has_role(current_user, $1, 'MEMBER') AS may", ["name"],
+                      [username])[0]["may"])
+
+
 class Planner:
     """Generic plans of normalised statements, as the statement's user would see the tables."""
 
@@ -133,11 +140,29 @@ class Planner:
         return json.loads(plan) if isinstance(plan, str) else plan
 
     def try_explain(self, query: str, username: str) -> tuple[Any, str | None]:
+        """Planning folds a user's IMMUTABLE functions, running their code as whoever plans:
+        the statement is planned as its own user when this role may become it (a superuser
+        refreshing by hand), always read-only, and in a subtransaction rolled back after,
+        so that what that code did (a write, a NOTIFY) is undone."""
+        plpy = self.plpy
         try:
-            with self.plpy.subtransaction():
-                return self.explain(query, username), None
+            with plpy.subtransaction():
+                plpy.execute("SET LOCAL transaction_read_only = on")
+                if may_become(plpy, username):
+                    plpy.execute(f"SET LOCAL ROLE {plpy.quote_ident(username)}")
+                raise _Planned(self.explain(query, username))
+        except _Planned as planned:
+            return planned.plan, None
         except Exception as exc:  # any planning error means: skip this statement
             return None, type(exc).__name__ + ": " + str(exc).splitlines()[0][:200]
+
+
+class _Planned(Exception):
+    """A plan, carried out of the subtransaction it was made in, which raising it rolls back."""
+
+    def __init__(self, plan: Any):
+        super().__init__("planned")
+        self.plan = plan
 
 
 def top_statements(plpy: Any, window_days: int, top_n: int) -> list[Statement]:
@@ -268,16 +293,12 @@ class Advice:
     def saved_ms(self) -> float:
         return sum(s.exec_ms * (b - a) / b for s, b, a in self.queries if b > 0)
 
-    @property
-    def index_sql(self) -> str:
+    def index_sql(self, quote_ident: Callable[[str], str]) -> str:
+        """quote_ident: the server's (plpy.quote_ident), which quotes keywords too: a column
+        named "order" or "user" must be written quoted."""
         return "CREATE INDEX CONCURRENTLY ON {}.{} ({})".format(
-            _ident(self.schema), _ident(self.table), ", ".join(_ident(c) for c in self.columns))
-
-
-def _ident(name: str) -> str:
-    if re.fullmatch(r"[a-z_][a-z0-9_$]*", name):
-        return name
-    return '"' + name.replace('"', '""') + '"'
+            quote_ident(self.schema), quote_ident(self.table),
+            ", ".join(quote_ident(c) for c in self.columns))
 
 
 def choose(statements: list[Statement], table: tuple[str, str],
@@ -521,7 +542,7 @@ def _store(plpy: Any, advice: list[Advice], min_pct: float) -> None:
                ON CONFLICT DO NOTHING""",
             ["text", "text", "text[]", "text", "text", "real", "float8", "float8", "int8",
              "int8", "float8", "int8", "float8", "real", "bool", "text", "jsonb"])
-        plpy.execute(plan, [a.schema, a.table, list(a.columns), a.index_sql, a.method,
+        plpy.execute(plan, [a.schema, a.table, list(a.columns), a.index_sql(plpy.quote_ident), a.method,
                             a.improvement_pct, a.cost_before, a.cost_after, a.est_size_bytes,
                             a.calls, a.saved_ms, a.write_rows, a.write_overhead_ms,
                             a.write_overhead_pct, ok, reason, json.dumps(queries)])
