@@ -35,7 +35,7 @@ BEGIN
           AND p.proname = ANY (ARRAY['setting', 'cron_schedule', 'statement_totals',
                                     'health_score', 'executive_report', 'archive_ready_files', 'live_sessions',
                                     'workload_trend', 'linear_trend', 'student_t_975', 'size_trends',
-                                    'redact_secrets', 'anomaly_severity'])
+                                    'redact_secrets', 'anomaly_severity', 'agent_interval_s'])
     LOOP
         EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO perfmon_reader', f);
     END LOOP;

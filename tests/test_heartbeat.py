@@ -102,6 +102,20 @@ def test_stale_down_and_mttr(conn, agent_dsn: str) -> None:
     assert health(conn, "crashed")["health"] == "down"
 
 
+def test_an_agent_that_died_after_its_first_heartbeat_goes_down(conn, agent_dsn: str) -> None:
+    """One heartbeat without expected_interval_s: no interval to measure its silence in, so
+    it counted as up for ever. An hour is assumed until a second heartbeat."""
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        heartbeat(aconn, "once")
+    assert health(conn, "once")["health"] == "up"
+    conn.execute("UPDATE perfmon.agents SET last_seen = now() - interval '3 hours' WHERE name = 'once'")
+    assert health(conn, "once")["health"] == "stale"
+    conn.execute("UPDATE perfmon.agents SET last_seen = now() - interval '30 days' WHERE name = 'once'")
+    assert health(conn, "once")["health"] == "down"
+    assert conn.execute("SELECT cause FROM perfmon.agent_outages WHERE agent = 'once'").fetchall() == [
+        ("no heartbeat",)]
+
+
 def agent_alerts(conn: psycopg.Connection) -> dict[str, tuple[str, str]]:
     conn.execute("SELECT perfmon.evaluate_alerts()")
     return {target: (state, level) for target, state, level in conn.execute(

@@ -17,13 +17,13 @@ DECLARE
     missing jsonb := '[]';
 BEGIN
     SELECT count(*) AS agents,
-           -- NULL expected interval (not learned yet): not silent, as in agent_health
+           -- silence measured as in agent_health
            count(*) FILTER (WHERE g.last_status <> 'down'
-                              AND NOT coalesce(extract(epoch FROM to_ts - g.last_seen)
-                                               > g.expected_interval_s * stale_after, false)) AS up,
+                              AND NOT extract(epoch FROM to_ts - g.last_seen)
+                                      > perfmon.agent_interval_s(g.expected_interval_s) * stale_after) AS up,
            count(*) FILTER (WHERE g.last_status = 'down'
-                              OR coalesce(extract(epoch FROM to_ts - g.last_seen)
-                                          > g.expected_interval_s * down_after, false)) AS down
+                              OR extract(epoch FROM to_ts - g.last_seen)
+                                 > perfmon.agent_interval_s(g.expected_interval_s) * down_after) AS down
       INTO a
       FROM perfmon.agents AS g
      WHERE g.last_seen > from_ts;

@@ -22,8 +22,10 @@ limits AS (
 SELECT a.name AS agent,
        CASE
            WHEN a.last_status = 'down' THEN 'down'
-           WHEN extract(epoch FROM now() - a.last_seen) > a.expected_interval_s * l.down_after THEN 'down'
-           WHEN extract(epoch FROM now() - a.last_seen) > a.expected_interval_s * l.stale_after THEN 'stale'
+           WHEN extract(epoch FROM now() - a.last_seen)
+                > perfmon.agent_interval_s(a.expected_interval_s) * l.down_after THEN 'down'
+           WHEN extract(epoch FROM now() - a.last_seen)
+                > perfmon.agent_interval_s(a.expected_interval_s) * l.stale_after THEN 'stale'
            ELSE 'up'
        END AS health,
        a.last_status,

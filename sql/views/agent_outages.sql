@@ -47,7 +47,7 @@ silent_now AS (
     SELECT a.agent_id, a.last_seen AS down_since, 'no heartbeat' AS cause, NULL::timestamptz AS recovered_at
     FROM perfmon.agents AS a
     WHERE a.last_status <> 'down'
-      AND now() - a.last_seen > make_interval(secs => a.expected_interval_s
+      AND now() - a.last_seen > make_interval(secs => perfmon.agent_interval_s(a.expected_interval_s)
                                 * perfmon.setting('system.agent_down_after_intervals')::float8)
 )
 SELECT a.name AS agent, o.down_since, o.recovered_at,
