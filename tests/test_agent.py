@@ -12,9 +12,11 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import psycopg
 import pytest
@@ -22,6 +24,7 @@ from agent_login import agent_login
 
 from helpers import RecordingAgent
 from perfmon_py import hostmetrics
+from pgperfmon.agent import Agent
 from pgperfmon.ingest import iso
 from pgperfmon.spool import Spool
 
@@ -192,3 +195,64 @@ def test_sigterm_stops_the_agent_cleanly_with_its_spool_kept_then_flushed(agent_
     health = conn.execute("SELECT health FROM perfmon.agent_health "
                           "WHERE agent = 'pgperfmon-agent@sigterm-test'").fetchone()
     assert health == ("up",)
+
+
+def _a_mount_and_an_interface_not_in_utf8(monkeypatch) -> None:
+    """psutil gives names that are not UTF-8 with surrogateescape: /mnt/caf<0xe9>."""
+    import psutil
+
+    real_usage, real_nics = psutil.disk_usage, psutil.net_io_counters
+    monkeypatch.setattr(psutil, "disk_partitions",
+                        lambda all=False: [SimpleNamespace(mountpoint="/mnt/caf\udce9")])
+    monkeypatch.setattr(psutil, "disk_usage", lambda path: real_usage("/"))
+
+    def nics(pernic: bool = False):
+        counters = real_nics(pernic=True)
+        return {**counters, "caf\udce9": next(iter(counters.values()))}
+    monkeypatch.setattr(psutil, "net_io_counters", nics)
+
+
+def test_names_that_are_not_utf8_are_kept_as_escapes(monkeypatch) -> None:
+    _a_mount_and_an_interface_not_in_utf8(monkeypatch)
+    _points, state = hostmetrics.sample(None, host="t")
+    points, state = hostmetrics.sample(state, host="t", now=state["t"] + 1)
+    labels = [labels for _m, labels, _v in points]
+    assert {"host": "t", "mount": "/mnt/caf\\xe9"} in labels
+    assert {"host": "t", "interface": "caf\\xe9"} in labels
+    # jsonb takes UTF-8 only: the state (stored by the in-database sampler) too
+    json.dumps([labels, state], ensure_ascii=False).encode()
+
+
+def test_the_agent_stores_a_mount_that_is_not_utf8(agent_dsn: str, conn, monkeypatch,
+                                                   tmp_path: Path) -> None:
+    _a_mount_and_an_interface_not_in_utf8(monkeypatch)
+    agent = Agent(agent_dsn, interval=1.0, spool_dir=tmp_path / "spool", host="not-utf8")
+    agent.sample_once()
+    agent.flush(deadline=time.monotonic() + 10)
+    assert agent.spool.pending == 0 and agent.spool.dropped == 0
+    mounts = conn.execute("SELECT DISTINCT labels ->> 'mount' FROM perfmon.metric_values "
+                          "WHERE labels ->> 'host' = 'not-utf8' AND labels ? 'mount'").fetchall()
+    assert mounts == [("/mnt/caf\\xe9",)]
+
+
+def test_a_batch_the_database_refuses_is_set_aside_and_the_next_ones_flow(agent_dsn: str, conn, caplog,
+                                                                       tmp_path: Path) -> None:
+    agent = Agent(agent_dsn, interval=1.0, spool_dir=tmp_path / "spool", host="set-aside")
+    now = time.time()
+    good = {"host": "set-aside"}
+    # A label jsonb refuses (a spool written before names were cleaned), a line that is
+    # JSON but not a batch, then a good batch: it must get through.
+    agent.spool.append({"key": str(uuid.uuid4()), "ts": now - 3,
+                        "points": [["host.disk.used_bytes", {**good, "mount": "/mnt/caf\udce9"}, 1.0]]})
+    agent.spool.append({"key": str(uuid.uuid4()), "ts": now - 2})
+    agent.spool.append({"key": str(uuid.uuid4()), "ts": now - 1, "points": [["host.load.1m", good, 0.5]]})
+    with caplog.at_level(logging.ERROR, logger="pgperfmon.agent"):
+        assert agent.flush(deadline=time.monotonic() + 10) == 1
+    assert agent.spool.pending == 0 and agent.spool.dropped == 2
+    assert caplog.text.count("set aside") == 2 and "malformed batch (KeyError" in caplog.text
+    assert "invalid input syntax for type json" in caplog.text
+    stored = conn.execute("SELECT count(*) FROM perfmon.metric_values "
+                          "WHERE labels ->> 'host' = 'set-aside'").fetchone()[0]
+    assert stored == 1
+    # the loss is reported with the next sample
+    assert ["agent.spool.dropped_batches", good, 2.0] in agent.sample_once()["points"]

@@ -9,7 +9,9 @@ Two loops share a spool (``pgperfmon.spool``):
   while the database is unreachable it retries every interval.
 
 So a sample is never lost between sampling and storage: it is in the spool until
-the database has it, and its idempotency key makes a re-sent batch a no-op.
+the database has it, and its idempotency key makes a re-sent batch a no-op. A
+batch the database refuses for its content, and would refuse at every try, is
+set aside (logged, counted as dropped) so that it does not hold back the rest.
 SIGTERM or SIGINT: sampling stops, the flusher makes a last attempt, and what
 could not be sent stays in the spool for the next start.
 """
@@ -138,17 +140,28 @@ class Agent:
             if item is None:
                 break
             position, record = item
-            rows = [(i, ingest.series_key(m, labels), float(record["ts"]), float(v))
-                    for i, (m, labels, v) in enumerate(record["points"], start=1)]
+            try:
+                key = uuid.UUID(record["key"])
+                rows = [(i, ingest.series_key(m, labels), float(record["ts"]), float(v))
+                        for i, (m, labels, v) in enumerate(record["points"], start=1)]
+            except (KeyError, ValueError, TypeError) as exc:  # JSON, but not a batch
+                self._set_aside(position, record, f"malformed batch ({type(exc).__name__}: {exc})")
+                continue
             started = time.perf_counter()
             try:
-                result = self._writer.send(uuid.UUID(record["key"]), rows)
+                result = self._writer.send(key, rows)
             except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
                 log.warning("database unreachable, spooling to %s: %s", self.spool.folder,
                             db.redact(str(exc).strip()))
                 self._online = False
                 self._disconnect()
                 break
+            except (psycopg.DataError, psycopg.IntegrityError, UnicodeEncodeError) as exc:
+                # This batch's content is refused, and will be every time: sent again it
+                # would hold back every batch behind it for good.
+                self._rollback()
+                self._set_aside(position, record, db.redact(str(exc).strip()))
+                continue
             self.spool.ack(position)
             send_ms += (time.perf_counter() - started) * 1000
             sent += 1
@@ -160,6 +173,20 @@ class Agent:
         if sent and self._conn is not None:
             self._heartbeat(send_ms / sent, refused)
         return sent
+
+    def _set_aside(self, position: tuple[int, int], record: Any, reason: str) -> None:
+        """Drop a batch the database can never store, loudly, so the ones behind it flow."""
+        self.spool.drop(position)
+        key = record.get("key") if isinstance(record, dict) else None
+        log.error("batch %s set aside, it can never be stored: %s (%d batches dropped since start)",
+                  key, reason, self.spool.dropped)
+
+    def _rollback(self) -> None:
+        try:
+            if self._conn is not None:
+                self._conn.rollback()
+        except psycopg.Error:
+            self._disconnect()
 
     def _heartbeat(self, response_ms: float, errors: int) -> None:
         """The agent reports itself like any application agent (perfmon.agent_health)."""

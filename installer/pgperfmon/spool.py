@@ -48,7 +48,8 @@ class Spool:
         self.folder = Path(folder)
         self.max_bytes = max_bytes
         self.segment_bytes = min(segment_bytes, max(max_bytes // 4, 1))
-        self.dropped = 0  # batches dropped because the spool was full, since start
+        # batches dropped since start: the spool was full, or the database refused them for good
+        self.dropped = 0
         self._lock = threading.Lock()
         self._segments: list[_Segment] = []
         self._writer: Any = None  # open file of the last segment
@@ -167,14 +168,24 @@ class Spool:
 
     def ack(self, position: tuple[int, int]) -> None:
         """The batch at ``position`` is stored: forget it (and its segment once all are)."""
-        number, index = position
         with self._lock:
-            seg = next((s for s in self._segments if s.number == number), None)
-            if seg is None or seg.acked != index:
-                return  # dropped meanwhile (spool full), or acknowledged already
-            with open(seg.path, "rb") as f:
-                f.seek(seg.ack_offset)
-                self._advance(seg, len(f.readline()))
+            self._forget(position)
+
+    def drop(self, position: tuple[int, int]) -> None:
+        """The batch at ``position`` can never be stored: forget it, counted in ``dropped``."""
+        with self._lock:
+            if self._forget(position):
+                self.dropped += 1
+
+    def _forget(self, position: tuple[int, int]) -> bool:
+        number, index = position
+        seg = next((s for s in self._segments if s.number == number), None)
+        if seg is None or seg.acked != index:
+            return False  # dropped meanwhile (spool full), or acknowledged already
+        with open(seg.path, "rb") as f:
+            f.seek(seg.ack_offset)
+            self._advance(seg, len(f.readline()))
+        return True
 
     def _advance(self, seg: _Segment, nbytes: int) -> None:
         seg.acked += 1

@@ -31,8 +31,18 @@ MAX_INTERFACES = 64
 _SKIP_DEVICE_PREFIXES = ("loop", "ram", "fd", "sr")
 
 
+def label(value: str) -> str:
+    """``value`` as valid UTF-8 text for a label (and the jsonb it is stored in).
+
+    psutil decodes a mount point or device name that is not UTF-8 with surrogateescape
+    ("/mnt/caf\\udce9"), which jsonb refuses: every sample of the host would fail. Its
+    bytes are kept readable as escapes ("/mnt/caf\\xe9") instead.
+    """
+    return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def hostname() -> str:
-    return socket.gethostname()
+    return label(socket.gethostname())
 
 
 def postmaster_of(backend_pid: int, started_at: float | None = None) -> int | None:
@@ -155,7 +165,7 @@ def sample(
     points: list[Point] = []
 
     def add(metric: str, value: float, **labels: str) -> None:
-        points.append((metric, {"host": host, **labels}, float(value)))
+        points.append((metric, {"host": host, **{k: label(v) for k, v in labels.items()}}, float(value)))
 
     state: dict[str, Any] = {"t": now}
     state["cpu"] = _cpu(psutil, prev.get("cpu") if elapsed > 0 else None, add)
@@ -188,8 +198,8 @@ def sample(
     for name in _storage_devices(list(disks)):
         c = disks[name]
         cur = [c.read_bytes, c.write_bytes, c.read_count, c.write_count, getattr(c, "busy_time", 0)]
-        state["disk"][name] = cur
-        r = _rates(cur, prev_disk.get(name), elapsed)
+        state["disk"][label(name)] = cur  # the state is stored as jsonb too
+        r = _rates(cur, prev_disk.get(label(name)), elapsed)
         if r is None:
             continue
         add("host.diskio.read_bytes_per_s", r[0], device=name)
@@ -206,8 +216,8 @@ def sample(
         c = nics[name]
         cur = [c.bytes_recv, c.bytes_sent, c.packets_recv, c.packets_sent,
                c.errin + c.errout, c.dropin + c.dropout]
-        state["net"][name] = cur
-        r = _rates(cur, prev_net.get(name), elapsed)
+        state["net"][label(name)] = cur
+        r = _rates(cur, prev_net.get(label(name)), elapsed)
         if r is None:
             continue
         add("host.net.recv_bytes_per_s", r[0], interface=name)
