@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -124,6 +125,53 @@ def test_a_torn_last_line_is_skipped(tmp_path: Path) -> None:
     assert item[1]["key"] == "a"
     reopened.ack(item[0])
     assert reopened.peek() is None
+
+
+def _drain(spool: Spool) -> list[str]:
+    keys = []
+    while (item := spool.peek()) is not None:
+        keys.append(item[1]["key"])
+        spool.ack(item[0])
+    return keys
+
+
+def test_a_deleted_segment_is_lost_and_the_spool_carries_on(tmp_path: Path, caplog) -> None:
+    spool = Spool(tmp_path, segment_bytes=40)  # one batch per segment
+    for i in range(4):
+        spool.append({"key": str(i), "ts": i, "points": [["m", {}, 1.0]]})
+    segments = sorted(tmp_path.glob("*.jsonl"))
+    assert len(segments) == 4
+    position, _record = spool.peek()
+    segments[0].unlink()  # an operator or a tmp cleaner, while the flusher sends it
+    with caplog.at_level(logging.ERROR, logger="pgperfmon.spool"):
+        spool.ack(position)
+        segments[1].unlink()
+        assert _drain(spool) == ["2", "3"]
+        spool.append({"key": "4", "ts": 4, "points": []})
+        (writing,) = tmp_path.glob("*.jsonl")
+        writing.unlink()  # the one being written: noticed at the next append
+        spool.append({"key": "5", "ts": 5, "points": []})
+    assert _drain(spool) == ["5"]
+    assert spool.dropped == 3 and caplog.text.count("SPOOL SEGMENT LOST") == 3
+    assert spool.pending == 0 and not list(tmp_path.glob("*.jsonl"))
+
+
+def test_a_removed_spool_folder_is_created_again(tmp_path: Path, caplog) -> None:
+    folder = tmp_path / "spool"
+    spool = Spool(folder)
+    spool.append({"key": "1", "ts": 1, "points": []})
+    spool.append({"key": "2", "ts": 2, "points": []})
+    shutil.rmtree(folder)  # systemd-tmpfiles, an operator cleaning up
+    with caplog.at_level(logging.ERROR, logger="pgperfmon.spool"):
+        spool.append({"key": "3", "ts": 3, "points": []})
+    assert "was removed; creating it again" in caplog.text and "SPOOL SEGMENT LOST" in caplog.text
+    assert spool.dropped == 2 and spool.pending == 1
+    assert len(list(folder.glob("*.jsonl"))) == 1  # written to disk, not into the deleted file
+    assert _drain(spool) == ["3"]
+    shutil.rmtree(folder)  # again, with no segment open
+    assert spool.peek() is None
+    spool.append({"key": "4", "ts": 4, "points": []})
+    assert _drain(spool) == ["4"]
 
 
 def test_database_down_60s_loses_nothing_and_stores_nothing_twice(server, installed: str, agent_dsn: str,

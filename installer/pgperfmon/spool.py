@@ -12,7 +12,10 @@ are dropped - the newest data is kept - and that is logged as an error and
 counted in ``dropped``. When the disk under the spool is full (ENOSPC), the
 batch being written is refused (``SpoolError``, counted in ``dropped``) and what
 was written of it is cut off, so the segments keep whole lines only and every
-batch spooled before stays readable.
+batch spooled before stays readable. A segment deleted from outside (an operator,
+a tmp cleaner) is lost: its unsent batches are counted in ``dropped`` and logged
+as an error, and the spool carries on with the others; when the folder itself is
+removed, the next append creates it again.
 """
 
 from __future__ import annotations
@@ -53,16 +56,24 @@ class Spool:
         self._lock = threading.Lock()
         self._segments: list[_Segment] = []
         self._writer: Any = None  # open file of the last segment
-        try:
-            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        except OSError as exc:
-            raise SpoolError(f"cannot create the spool folder {self.folder}: {exc.strerror}") from None
+        # Never reused, not even after the folder was emptied under us: a position the
+        # flusher holds must not name a newer segment.
+        self._next_number = 1
+        self._make_folder()
         if not os.access(self.folder, os.W_OK):
             raise SpoolError(f"the spool folder {self.folder} is not writable")
         for path in sorted(self.folder.glob("*.jsonl")):
             if path.stem.isdigit():
                 data = path.read_bytes()
                 self._segments.append(_Segment(int(path.stem), path, data.count(b"\n"), len(data)))
+        if self._segments:
+            self._next_number = self._segments[-1].number + 1
+
+    def _make_folder(self) -> None:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            raise SpoolError(f"cannot create the spool folder {self.folder}: {exc.strerror}") from None
 
     # ------------------------------------------------------------------ facts
     @property
@@ -85,6 +96,7 @@ class Spool:
         """
         line = (json.dumps(record, separators=(",", ":"), allow_nan=True) + "\n").encode()
         with self._lock:
+            self._check_files()
             self._make_room(len(line))
             seg = None
             try:
@@ -108,11 +120,34 @@ class Spool:
             seg.lines += 1
             seg.size += len(line)
 
+    def _check_files(self) -> None:
+        """Notice a folder or segment deleted under us, before writing into a deleted file."""
+        folder_gone = not self.folder.is_dir()
+        if folder_gone or (self._writer is not None and os.fstat(self._writer.fileno()).st_nlink == 0):
+            for seg in [s for s in self._segments if not s.path.exists()]:
+                self._lost(seg)
+        if folder_gone:
+            log.error("the spool folder %s was removed; creating it again", self.folder)
+            self._make_folder()
+
+    def _lost(self, seg: _Segment) -> None:
+        """``seg``'s file was deleted from outside: what it held unsent is lost."""
+        if seg is self._segments[-1] and self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        self._segments.remove(seg)
+        lost = seg.lines - seg.acked
+        self.dropped += lost
+        log.error("SPOOL SEGMENT LOST: %s was deleted (not by pgperfmon); its %d unsent batches are "
+                  "lost (%d dropped since start). The spool carries on with the others.",
+                  seg.path, lost, self.dropped)
+
     def _open_segment(self) -> _Segment:
         if self._writer is not None:
             self._writer.close()
             self._writer = None
-        number = self._segments[-1].number + 1 if self._segments else 1
+        number = self._next_number
+        self._next_number += 1
         seg = _Segment(number, self.folder / f"{number:012d}.jsonl")
         # Unbuffered, kept open across appends: a failed write leaves nothing behind in a
         # buffer to be written (or to fail again) later.
@@ -154,9 +189,13 @@ class Spool:
                 if seg is None:
                     self._drop_acked()
                     return None
-                with open(seg.path, "rb") as f:
-                    f.seek(seg.ack_offset)
-                    raw = f.readline()
+                try:
+                    with open(seg.path, "rb") as f:
+                        f.seek(seg.ack_offset)
+                        raw = f.readline()
+                except FileNotFoundError:
+                    self._lost(seg)
+                    continue
                 try:
                     if not raw.endswith(b"\n"):
                         raise ValueError("torn line")
@@ -182,9 +221,13 @@ class Spool:
         seg = next((s for s in self._segments if s.number == number), None)
         if seg is None or seg.acked != index:
             return False  # dropped meanwhile (spool full), or acknowledged already
-        with open(seg.path, "rb") as f:
-            f.seek(seg.ack_offset)
-            self._advance(seg, len(f.readline()))
+        try:
+            with open(seg.path, "rb") as f:
+                f.seek(seg.ack_offset)
+                self._advance(seg, len(f.readline()))
+        except FileNotFoundError:
+            self._lost(seg)
+            return False
         return True
 
     def _advance(self, seg: _Segment, nbytes: int) -> None:
