@@ -131,6 +131,46 @@ def test_duplicate_overlapping_and_invalid_indexes(probe: psycopg.Connection) ->
         "public.probe_id_again"]
 
 
+def test_indexes_that_only_look_alike_are_not_duplicates(probe: psycopg.Connection) -> None:
+    """Another collation, sort order, NULLS NOT DISTINCT, or the replica identity: each index
+    does what the other cannot, and was advised dropped. A partitioned table's duplicate is
+    reported once, on the parent, with a DROP that runs."""
+    conn = probe
+    conn.execute("CREATE TABLE t (a int, b int, name text)")
+    conn.execute("CREATE INDEX t_name ON t (name)")
+    conn.execute('CREATE INDEX t_name_c ON t (name COLLATE "C")')    # serves LIKE 'x%'
+    conn.execute("CREATE INDEX t_a_b ON t (a, b)")
+    conn.execute("CREATE INDEX t_a_bdesc ON t (a, b DESC)")          # serves ORDER BY a, b DESC
+    conn.execute("CREATE UNIQUE INDEX t_b ON t (b)")
+    conn.execute("CREATE UNIQUE INDEX t_b_nnd ON t (b) NULLS NOT DISTINCT")  # one NULL at most
+    conn.execute("CREATE TABLE r (a int PRIMARY KEY)")
+    conn.execute("CREATE UNIQUE INDEX r_a ON r (a)")
+    conn.execute("ALTER TABLE r REPLICA IDENTITY USING INDEX r_a")  # logical replication needs it
+    conn.execute("CREATE TABLE pt (a int, b int) PARTITION BY RANGE (a)")
+    conn.execute("CREATE TABLE pt1 PARTITION OF pt FOR VALUES FROM (0) TO (1000)")
+    conn.execute("CREATE INDEX pt_a ON pt (a)")
+    conn.execute("CREATE INDEX pt_a_b ON pt (a, b)")
+    refresh(conn)
+    dup = {r["target"]: r for r in findings(conn, "duplicate_index")}
+    assert set(dup) == {"public.pt_a"}, sorted(dup)
+    conn.execute(dup["public.pt_a"]["apply_sql"])
+
+
+def test_an_unused_index_of_a_partition_is_not_advised_dropped(probe: psycopg.Connection) -> None:
+    """DROP INDEX on a partition's index fails: its parent index requires it."""
+    conn = probe
+    set_config(conn, "optimization.unused_index_min_days", 0)
+    conn.execute("CREATE TABLE pt (a int, b int) PARTITION BY RANGE (a)")
+    conn.execute("CREATE TABLE pt1 PARTITION OF pt FOR VALUES FROM (0) TO (100000)")
+    conn.execute("CREATE INDEX pt_b ON pt (b)")
+    conn.execute("CREATE INDEX probe_v_unused ON probe (v)")  # the control: advised
+    sampled(conn, lambda: conn.execute(
+        "INSERT INTO pt SELECT g, g FROM generate_series(1, 1000) g; "
+        "INSERT INTO probe SELECT g, 'x' FROM generate_series(5000, 5100) g"))
+    unused = [r["index_name"] for r in view(conn, "unused_indexes", "severity <> 'ok'")]
+    assert "probe_v_unused" in unused and "pt1_b_idx" not in unused, unused
+
+
 def test_table_and_index_bloat(conn: psycopg.Connection) -> None:
     set_config(conn, "optimization.bloat_min_bytes", 1_000_000)
     conn.execute("CREATE TABLE lean (id int PRIMARY KEY, t text)")

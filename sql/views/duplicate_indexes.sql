@@ -1,10 +1,16 @@
 CREATE OR REPLACE VIEW perfmon.duplicate_indexes AS
 WITH idx AS (
     SELECT x.indexrelid, x.indrelid, n.nspname AS schema_name, t.relname AS table_name,
-           i.relname AS index_name, i.relam, x.indisunique, x.indisprimary,
-           EXISTS (SELECT FROM pg_constraint AS k WHERE k.conindid = x.indexrelid) AS backs_constraint,
+           i.relname AS index_name, i.relam, i.relkind, x.indisunique, x.indisprimary,
+           x.indnullsnotdistinct AS nulls_not_distinct,
+           -- an index a constraint or the replica identity uses is never the one to drop
+           x.indisreplident
+           OR EXISTS (SELECT FROM pg_constraint AS k WHERE k.conindid = x.indexrelid) AS backs_constraint,
            (string_to_array(x.indkey::text, ' ')::int[])[1:x.indnkeyatts] AS keys,
            (string_to_array(x.indclass::text, ' ')::oid[])[1:x.indnkeyatts] AS classes,
+           -- collations (name COLLATE "C" serves LIKE 'x%') and sort orders (b DESC) too
+           (string_to_array(x.indcollation::text, ' ')::oid[])[1:x.indnkeyatts] AS collations,
+           (string_to_array(x.indoption::text, ' ')::int[])[1:x.indnkeyatts] AS options,
            x.indnatts = x.indnkeyatts AS no_include,
            pg_get_expr(x.indexprs, x.indrelid) AS exprs,
            pg_get_expr(x.indpred, x.indrelid) AS pred,
@@ -15,6 +21,7 @@ WITH idx AS (
     JOIN pg_class AS t ON t.oid = x.indrelid
     JOIN pg_namespace AS n ON n.oid = t.relnamespace
     WHERE x.indisvalid
+      AND NOT i.relispartition  -- a partition's index goes with its parent's: that one is reported
       AND n.nspname <> ALL (ARRAY(SELECT jsonb_array_elements_text(perfmon.setting('collection.exclude_schemas')))
                             || ARRAY['perfmon'])
       AND n.nspname !~ '^pg_(toast|temp_)'
@@ -31,6 +38,10 @@ pairs AS (
       AND a.pred IS NOT DISTINCT FROM b.pred
       AND a.no_include
       AND a.classes = b.classes[1:cardinality(a.classes)]
+      AND a.collations = b.collations[1:cardinality(a.collations)]
+      AND a.options = b.options[1:cardinality(a.options)]
+      -- a unique index with NULLS NOT DISTINCT holds a rule a plain one does not
+      AND NOT (a.indisunique AND a.nulls_not_distinct AND NOT b.nulls_not_distinct)
       AND a.keys = b.keys[1:cardinality(a.keys)]
       AND (   -- the same index twice: keep the one backing a constraint, else the older
               (a.keys = b.keys AND NOT a.backs_constraint
@@ -52,7 +63,9 @@ SELECT schema_name, table_name, index_name, definition, index_size_bytes, kind,
        jsonb_build_object('index_size_bytes', index_size_bytes, 'definition', definition,
                           'covered_by', covered_by, 'covered_by_definition', covered_by_definition,
                           'covered_by_size_bytes', covered_by_size_bytes) AS evidence,
-       format('DROP INDEX CONCURRENTLY %I.%I;', schema_name, index_name) AS apply_sql,
+       -- an index of a partitioned table cannot be dropped CONCURRENTLY
+       format(CASE WHEN relkind = 'I' THEN 'DROP INDEX %I.%I;' ELSE 'DROP INDEX CONCURRENTLY %I.%I;' END,
+              schema_name, index_name) AS apply_sql,
        index_size_bytes::numeric AS benefit,
        'bytes reclaimable'::text AS benefit_unit,
        CASE WHEN kind = 'duplicate' THEN 'high' ELSE 'medium' END AS confidence

@@ -23,6 +23,7 @@ idx AS (
     JOIN pg_class AS t ON t.oid = x.indrelid
     JOIN pg_namespace AS n ON n.oid = t.relnamespace
     WHERE r.server_id = 1 AND r.kind = 'i' AND x.indisvalid
+      AND NOT i.relispartition  -- a partition's index cannot be dropped alone
       AND r.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
 )
 SELECT idx.schema_name, idx.table_name, idx.index_name, idx.index_size_bytes,
