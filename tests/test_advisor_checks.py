@@ -17,6 +17,7 @@ from advisor_helpers import (
     wait_for,
 )
 from click.testing import CliRunner
+from psycopg import sql
 
 from helpers import collect, flush
 from pgperfmon import cli, config, deploy
@@ -601,3 +602,17 @@ def test_every_sql_example_of_the_advisor_docs_runs(conn: psycopg.Connection) ->
         conn.execute(block)
     assert conn.execute("SELECT count(*) FROM perfmon.backup_log "
                         "WHERE tool = 'pgbackrest' AND ok").fetchone() == (1,)
+
+
+def test_wraparound_advice_for_another_database_stays_one_comment_line(conn: psycopg.Connection,
+                                                                      server) -> None:
+    """A newline in a database's name ended apply_sql's comment, and the rest of the name ran
+    as a statement; template0, which accepts no connections, was told to be connected to."""
+    hostile = "evil\nDROP TABLE important; --"
+    server.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(hostile)).as_string(None))
+    try:
+        advice = dict(conn.execute("SELECT database, apply_sql FROM perfmon.wraparound_risk").fetchall())
+        assert advice[hostile].startswith("-- connect to ") and "\n" not in advice[hostile], advice[hostile]
+        assert advice["template0"].startswith("-- template0 accepts no connections"), advice["template0"]
+    finally:
+        server.drop_database(hostile)

@@ -49,7 +49,10 @@ oldest AS (
 ),
 d AS (
     SELECT db.datname, age(db.datfrozenxid)::bigint AS xid_age, mxid_age(db.datminmxid)::bigint AS mxid_age,
-           db.datname = current_database() AS is_current
+           db.datname = current_database() AS is_current, db.datallowconn,
+           -- the name as apply_sql's comment may hold it: a newline in it would end the
+           -- comment and make the rest of the name a statement
+           regexp_replace(db.datname, '[[:cntrl:]]', '?', 'g') AS shown_name
     FROM pg_database AS db
     WHERE db.datallowconn OR age(db.datfrozenxid) > 0
 ),
@@ -93,8 +96,14 @@ SELECT r.datname AS database, r.xid_age, r.mxid_age, r.freeze_max_age, r.mxid_fr
                           'oldest_tables', CASE WHEN r.is_current THEN oldest.tables END)
            || holders.xmin_holders AS evidence,
        CASE WHEN r.is_current THEN oldest.freeze_sql
-            ELSE format('-- connect to %I, then VACUUM (FREEZE, VERBOSE) its oldest tables '
-                        '(or run: vacuumdb --freeze --dbname=%s)', r.datname, r.datname) END AS apply_sql,
+            WHEN NOT r.datallowconn
+                THEN format('-- %s accepts no connections: autovacuum freezes it; if it falls behind, '
+                            'ALTER DATABASE %s ALLOW_CONNECTIONS true, run vacuumdb --freeze on it, then '
+                            'ALLOW_CONNECTIONS false again', quote_ident(r.shown_name),
+                            quote_ident(r.shown_name))
+            ELSE format('-- connect to %s, then VACUUM (FREEZE, VERBOSE) its oldest tables '
+                        '(or run: vacuumdb --freeze --dbname=''%s'')', quote_ident(r.shown_name),
+                        replace(r.shown_name, '''', '''\''''')) END AS apply_sql,
        least(r.xid_days_left, r.mxid_days_left) AS benefit,
        'days of headroom'::text AS benefit_unit,
        CASE WHEN r.xids_per_day IS NULL THEN 'medium' ELSE 'high' END AS confidence
