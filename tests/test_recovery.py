@@ -331,16 +331,23 @@ def build_indexes(dsn: str) -> list[tuple]:
     return [(s["target"]["columns"], s["decision"], s["verified"]) for s in result["steps"]]
 
 
+def approve_orders_index(conn: psycopg.Connection) -> str:
+    """public.orders (2,000 rows), an approved index on customer_id and builds enabled: the
+    name its build will use."""
+    conn.execute("CREATE TABLE public.orders (id int, customer_id int, note text)")
+    conn.execute("INSERT INTO public.orders SELECT g, g % 100 FROM generate_series(1, 2000) g")
+    set_config(conn, optimization__auto_recovery__create_approved_indexes__enabled=True)
+    conn.execute("SELECT perfmon.approve_index('public', 'orders', ARRAY['customer_id'])")
+    return planned_index(conn)
+
+
 def test_never_drops_an_index_it_did_not_build(enabled: psycopg.Connection, installed: str) -> None:
     conn = enabled
-    conn.execute("CREATE TABLE public.orders (id int, customer_id int, note text)")
-    conn.execute("CREATE TABLE public.other (id int, note text)")
-    set_config(conn, optimization__auto_recovery__create_approved_indexes__enabled=True)
+    name = approve_orders_index(conn)
     # The name builds had before names were unique, held by an index of another table: a
     # build that failed on it dropped that index.
+    conn.execute("CREATE TABLE public.other (id int, note text)")
     conn.execute("CREATE INDEX perfmon_orders_customer_id_idx ON public.other (note)")
-    conn.execute("SELECT perfmon.approve_index('public', 'orders', ARRAY['customer_id'])")
-    name = planned_index(conn)
     assert build_indexes(installed) == [(["customer_id"], "done", True)]
     assert index_on(conn, "perfmon_orders_customer_id_idx") == ("public.other", True)
     assert index_on(conn, name) == ("public.orders", True)
@@ -392,11 +399,7 @@ def test_approvals_whose_cut_names_collide_get_an_index_each(enabled: psycopg.Co
 
 def test_overlapping_runs_leave_each_others_builds_alone(enabled: psycopg.Connection, installed: str) -> None:
     conn = enabled
-    conn.execute("CREATE TABLE public.orders (id int, customer_id int)")
-    conn.execute("INSERT INTO public.orders SELECT g, g % 100 FROM generate_series(1, 2000) g")
-    set_config(conn, optimization__auto_recovery__create_approved_indexes__enabled=True)
-    conn.execute("SELECT perfmon.approve_index('public', 'orders', ARRAY['customer_id'])")
-    name = planned_index(conn)
+    name = approve_orders_index(conn)
     runs: dict[str, list[tuple]] = {}
 
     def run(label: str) -> None:
