@@ -616,3 +616,21 @@ def test_wraparound_advice_for_another_database_stays_one_comment_line(conn: psy
         assert advice["template0"].startswith("-- template0 accepts no connections"), advice["template0"]
     finally:
         server.drop_database(hostile)
+
+
+def test_a_temporary_table_among_the_oldest_is_named_not_vacuumed(conn: psycopg.Connection,
+                                                                   installed: str) -> None:
+    """VACUUM skips another session's temporary table: the freeze advice listed one it could
+    not process. It is named in the evidence, left out of apply_sql."""
+    with psycopg.connect(installed) as other:
+        other.execute("CREATE TEMP TABLE held_back (a int)")
+        other.commit()
+        for _ in range(3):
+            conn.execute("SELECT txid_current()")
+        conn.execute("VACUUM (FREEZE)")  # every table gets younger but the other session's
+        evidence, apply_sql = conn.execute(
+            "SELECT evidence, apply_sql FROM perfmon.wraparound_risk WHERE database = current_database()"
+        ).fetchone()
+    oldest = evidence["oldest_tables"][0]
+    assert oldest["table"].endswith(".held_back") and oldest["temporary"] is True, evidence
+    assert "held_back" not in apply_sql and apply_sql.startswith("VACUUM (FREEZE, VERBOSE) "), apply_sql

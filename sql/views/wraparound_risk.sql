@@ -33,19 +33,24 @@ holders AS (
 ),
 oldest AS (
     -- The tables that hold the database's oldest XID or MXID back, the nearer to its own
-    -- freeze_max_age first: VACUUM (FREEZE) of these advances datfrozenxid/datminmxid.
+    -- freeze_max_age first: VACUUM (FREEZE) of these advances datfrozenxid/datminmxid. A
+    -- temporary table only its own session can vacuum (VACUUM skips another's): it is
+    -- named, and its session must end or vacuum it.
     SELECT jsonb_agg(jsonb_build_object('table', format('%s.%s', o.nspname, o.relname),
-                                        'xid_age', o.xid_age, 'mxid_age', o.mxid_age)
+                                        'xid_age', o.xid_age, 'mxid_age', o.mxid_age,
+                                        'temporary', o.temporary)
                      ORDER BY o.pressure DESC) AS tables,
-           string_agg(format('VACUUM (FREEZE, VERBOSE) %I.%I;', o.nspname, o.relname), ' '
-                      ORDER BY o.pressure DESC) AS freeze_sql
-    FROM (SELECT n.nspname, c.relname, age(c.relfrozenxid) AS xid_age,
+           coalesce(string_agg(format('VACUUM (FREEZE, VERBOSE) %I.%I;', o.nspname, o.relname), ' '
+                               ORDER BY o.pressure DESC) FILTER (WHERE NOT o.temporary),
+                    '-- the oldest tables are temporary: end the sessions that hold them '
+                    '(see oldest_tables in the evidence)') AS freeze_sql
+    FROM (SELECT n.nspname, c.relname, c.relpersistence = 't' AS temporary, age(c.relfrozenxid) AS xid_age,
                  mxid_age(c.relminmxid) AS mxid_age,
                  greatest(age(c.relfrozenxid)::numeric / cfg.freeze_max_age,
                           mxid_age(c.relminmxid)::numeric / cfg.mxid_freeze_max_age) AS pressure
           FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace, cfg
           WHERE c.relkind IN ('r', 'm', 't') AND c.relfrozenxid <> '0'
-          ORDER BY 5 DESC LIMIT 5) AS o
+          ORDER BY pressure DESC LIMIT 5) AS o
 ),
 d AS (
     SELECT db.datname, age(db.datfrozenxid)::bigint AS xid_age, mxid_age(db.datminmxid)::bigint AS mxid_age,
