@@ -197,9 +197,10 @@ def sample(
     prev_disk = prev.get("disk", {})
     for name in _storage_devices(list(disks)):
         c = disks[name]
+        name = label(name)  # the state is stored as jsonb too
         cur = [c.read_bytes, c.write_bytes, c.read_count, c.write_count, getattr(c, "busy_time", 0)]
-        state["disk"][label(name)] = cur  # the state is stored as jsonb too
-        r = _rates(cur, prev_disk.get(label(name)), elapsed)
+        state["disk"][name] = cur
+        r = _rates(cur, prev_disk.get(name), elapsed)
         if r is None:
             continue
         add("host.diskio.read_bytes_per_s", r[0], device=name)
@@ -214,10 +215,11 @@ def sample(
     prev_net = prev.get("net", {})
     for name in sorted(nics)[:MAX_INTERFACES]:
         c = nics[name]
+        name = label(name)
         cur = [c.bytes_recv, c.bytes_sent, c.packets_recv, c.packets_sent,
                c.errin + c.errout, c.dropin + c.dropout]
-        state["net"][label(name)] = cur
-        r = _rates(cur, prev_net.get(label(name)), elapsed)
+        state["net"][name] = cur
+        r = _rates(cur, prev_net.get(name), elapsed)
         if r is None:
             continue
         add("host.net.recv_bytes_per_s", r[0], interface=name)

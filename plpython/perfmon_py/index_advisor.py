@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -294,11 +294,17 @@ class Advice:
         return sum(s.exec_ms * (b - a) / b for s, b, a in self.queries if b > 0)
 
     def index_sql(self, quote_ident: Callable[[str], str]) -> str:
-        """quote_ident: the server's (plpy.quote_ident), which quotes keywords too: a column
-        named "order" or "user" must be written quoted."""
-        return "CREATE INDEX CONCURRENTLY ON {}.{} ({})".format(
-            quote_ident(self.schema), quote_ident(self.table),
-            ", ".join(quote_ident(c) for c in self.columns))
+        return create_index_sql(quote_ident, (self.schema, self.table), self.columns, concurrently=True)
+
+
+def create_index_sql(quote_ident: Callable[[str], str], table: tuple[str, str], columns: Sequence[str],
+                     concurrently: bool = False) -> str:
+    """CREATE INDEX on table (schema, name) over columns. quote_ident: the server's
+    (plpy.quote_ident), which quotes keywords too: a column named "order" or "user" must be
+    written quoted."""
+    return "CREATE INDEX {}ON {}.{} ({})".format(
+        "CONCURRENTLY " if concurrently else "", quote_ident(table[0]), quote_ident(table[1]),
+        ", ".join(quote_ident(c) for c in columns))
 
 
 def choose(statements: list[Statement], table: tuple[str, str],
@@ -353,9 +359,7 @@ def evaluate_hypothetical(plpy: Any, planner: Planner, table: tuple[str, str],
                           reltuples: float) -> dict:
     sizes: dict[tuple[str, ...], int] = {}
     for cand in cands:
-        ddl = "CREATE INDEX ON {}.{} ({})".format(
-            plpy.quote_ident(table[0]), plpy.quote_ident(table[1]),
-            ", ".join(plpy.quote_ident(c) for c in cand))
+        ddl = create_index_sql(plpy.quote_ident, table, cand)
         try:
             with plpy.subtransaction():
                 made = query(plpy, "SELECT indexrelid FROM public.hypopg_create_index($1)",
