@@ -5,16 +5,12 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     -- SKIP LOCKED: a message another worker is sending is not seen; the lock lasts until the
     -- caller commits the outcome (perfmon.outbox_result), so no two workers send one message.
-    -- Messages of one alert reach a channel in order: not while an earlier one of the same
-    -- alert and channel is pending (a retried "firing" is not overtaken by its "resolved").
-    -- A dead one does not hold the others back. perfmon.outbox_next_due() has the same test.
+    -- Messages of one alert reach a channel in order (perfmon.outbox_held_back).
     WITH m AS (
         SELECT o.message_id FROM perfmon.alert_outbox AS o
         WHERE o.status = 'pending' AND o.next_attempt_at <= clock_timestamp()
           AND o.channel = ANY (channels)
-          AND NOT EXISTS (SELECT FROM perfmon.alert_outbox AS e
-                          WHERE e.alert_id = o.alert_id AND e.channel = o.channel
-                            AND e.status = 'pending' AND e.message_id < o.message_id)
+          AND NOT perfmon.outbox_held_back(o.alert_id, o.channel, o.message_id)
         ORDER BY o.next_attempt_at, o.message_id
         LIMIT 1
         FOR UPDATE SKIP LOCKED

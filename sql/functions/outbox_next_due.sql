@@ -9,9 +9,7 @@ AS $$
     SELECT extract(epoch FROM min(o.next_attempt_at) - clock_timestamp())::double precision
     FROM perfmon.alert_outbox AS o
     WHERE o.status = 'pending' AND o.channel = ANY (channels)
-      AND NOT EXISTS (SELECT FROM perfmon.alert_outbox AS e
-                      WHERE e.alert_id = o.alert_id AND e.channel = o.channel
-                        AND e.status = 'pending' AND e.message_id < o.message_id)
+      AND NOT perfmon.outbox_held_back(o.alert_id, o.channel, o.message_id)
 $$;
 COMMENT ON FUNCTION perfmon.outbox_next_due(text[]) IS
     'Seconds until perfmon.outbox_claim() has a message of the given channels to return (0 or less: '

@@ -5,8 +5,9 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- Rolls every complete UTC hour before `upto` (and before the hour of the newest
 -- sample) that is not rolled up yet into the *_hourly tables, and every complete
--- UTC day into the *_daily tables (from the hourly ones). Where it got to is kept in perfmon.meta, so a run that missed
--- hours catches up, and a rerun adds nothing twice. Every truncation names UTC:
+-- UTC day into the *_daily tables (from the hourly ones). Where it got to is kept in
+-- perfmon.meta, so a run that missed hours catches up, and a rerun adds nothing
+-- twice. Every truncation names UTC:
 -- pg_cron runs with the server's TimeZone, and in a half-hour zone (Asia/Kolkata)
 -- local hours would straddle UTC days.
 DECLARE
