@@ -374,8 +374,9 @@ def test_a_rolled_up_hour_counts_the_seconds_its_samples_covered(probe: psycopg.
         SELECT 1, b.t + interval '5 min', 'sample', 36000, 1, '{}'::jsonb FROM b
         UNION ALL SELECT 1, now(), 'sample', 10500, 1, '{}';
         INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total, sessions_active,
-            sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions, interval_s, xact_commit)
-        SELECT 1, b.t + interval '5 min', 100, 1, 1, 0, 0, 0, 0, 36000, 36000 FROM b;
+            sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions, interval_s, xact_commit,
+            database_interval_s)
+        SELECT 1, b.t + interval '5 min', 100, 1, 1, 0, 0, 0, 0, 36000, 36000, 36000 FROM b;
         INSERT INTO perfmon.database_history (server_id, ts, datid, numbackends, xact_commit)
         SELECT 1, b.t + interval '5 min', 1, 1, 36000 FROM b;
     """)
@@ -384,3 +385,22 @@ def test_a_rolled_up_hour_counts_the_seconds_its_samples_covered(probe: psycopg.
     before = probe.execute(trend).fetchall()
     assert probe.execute("SELECT perfmon.rollup()").fetchone()[0]["hours"] >= 3
     assert probe.execute(trend).fetchall() == before == [(36000, 36000, 1)]
+
+
+def test_trend_tps_divides_by_the_seconds_the_database_sums_cover(probe: psycopg.Connection) -> None:
+    """The databases stage failed at t (nothing stored); at t + 1 min its deltas cover 2 minutes.
+
+    At 1 transaction a second, the bucket of t + 1 min holds 120 transactions over 120 s: tps 1,
+    not 2; the bucket of t has no database sums, so no tps."""
+    probe.execute("""
+        CREATE TEMP TABLE f AS SELECT date_trunc('minute', now()) - interval '5 min' AS t;
+        INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total, sessions_active,
+            sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions, interval_s,
+            xact_commit, database_interval_s)
+        SELECT 1, f.t, 100, 1, 1, 0, 0, 0, 0, 60, NULL, NULL FROM f
+        UNION ALL SELECT 1, f.t + interval '1 min', 100, 1, 1, 0, 0, 0, 0, 60, 120, 120 FROM f;
+    """)
+    assert probe.execute(
+        "SELECT covered_s, transactions, tps FROM perfmon.workload_trend("
+        "(SELECT t FROM f), (SELECT t FROM f) + interval '2 min', 60)").fetchall() == [
+            (60, 0, None), (60, 120, 1)]

@@ -10,8 +10,10 @@ SET search_path = pg_catalog, pg_temp
 AS $$
     -- Like perfmon.statement_totals: hours already rolled up come from the hourly tables
     -- (an hour counts the seconds its samples covered, perfmon.server_hourly.covered_s,
-    -- else 3600 s), the rest from raw samples (their interval_s). A bucket
-    -- narrower than an hour therefore holds one point per hour where only rollups remain.
+    -- else 3600 s), the rest from raw samples (their interval_s). A raw sample's transactions
+    -- cover its database_interval_s instead (since the databases stage last succeeded), so tps
+    -- divides by those seconds. A bucket narrower than an hour therefore holds one point per
+    -- hour where only rollups remain.
     -- Ranges are half-open, [from, to): a sample at exactly rollup_hourly_until is raw.
     WITH rolled AS (
         SELECT coalesce((SELECT value::timestamptz FROM perfmon.meta
@@ -20,18 +22,20 @@ AS $$
     ),
     db AS (
         SELECT date_bin(r.width, u.ts, from_ts) AS bucket, sum(u.seconds) AS seconds,
-               sum(u.xacts) AS xacts, sum(u.hit) AS hit, sum(u.read) AS read
+               sum(u.xact_seconds) AS xact_seconds, sum(u.xacts) AS xacts,
+               sum(u.hit) AS hit, sum(u.read) AS read
         FROM (
-            SELECT h.ts,
-                   coalesce((SELECT sh.covered_s FROM perfmon.server_hourly AS sh
-                              WHERE sh.server_id = 1 AND sh.ts = h.ts), 3600.0)::float8 AS seconds,
+            SELECT h.ts, coalesce(sh.covered_s, 3600.0)::float8 AS seconds,
+                   coalesce(sh.covered_s, 3600.0)::float8 AS xact_seconds,
                    sum(coalesce(h.xact_commit, 0) + coalesce(h.xact_rollback, 0)) AS xacts,
                    sum(coalesce(h.blks_hit, 0)) AS hit, sum(coalesce(h.blks_read, 0)) AS read
-            FROM perfmon.database_hourly AS h, rolled AS r
+            FROM perfmon.database_hourly AS h
+            CROSS JOIN rolled AS r
+            LEFT JOIN perfmon.server_hourly AS sh ON sh.server_id = 1 AND sh.ts = h.ts
             WHERE h.server_id = 1 AND h.ts >= from_ts AND h.ts < least(to_ts, r.until)
-            GROUP BY h.ts
+            GROUP BY h.ts, sh.covered_s
             UNION ALL
-            SELECT s.ts, s.interval_s::float8,
+            SELECT s.ts, s.interval_s::float8, coalesce(s.database_interval_s, 0)::float8,
                    coalesce(s.xact_commit, 0) + coalesce(s.xact_rollback, 0),
                    coalesce(s.blks_hit, 0), coalesce(s.blks_read, 0)
             FROM perfmon.server_history AS s, rolled AS r
@@ -57,7 +61,7 @@ AS $$
     SELECT coalesce(db.bucket, st.bucket),
            db.seconds,
            db.xacts::bigint,
-           round((db.xacts / nullif(db.seconds, 0))::numeric, 2)::float8,
+           round((db.xacts / nullif(db.xact_seconds, 0))::numeric, 2)::float8,
            st.calls::bigint,
            round((st.calls / nullif(db.seconds, 0))::numeric, 2)::float8,
            round((st.exec_ms / nullif(st.calls, 0))::numeric, 3)::float8,
