@@ -342,3 +342,26 @@ def test_a_dropped_table_has_no_growth_forecast(conn: psycopg.Connection) -> Non
     conn.execute("SELECT perfmon.collect_sizes()")
     assert "public.dropped_soon" not in _forecasts(conn, "table_growth")
     assert "table_growth: public.dropped_soon" not in _advice(conn)
+
+
+def test_connection_peaks_are_hourly_in_utc_whatever_the_session_time_zone(conn: psycopg.Connection) -> None:
+    """Samples at :20 and :40 UTC: in Asia/Kolkata (UTC+5:30) each pair straddles a local hour.
+
+    The forecast must not depend on the reader's time zone (a BI tool in India and a DBA in
+    London read the same view)."""
+    now = _now(conn)
+    start = now.replace(minute=0, second=0, microsecond=0) - timedelta(hours=8)
+    _prepare(conn, start)
+    conn.execute("""
+        INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total, sessions_active,
+            sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions)
+        SELECT 1, date_trunc('hour', %s::timestamptz, 'UTC') + make_interval(hours => h, mins => m),
+               100, 10 + 5 * h + m / 20, 1, 0, 0, 0, 0
+        FROM generate_series(0, 5) AS h, unnest(ARRAY[20, 40]) AS m""", (start,))
+
+    def forecast(zone: str) -> tuple:
+        conn.execute("SELECT set_config('TimeZone', %s, false)", (zone,))
+        row = _forecasts(conn, "connection_exhaustion")["client connections"]
+        return row["based_on_points"], row["growth_per_day"], row["eta"]
+
+    assert forecast("Asia/Kolkata") == forecast("UTC")

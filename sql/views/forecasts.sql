@@ -40,13 +40,14 @@ WITH cfg AS MATERIALIZED (
      WHERE h.server_id = 1 AND h.ts > cfg.since AND h.max_xid_age IS NOT NULL
        AND h.ts >= xid_reset.ts
     UNION ALL
-    -- hourly peak connections, limit = max_connections less the reserved slots
-    SELECT 'connection_exhaustion', 'client connections', 'count', date_trunc('hour', h.ts),
+    -- hourly (UTC hours, whatever the reader's time zone) peak connections, limit =
+    -- max_connections less the reserved slots
+    SELECT 'connection_exhaustion', 'client connections', 'count', date_trunc('hour', h.ts, 'UTC'),
            max(h.sessions_total),
            max(h.max_connections) - current_setting('superuser_reserved_connections')::int
       FROM perfmon.server_history AS h, cfg
      WHERE h.server_id = 1 AND h.ts > cfg.since
-     GROUP BY date_trunc('hour', h.ts)
+     GROUP BY date_trunc('hour', h.ts, 'UTC')
 ), moments AS (
     SELECT p.forecast, p.target, p.unit, count(p.y)::float8 AS n, min(p.ts) AS first_ts, max(p.ts) AS last_ts,
            max(p.lim) AS limit_value, (array_agg(p.y ORDER BY p.ts DESC))[1] AS current_value,
