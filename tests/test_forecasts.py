@@ -365,3 +365,12 @@ def test_connection_peaks_are_hourly_in_utc_whatever_the_session_time_zone(conn:
         return row["based_on_points"], row["growth_per_day"], row["eta"]
 
     assert forecast("Asia/Kolkata") == forecast("UTC")
+
+
+def test_an_empty_table_is_not_at_its_growth_limit(conn: psycopg.Connection) -> None:
+    """Twice nothing is nothing: an empty table (pgbench_history before its first run) was
+    reported at its limit, "0 of 0 bytes", critical, and raised a critical alert."""
+    conn.execute("CREATE TABLE still_empty (id int)")
+    conn.execute("SELECT perfmon.collect_sizes()")
+    assert "public.still_empty" not in _forecasts(conn, "table_growth")
+    assert "table_growth: public.still_empty" not in _advice(conn)

@@ -58,14 +58,16 @@ WITH cfg AS MATERIALIZED (
            regr_syy(p.y, date_part('epoch', p.ts)) AS syy
       FROM pts AS p GROUP BY p.forecast, p.target, p.unit
     UNION ALL
-    -- table (with indexes and TOAST) size from its sizes runs, limit = twice its size now
+    -- table (with indexes and TOAST) size from its sizes runs, limit = twice its size now;
+    -- an empty table has no such limit (twice nothing), so no forecast until it holds data
     SELECT 'table_growth', r.schema_name || '.' || r.rel_name, 'bytes', z.observations, z.first_ts, z.last_ts,
            2 * z.size_bytes, z.size_bytes, z.t_mean, z.y_mean, z.sxx, z.sxy, z.syy
       FROM cfg, perfmon.size_trends('r', cfg.since) AS z
       JOIN perfmon.relations AS r ON r.rel_id = z.object_id
      -- a table of this database that was dropped grows no more (its history stays for retention)
-     WHERE r.datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database())
-        OR EXISTS (SELECT FROM pg_class AS c WHERE c.oid = r.relid)
+     WHERE z.size_bytes > 0
+       AND (r.datid IS DISTINCT FROM (SELECT oid FROM pg_database WHERE datname = current_database())
+            OR EXISTS (SELECT FROM pg_class AS c WHERE c.oid = r.relid))
 ), fit AS (
     SELECT m.*, lt.*
       FROM moments AS m
