@@ -333,6 +333,7 @@ def test_a_dropped_table_has_no_growth_forecast(conn: psycopg.Connection) -> Non
     start = now - timedelta(seconds=RUNS * STEP)
     _prepare(conn, start)
     conn.execute("CREATE TABLE dropped_soon (id int)")
+    conn.execute("INSERT INTO dropped_soon VALUES (1)")  # an empty table has no growth forecast
     conn.execute("SELECT perfmon.collect_sizes()")
     rel = conn.execute("SELECT rel_id FROM perfmon.relations WHERE rel_name = 'dropped_soon'").fetchone()[0]
     _sizes(conn, "r", rel, _linear(start, RUNS, 1e9, 40e6, 5e6, seed=1))
