@@ -333,3 +333,24 @@ def test_unknown_pages_bad_periods_and_foreign_hosts_get_readable_answers(site: 
     assert not re.search(r"(src|href)=\"https?://", body), "no external asset"
     status, fragment, _ = get(f"{site.url}/panel/ops/agents")
     assert status == 200 and "&lt;script&gt;" in fragment and HOSTILE_AGENT not in fragment
+
+
+def test_an_ipv6_host_with_or_without_a_port_is_answered_and_hostile_hosts_are_not(site: Site) -> None:
+    # The brackets' colons were read as the port's: Host [::1] became "[:" and got a 421.
+    port = site.server.port
+    for host in ("[::1]", f"[::1]:{port}", "[::1]:", "LOCALHOST", f"127.0.0.1:{port}"):
+        status, body, _ = get(f"{site.url}/healthz", {"Host": host})
+        assert (status, body) == (200, "ok\n"), host
+    for host in ("::1", "[::1]evil.example", "[::1]:80:80", "[::1]:port", "attacker.example:80",
+                 "localhost.attacker.example", "[::2]", "127.0.0.1:80@attacker.example", "[127.0.0.1"):
+        status, body, _ = get(f"{site.url}/healthz", {"Host": host})
+        assert status == 421 and "answers to 127.0.0.1, ::1, localhost only" in body, host
+    # Listening on ::1, it is reached at [::1] like anywhere else.
+    srv = dashboard.Server(site.dsn, host="::1", port=0, refresh_s=30).start()
+    try:
+        assert srv.url == f"http://[::1]:{srv.port}"
+        assert get(f"{srv.url}/healthz")[:2] == (200, "ok\n")
+        assert get(f"{srv.url}/healthz", {"Host": "[::1]"})[:2] == (200, "ok\n")
+        assert get(f"{srv.url}/healthz", {"Host": "attacker.example"})[0] == 421
+    finally:
+        srv.close()

@@ -25,7 +25,9 @@ import concurrent.futures
 import http.server
 import json
 import queue
+import re
 import secrets
+import socket
 import sys
 import threading
 import time
@@ -541,6 +543,18 @@ def _csp(nonce: str) -> str:
             "frame-ancestors 'none'")
 
 
+# A Host header: name[:port] or [IPv6 address][:port] (RFC 9110 7.2, RFC 3986 3.2.2).
+HOST_HEADER = re.compile(r"\[([0-9a-f:.]+)\](?::[0-9]*)?|([^\[\]:]+)(?::[0-9]*)?", re.ASCII)
+
+
+def host_of(header: str) -> str | None:
+    """The host of a Host header, lower case and without brackets or port; None for
+    anything else (an IPv6 address without brackets, a port that is not a number, text
+    after the bracket), which no allowed host matches."""
+    match = HOST_HEADER.fullmatch(header.strip().lower())
+    return None if match is None else match.group(1) or match.group(2)
+
+
 def make_handler(site: Site, allowed_hosts: set[str] | None) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
         server_version = "pgperfmon-dashboard"
@@ -585,7 +599,7 @@ def make_handler(site: Site, allowed_hosts: set[str] | None) -> type[http.server
                     pass
 
         def _route(self) -> None:
-            host = (self.headers.get("Host") or "").rsplit(":", 1)[0].strip("[]").lower()
+            host = host_of(self.headers.get("Host") or "")
             if allowed_hosts is not None and host not in allowed_hosts:
                 # A page of another site must not read the dashboard through DNS rebinding.
                 self._message(421, f"This dashboard answers to {', '.join(sorted(allowed_hosts))} only.")
@@ -619,6 +633,12 @@ def make_handler(site: Site, allowed_hosts: set[str] | None) -> type[http.server
     return Handler
 
 
+class IPv6HTTPServer(http.server.ThreadingHTTPServer):
+    """Listens on an IPv6 address (--host ::1); the standard server is IPv4 only."""
+
+    address_family = socket.AF_INET6
+
+
 class Server:
     """The dashboard server: start() in a thread (tests, the demo) or serve_forever()."""
 
@@ -632,7 +652,8 @@ class Server:
         allowed = None if host in ("0.0.0.0", "::", "") else {host.lower(), "localhost", "127.0.0.1",
                                                                 "::1"}
         try:
-            self.httpd = http.server.ThreadingHTTPServer((host, port), make_handler(self.site, allowed))
+            self.httpd = (IPv6HTTPServer if ":" in host else http.server.ThreadingHTTPServer)(
+                (host, port), make_handler(self.site, allowed))
         except OSError as exc:
             self.pool.close()
             raise DashboardError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
