@@ -304,3 +304,48 @@ def test_a_batch_the_database_refuses_is_set_aside_and_the_next_ones_flow(agent_
     assert stored == 1
     # the loss is reported with the next sample
     assert ["agent.spool.dropped_batches", good, 2.0] in agent.sample_once()["points"]
+
+
+def test_a_session_ended_right_after_connecting_is_retried(agent_dsn: str, installed: str, monkeypatch,
+                                                           tmp_path: Path) -> None:
+    """The server ends the agent's session (a restart, pg_terminate_backend) right after it
+    connected: like any other loss, the agent spools and connects again; it used to exit."""
+    from pgperfmon import agent as agent_module
+
+    real_connect = agent_module.db.connect
+    ended: list[int] = []
+
+    def connect_then_lose_it(dsn: str, **kwargs):
+        conn = real_connect(dsn, **kwargs)
+        if not ended:
+            pid = conn.info.backend_pid
+            with psycopg.connect(installed, autocommit=True) as admin:
+                admin.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))
+            ended.append(pid)
+        return conn
+
+    monkeypatch.setattr(agent_module.db, "connect", connect_then_lose_it)
+    agent = Agent(agent_dsn, interval=0.5, spool_dir=tmp_path / "spool", host="ended-at-connect")
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            agent.run(install_signals=False)
+        except BaseException as exc:  # what ended the agent, for the assertion below
+            failure.append(exc)
+
+    runner = threading.Thread(target=run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 30
+        while agent.sent < 2 and runner.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        agent.stop.set()
+        runner.join(timeout=60)
+    assert failure == [] and ended, failure
+    assert agent.sent >= 2
+    with psycopg.connect(installed) as check:
+        stored = check.execute("SELECT count(*) FROM perfmon.ingest_batches "
+                               "WHERE agent = 'pgperfmon-agent@ended-at-connect'").fetchone()[0]
+    assert stored >= 2

@@ -107,6 +107,15 @@ class Agent:
             conn.commit()
             self._postmaster = self.hm.postmaster_of(pid, started)
             self._writer = ingest.Writer(conn, agent=self.name)
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            # The session ended as soon as it began (a restart, pg_terminate_backend): a
+            # loss like any other, retried at the next interval, not a reason to stop.
+            conn.close()
+            if self._online:
+                log.warning("database unreachable, spooling to %s: %s", self.spool.folder,
+                            db.redact(str(exc).strip()))
+                self._online = False
+            return False
         except psycopg.Error as exc:
             conn.close()
             raise ingest.IngestError(
