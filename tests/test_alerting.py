@@ -177,6 +177,40 @@ def test_flapping_within_the_cooldown_reopens_the_same_alert(conn: psycopg.Conne
     assert [e for _, e, *_ in outbox(conn)] == ["firing", "resolved"]
 
 
+def test_an_alert_reopened_within_the_cooldown_is_unacknowledged_and_not_escalated(
+        conn: psycopg.Connection) -> None:
+    """A new episode of the same alert: it kept the last one's acknowledgement (so it never
+    escalated) and its escalated level."""
+    add_gauge_rule(conn, escalation_minutes=5, value=75)
+    analyze(conn)
+    backdate(conn, 6)
+    assert analyze(conn)["alerts"]["outcomes"].get("escalated") == 1
+    alert_id = conn.execute("SELECT alert_id FROM perfmon.alert_log").fetchone()[0]
+    conn.execute("SELECT perfmon.ack_alert(%s, 'on it', 'alice')", (alert_id,))
+    backdate(conn, 30)  # the episode lasted half an hour
+    conn.execute("UPDATE public.test_gauge SET v = 10")
+    assert analyze(conn)["alerts"]["outcomes"] == {"resolved": 1}
+
+    conn.execute("UPDATE public.test_gauge SET v = 75")
+    assert analyze(conn)["alerts"]["outcomes"] == {"reopened": 1}
+    row = conn.execute("SELECT alert_id, state, level, escalation_level, acknowledged, acked_by, ack_note, "
+                       "escalation_required, escalation_due_at > now() + interval '4 minutes' "
+                       "FROM perfmon.alerts").fetchall()
+    assert row == [(alert_id, "firing", "warning", 0, False, None, None, False, True)]
+    # The episode before stays auditable: its acknowledgement and escalation, in the events.
+    previous = conn.execute("SELECT details -> 'previous' FROM perfmon.alert_events "
+                            "WHERE alert_id = %s AND event = 'reopened'", (alert_id,)).fetchone()[0]
+    assert (previous["acked_by"], previous["ack_note"], previous["escalation_level"], previous["level"]) == \
+        ("alice", "on it", 1, "critical")
+    assert previous["acked_at"] and previous["fired_at"] and previous["resolved_at"]
+    # Unacknowledged, the new episode escalates after its own escalation time, not at once.
+    assert "escalated" not in analyze(conn)["alerts"]["outcomes"]
+    backdate(conn, 6)
+    assert analyze(conn)["alerts"]["outcomes"].get("escalated") == 1
+    escalated = conn.execute("SELECT level, escalation_level FROM perfmon.alert_log").fetchall()
+    assert escalated == [("critical", 1)]
+
+
 def test_a_channel_down_for_minutes_loses_nothing(conn: psycopg.Connection, installed: str) -> None:
     add_gauge_rule(conn, value=80)
     set_config(conn, alerting__channels__webhook__enabled=True, alerting__retry_base_seconds=60,

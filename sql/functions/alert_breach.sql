@@ -20,16 +20,23 @@ BEGIN
           AND l.resolved_at > now() - make_interval(mins => cooldown_min)
         ORDER BY l.resolved_at DESC LIMIT 1 FOR UPDATE;
         IF FOUND THEN
+            -- A new episode of the incident: its own firing time, level, escalation and
+            -- acknowledgement (the last episode's would leave it acknowledged, so never
+            -- escalated, or escalated from the start). Not notified (cooldown), and so
+            -- neither is its next resolution; the levels already notified stay notified.
             UPDATE perfmon.alert_log AS l
-            -- Not notified (cooldown), and so neither is its next resolution.
-            SET state = 'firing', resolved_at = NULL, notified_at = NULL, last_seen = now(),
-                value = alert_breach.value,
+            SET state = 'firing', fired_at = now(), resolved_at = NULL, notified_at = NULL,
+                last_seen = now(), value = alert_breach.value,
                 threshold = alert_breach.threshold, details = alert_breach.details,
-                level = CASE WHEN perfmon.alert_level_rank(alert_breach.level) > perfmon.alert_level_rank(l.level)
-                             THEN alert_breach.level ELSE l.level END
+                level = alert_breach.level, escalation_level = 0, escalated_at = NULL,
+                acked_at = NULL, acked_by = NULL, ack_note = NULL
             WHERE l.alert_id = a.alert_id;
-            INSERT INTO perfmon.alert_events (alert_id, event, level, value)
-            VALUES (a.alert_id, 'reopened', level, value);
+            -- The episode before, as it ended: its acknowledgement and escalation stay auditable.
+            INSERT INTO perfmon.alert_events (alert_id, event, level, value, details)
+            VALUES (a.alert_id, 'reopened', level, value, jsonb_build_object('previous', jsonb_build_object(
+                        'fired_at', a.fired_at, 'resolved_at', a.resolved_at, 'level', a.level,
+                        'escalation_level', a.escalation_level, 'escalated_at', a.escalated_at,
+                        'acked_at', a.acked_at, 'acked_by', a.acked_by, 'ack_note', a.ack_note)));
             IF perfmon.alert_level_rank(level) > perfmon.alert_level_rank(a.level) THEN
                 PERFORM perfmon.alert_level_raised(a.alert_id, level, value, a.notified_level);
             END IF;
@@ -84,4 +91,5 @@ COMMENT ON FUNCTION perfmon.alert_breach(text, text, text, double precision, dou
     'Records one breach of a rule for a target: opens its alert (pending, or firing when hold_s = 0), '
     'fires it once the breach has held hold_s seconds, raises its level (notified when above every '
     'level already notified) or lowers it (not notified), reopens an alert resolved less than '
-    'cooldown_min minutes ago. Returns the outcome.';
+    'cooldown_min minutes ago as a new episode (unacknowledged, not escalated, its own firing time; '
+    'the episode before in the reopened event''s details). Returns the outcome.';
