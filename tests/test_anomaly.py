@@ -313,6 +313,51 @@ def test_a_workday_at_its_rest_day_level_is_flagged_through_the_weekly_profile(c
     assert found[0][1][0]["feature"] == "time of day" and found[0][2] > found[0][3], found
 
 
+@pytest.mark.parametrize("detector", ["envelope", "envelope_sql", "isolation_forest"])
+def test_a_feature_value_that_is_not_a_finite_number_is_skipped_and_said(conn: psycopg.Connection,
+                                                                          detector: str) -> None:
+    """A custom feature dividing by a float zero gives Infinity or NaN: the SQL envelope's
+    range became infinite (its maximum NaN), and nothing said why."""
+    set_config(conn, "anomaly_detection.algorithm", detector)
+    conn.execute("CREATE TABLE public.orders_rate (ts timestamptz PRIMARY KEY, v float8)")
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=2)
+    rng = random.Random(3)
+    rows = [(start + i * STEP, 50 + rng.gauss(0, 3)) for i in range(2 * 1440)]
+    broken = {100: math.inf, 900: math.inf, 1200: -math.inf, 1300: math.nan, 1700: math.inf}
+    for i, value in broken.items():
+        rows[i] = (rows[i][0], value)
+    with conn.cursor() as cur:
+        cur.executemany("INSERT INTO public.orders_rate VALUES (%s, %s)", rows)
+    conn.execute("INSERT INTO perfmon.anomaly_features (name, query, unit, multi, impact, actions, "
+                 "description) VALUES ('business.orders', 'SELECT NULL::text, ts, v FROM public.orders_rate "
+                 "WHERE ts BETWEEN $1 AND $2', 'per_s', true, 'fewer orders', ARRAY['check'], 'orders')")
+    trained = conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]
+    assert trained["non_finite"] == [{"feature": "business.orders", "series": "", "samples": 5,
+                                      "last_ts": (start + 1700 * STEP).isoformat(), "last_value": "Infinity"}]
+    per_metric = "envelope" if detector == "envelope" else detector
+    samples, model = conn.execute(
+        "SELECT samples, CASE WHEN get_byte(model, 0) = 123 THEN convert_from(model, 'UTF8') END "
+        "FROM perfmon.anomaly_models WHERE current AND feature = 'business.orders' AND detector = %s",
+        (per_metric,)).fetchone()
+    assert samples == 2 * 1440 - 5
+    if model is not None:
+        envelope = json.loads(model)
+        bounds = [envelope[c][k] for c in ("value", "mean") for k in ("min", "max", "spread")]
+        assert all(isinstance(b, float) and math.isfinite(b) for b in bounds), envelope
+        assert 30 < envelope["value"]["min"] < envelope["value"]["max"] < 70
+    # A new sample that is Infinity: skipped, said once; the samples around it are scored.
+    conn.execute("INSERT INTO public.orders_rate VALUES (now() - interval '20 seconds', 'Infinity'), "
+                 "(now() - interval '10 seconds', 50)")
+    scored = conn.execute("SELECT perfmon.score_anomalies()").fetchone()[0]
+    assert [(n["feature"], n["samples"], n["last_value"]) for n in scored["non_finite"]] == \
+        [("business.orders", 1, "Infinity")]
+    assert scored["scored"] >= 1 and scored["anomalous"] == 0, scored
+    conn.execute("INSERT INTO public.orders_rate VALUES (now(), 51)")
+    assert "non_finite" not in conn.execute("SELECT perfmon.score_anomalies()").fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM perfmon.anomaly_episodes WHERE observed_value = 'Infinity' "
+                        "OR expected_high IN ('NaN', 'Infinity')").fetchone()[0] == 0
+
+
 def test_isolation_forest_stores_and_uses_a_multi_metric_model(conn: psycopg.Connection) -> None:
     w = _workload(conn, "isolation_forest")
     names = conn.execute("SELECT features FROM perfmon.anomaly_models WHERE current "

@@ -18,6 +18,7 @@ DECLARE
     anomalous int := 0;
     opened int := 0;
     started timestamptz := clock_timestamp();
+    non_finite jsonb;
 BEGIN
     IF NOT perfmon.setting('anomaly_detection.enabled')::boolean THEN
         RETURN jsonb_build_object('detector', det, 'skipped', 'anomaly_detection.enabled is false');
@@ -27,6 +28,12 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.score_anomalies')) THEN
         RETURN jsonb_build_object('detector', det, 'skipped', 'another scoring is running');
     END IF;
+    -- Skipped values that are not finite numbers, since the newest sample scored: each
+    -- said once, unless no finite value came after it (then it is said again).
+    non_finite := perfmon.anomaly_non_finite_skipped(
+        greatest(now() - make_interval(secs => lookback),
+                 (SELECT max(s.last_ts) FROM perfmon.state_anomaly_scoring AS s)) + interval '1 microsecond',
+        'infinity', 'scoring');
     CREATE TEMP TABLE IF NOT EXISTS perfmon_scores OF perfmon.anomaly_score ON COMMIT DROP;
     TRUNCATE perfmon_scores;
     IF det = 'envelope_sql' THEN
@@ -78,10 +85,12 @@ BEGIN
     DROP TABLE perfmon_scores;
     RETURN jsonb_build_object('detector', det, 'scored', scored, 'anomalous', anomalous,
         'episodes_opened', opened,
-        'ms', round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1));
+        'ms', round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1))
+        || jsonb_strip_nulls(jsonb_build_object('non_finite', non_finite));
 END
 $$;
 COMMENT ON FUNCTION perfmon.score_anomalies() IS
     'Scores the anomaly features'' new samples with the stored models (no training) and records '
     'anomalous samples as episodes (perfmon.anomalies); returns {detector, scored, anomalous, '
-    'episodes_opened, ms}. Called every interval by perfmon.analyze().';
+    'episodes_opened, ms}, and non_finite: the feature values skipped for not being finite numbers '
+    '(NaN, infinities), also raised as a WARNING. Called every interval by perfmon.analyze().';

@@ -48,9 +48,13 @@ BEGIN
          WHERE n.detector = m.detector AND n.feature = m.feature AND n.series = m.series
            AND NOT n.current AND n.model_id > m.model_id);
     RETURN result || jsonb_build_object('detector', det, 'ms',
-        round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1));
+        round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1))
+        || jsonb_strip_nulls(jsonb_build_object(
+               'non_finite', perfmon.anomaly_non_finite_skipped(since, until, 'training')));
 END
 $$;
 COMMENT ON FUNCTION perfmon.train_anomaly_models(boolean) IS
     'Retrains the anomaly models of the detector in force on the training window when they are '
-    'older than anomaly_detection.retrain_interval_hours (or force); returns {detector, models, ms}.';
+    'older than anomaly_detection.retrain_interval_hours (or force); returns {detector, models, ms}, '
+    'and non_finite: the feature values skipped for not being finite numbers (NaN, infinities), also '
+    'raised as a WARNING.';
