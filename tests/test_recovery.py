@@ -295,6 +295,52 @@ def test_vacuum_and_analyze_run_outside_a_transaction(enabled: psycopg.Connectio
     assert row[2].startswith("last vacuum")
 
 
+def test_steps_a_sql_call_deferred_are_run_or_closed_by_the_next_pgperfmon_recover(
+        enabled: psycopg.Connection, installed: str) -> None:
+    """SELECT perfmon.recover() cannot VACUUM or build an index: it says so, and the next
+    pgperfmon recover does it. Its deferred steps used to wait for ever."""
+    conn = enabled
+    conn.execute("CREATE TABLE public.churn (id int PRIMARY KEY, v text) WITH (autovacuum_enabled = off)")
+    conn.execute("INSERT INTO public.churn SELECT g, 'x' FROM generate_series(1, 5000) g")
+    conn.execute("ANALYZE public.churn")
+    conn.execute("DELETE FROM public.churn WHERE id <= 3000")
+    approve_orders_index(conn)
+    flush(conn)
+    set_config(conn, optimization__auto_recovery__vacuum_tables__enabled=True,
+               optimization__auto_recovery__vacuum_tables__allow_tables=["public.churn"])
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(f"{d.message_primary} / {d.message_detail}"))
+    planned = conn.execute("SELECT perfmon.recover('manual')").fetchone()[0]
+    waiting = {s["action"]: s for s in planned["steps"] if s["decision"] != "refused"}
+    assert {a: (s["decision"], s["reason"]) for a, s in waiting.items()} == {
+        a: ("deferred", "runs outside a transaction: waits for pgperfmon recover")
+        for a in ("vacuum_tables", "create_approved_indexes")}
+    ids = sorted(s["step_id"] for s in waiting.values())
+    assert notices == [
+        f"pgperfmon: 2 recovery step(s) wait for pgperfmon recover (step_id {ids[0]}, {ids[1]}) / "
+        "VACUUM, ANALYZE and CREATE INDEX CONCURRENTLY cannot run in a function: run pgperfmon "
+        "recover --dsn ..., which plans them again and runs them."]
+    # The index's approval is withdrawn meanwhile: no longer needed.
+    conn.execute("DELETE FROM perfmon.index_approvals")
+
+    result = alerting.recover_once(installed, "cli", dry_run=None)
+    acted = [s for s in result["steps"] if s["decision"] != "refused"]
+    assert [(s["action"], s["decision"], s["verified"]) for s in acted] == [("vacuum_tables", "done", True)]
+    dead = conn.execute("SELECT n_dead_tup FROM pg_stat_user_tables WHERE relname = 'churn'").fetchone()
+    assert dead == (0,)
+    new_vacuum = acted[0]["step_id"]
+    audit = conn.execute("SELECT step_id, action, trigger, decision, result FROM perfmon.recovery_actions "
+                         "WHERE decision <> 'refused' ORDER BY step_id").fetchall()
+    assert [row[:4] for row in audit] == [
+        (waiting["vacuum_tables"]["step_id"], "vacuum_tables", "manual", "skipped"),
+        (waiting["create_approved_indexes"]["step_id"], "create_approved_indexes", "manual", "skipped"),
+        (new_vacuum, "vacuum_tables", "cli", "done")]
+    assert audit[0][4] == f"not run: planned again as step {new_vacuum} of run {result['run_id']} (deferred)"
+    assert audit[1][4].startswith("not run: no longer planned at ") and audit[1][4].endswith(
+        "(its condition is gone)")
+    assert notices == [notices[0]], "pgperfmon recover runs what it defers: nothing to say"
+
+
 def test_builds_only_approved_indexes_concurrently(enabled: psycopg.Connection, installed: str) -> None:
     conn = enabled
     conn.execute("CREATE TABLE public.orders (id int, customer_id int, note text)")

@@ -182,6 +182,42 @@ def build_approved_index(conn: psycopg.Connection, target: Mapping[str, Any]) ->
         conn.execute("SELECT pg_advisory_unlock(hashtext(%s), hashtext(%s))", lock)
 
 
+# Held by pgperfmon recover while it runs a deferred step: perfmon.recover() closes only
+# the deferred steps nobody holds (planned again, or no longer needed).
+CLAIM_STEP = "SELECT pg_try_advisory_lock(hashtext('perfmon.recovery_step'), (%s::bigint %% 2147483647)::int)"
+RELEASE_STEP = "SELECT pg_advisory_unlock(hashtext('perfmon.recovery_step'), (%s::bigint %% 2147483647)::int)"
+
+
+def run_deferred_step(conn: psycopg.Connection, step: dict[str, Any]) -> None:
+    """Runs one deferred step outside any transaction and records its outcome in step."""
+    step_id = step["step_id"]
+    if not conn.execute(CLAIM_STEP, (step_id,)).fetchone()[0]:
+        step.update(result="not run here: another pgperfmon recover is running it")
+        return
+    try:
+        decision = conn.execute("SELECT decision FROM perfmon.recovery_steps WHERE step_id = %s",
+                                (step_id,)).fetchone()[0]
+        if decision != "deferred":  # closed by a run that planned it again meanwhile
+            step.update(decision=decision, result="not run: planned again by another run")
+            return
+        target = step["target"]
+        started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
+        if step["action"] == "create_approved_indexes":
+            ok, text = build_approved_index(conn, target)
+        else:
+            statement = deferred_statement(step["action"], target)
+            try:
+                conn.execute(statement)
+                ok, text = True, statement.as_string(conn)
+            except psycopg.Error as exc:
+                ok, text = False, db.redact(str(exc).strip())
+        check = conn.execute("SELECT perfmon.recovery_step_result(%s, %s, %s, %s)",
+                             (step_id, ok, text, started)).fetchone()[0]
+        step.update(decision="done" if ok else "failed", result=text, verified=check["verified"])
+    finally:
+        conn.execute(RELEASE_STEP, (step_id,))
+
+
 def recover_once(dsn: str, trigger: str, dry_run: bool | None, fast_only: bool = False,
                  actions: list[str] | None = None) -> dict[str, Any]:
     """One recovery run: in-database actions, then the deferred ones, each re-checked."""
@@ -190,22 +226,8 @@ def recover_once(dsn: str, trigger: str, dry_run: bool | None, fast_only: bool =
             "SELECT perfmon.recover(%s, %s, fast_only => %s, in_database_only => false, actions => %s)",
             (trigger, dry_run, fast_only, actions)).fetchone()[0]
         for step in result.get("steps", []):
-            if step["decision"] != "deferred":
-                continue
-            target = step["target"]
-            started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-            if step["action"] == "create_approved_indexes":
-                ok, text = build_approved_index(conn, target)
-            else:
-                statement = deferred_statement(step["action"], target)
-                try:
-                    conn.execute(statement)
-                    ok, text = True, statement.as_string(conn)
-                except psycopg.Error as exc:
-                    ok, text = False, db.redact(str(exc).strip())
-            check = conn.execute("SELECT perfmon.recovery_step_result(%s, %s, %s, %s)",
-                                 (step["step_id"], ok, text, started)).fetchone()[0]
-            step.update(decision="done" if ok else "failed", result=text, verified=check["verified"])
+            if step["decision"] == "deferred":
+                run_deferred_step(conn, step)
         return result
 
 

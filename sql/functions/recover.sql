@@ -8,8 +8,11 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- Automatic runs (dry_run NULL) do nothing unless optimization.auto_recovery.enabled and
 -- run only the enabled actions. An explicit dry run plans every action and changes
--- nothing. Table and index actions are 'deferred': pgperfmon recover/watch executes them
+-- nothing. Table and index actions are 'deferred': pgperfmon recover executes them
 -- outside any transaction and records the outcome with perfmon.recovery_step_result().
+-- Called from SQL, nothing runs them: a NOTICE says so, and the next run that plans the
+-- action (pgperfmon recover's) closes each deferred step nobody is running as 'skipped',
+-- superseded by its new plan or no longer needed, so that none is left waiting for ever.
 DECLARE
     g jsonb := perfmon.settings_under('optimization.auto_recovery');
     enabled boolean := (g ->> 'enabled')::boolean;
@@ -29,6 +32,8 @@ DECLARE
     ver_detail text;
     ver_at timestamptz;
     cancelled boolean := false;
+    waiting bigint[];
+    deferred bigint[] := '{}';
 BEGIN
     SELECT string_agg(quote_literal(a), ', ') INTO res
       FROM unnest(actions) AS a
@@ -59,6 +64,14 @@ BEGIN
                                         'verify_timeout_ms', g -> 'verify_timeout_ms');
         act_enabled := coalesce((params ->> 'enabled')::boolean, false);
         CONTINUE WHEN NOT act_enabled AND dry_run IS NULL;
+        -- Deferred steps of earlier runs that no pgperfmon recover is running (it holds
+        -- their lock while it does): this plan replaces them.
+        waiting := NULL;
+        IF NOT p.in_database AND act_enabled AND NOT dry THEN
+            SELECT array_agg(s.step_id) INTO waiting FROM perfmon.recovery_steps AS s
+             WHERE s.action = p.name AND s.decision = 'deferred'
+               AND pg_try_advisory_xact_lock(hashtext('perfmon.recovery_step'), (s.step_id % 2147483647)::int);
+        END IF;
         FOR c IN EXECUTE format('SELECT * FROM %s($1)', p.plan_function::regproc) USING params LOOP
             verdict := CASE
                 WHEN c.refusal IS NOT NULL THEN 'refused'
@@ -66,7 +79,8 @@ BEGIN
                 WHEN dry THEN 'dry_run'
                 WHEN (SELECT count(*) FROM perfmon.recovery_steps AS s
                       WHERE s.action = p.name AND s.decision IN ('done', 'failed', 'deferred')
-                        AND s.detected_at > clock_timestamp() - interval '1 hour')
+                        AND s.detected_at > clock_timestamp() - interval '1 hour'
+                        AND NOT s.step_id = ANY (coalesce(waiting, '{}')))
                      >= (g ->> 'max_actions_per_hour')::int THEN 'rate_limited'
                 WHEN NOT p.in_database THEN 'deferred'
                 ELSE 'done' END;
@@ -76,7 +90,7 @@ BEGIN
                 WHEN 'dry_run' THEN 'dry run: nothing was changed'
                 WHEN 'rate_limited' THEN format('%s actions in the last hour (max_actions_per_hour)',
                                                 g ->> 'max_actions_per_hour')
-                WHEN 'deferred' THEN 'runs outside a transaction: left to pgperfmon recover/watch' END;
+                WHEN 'deferred' THEN 'runs outside a transaction: waits for pgperfmon recover' END;
             -- Unattended runs repeat every second or minute: record a candidate that is not
             -- acted on once per 5 minutes, not every time.
             CONTINUE WHEN verdict IN ('refused', 'disabled', 'dry_run', 'rate_limited')
@@ -91,6 +105,9 @@ BEGIN
             VALUES (run, p.name, c.target, c.statement, verdict, reason, c.condition_since)
             RETURNING step_id INTO step;
             ver := NULL;
+            IF verdict = 'deferred' THEN
+                deferred := deferred || step;
+            END IF;
             IF verdict = 'done' THEN
                 acted := clock_timestamp();
                 BEGIN
@@ -141,9 +158,25 @@ BEGIN
             res := NULL;
             EXIT playbook WHEN cancelled;
         END LOOP;
+        UPDATE perfmon.recovery_steps AS s
+           SET decision = 'skipped',
+               result = coalesce(
+                   (SELECT format('not run: planned again as step %s of run %s (%s)', n.step_id, n.run_id,
+                                  n.decision)
+                      FROM perfmon.recovery_steps AS n
+                     WHERE n.run_id = run AND n.action = s.action AND n.target ->> 'key' = s.target ->> 'key'
+                     ORDER BY n.step_id LIMIT 1),
+                   format('not run: no longer planned at %s (its condition is gone)', clock_timestamp()))
+         WHERE s.step_id = ANY (waiting);
     END LOOP;
     IF run IS NOT NULL THEN
         UPDATE perfmon.recovery_runs AS r SET finished_at = clock_timestamp(), plan = steps WHERE r.run_id = run;
+    END IF;
+    IF cardinality(deferred) > 0 AND trigger <> 'cli' THEN
+        RAISE NOTICE 'pgperfmon: % recovery step(s) wait for pgperfmon recover (step_id %)', cardinality(deferred),
+                     array_to_string(deferred, ', ')
+            USING DETAIL = 'VACUUM, ANALYZE and CREATE INDEX CONCURRENTLY cannot run in a function: '
+                           'run pgperfmon recover --dsn ..., which plans them again and runs them.';
     END IF;
     RETURN jsonb_build_object('run_id', run, 'dry_run', dry, 'steps', steps)
            || CASE WHEN cancelled THEN '{"cancelled": true}'::jsonb ELSE '{}' END;
@@ -152,6 +185,7 @@ $$;
 COMMENT ON FUNCTION perfmon.recover(text, boolean, boolean, boolean, text[]) IS
     'Runs the recovery playbook once: plans each action, applies the safety rails (allowlists, no '
     'superuser/replication/pgperfmon sessions unless told, rate limit), acts on session actions and '
-    're-checks the condition, defers table/index actions to pgperfmon recover. dry_run true = plan '
+    're-checks the condition, defers table/index actions to pgperfmon recover (a NOTICE says so; its '
+    'next run closes the deferred steps of earlier runs as skipped, superseded). dry_run true = plan '
     'only; NULL = configuration (and nothing at all while auto_recovery is off). Audited in '
     'perfmon.recovery_actions; returns the run and its steps.';

@@ -25,6 +25,6 @@ ORDER BY s.step_id DESC;
 COMMENT ON VIEW perfmon.recovery_actions IS
     'Audit of automated recovery, newest first, one row per candidate of a run: trigger (watch, '
     'analyze, manual...), dry run, action, target, statement, decision (done, failed, dry_run, '
-    'deferred, refused, rate_limited, disabled) and why, result, the re-check (verified, detail), '
+    'deferred, skipped, refused, rate_limited, disabled) and why, result, the re-check (verified, detail), '
     'condition onset, action and verification times, recovery_ms (onset to verified resolution, ms), '
     'action_ms (detection to verified resolution, ms), and the run''s whole plan.';
