@@ -3,7 +3,7 @@ cost model, savings only from applied recommendations, and a clear error for a b
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from decimal import Decimal
 
 import psycopg
@@ -255,6 +255,20 @@ def test_weekly_and_monthly_read_older_history(conn: psycopg.Connection) -> None
     monthly = report(conn, "monthly")
     assert monthly["executive_summary"]["incidents"]["critical"]["value"] == 1
     assert monthly["technical_performance"]["health_trend_step_s"] == 6 * 3600
+
+
+def test_the_period_is_24_hours_a_day_whatever_the_sessions_time_zone(conn: psycopg.Connection) -> None:
+    # A POSIX time zone whose clocks went forward 6 hours ago: "1 day" before now in it
+    # is 23 h; the report's day is 24 h (and its cost days x 24 h) for every reader.
+    day, hour = conn.execute(
+        "SELECT extract(doy FROM now() AT TIME ZONE 'UTC' - interval '6 hours')::int - 1, "
+        "extract(hour FROM now() AT TIME ZONE 'UTC' - interval '6 hours')::int").fetchone()
+    conn.execute("SELECT set_config('TimeZone', %s, false)", (f"AAA0BBB,{day}/{hour},{(day + 5) % 365}/0",))
+    assert conn.execute("SELECT now() - (now() - interval '1 day')").fetchone()[0] == timedelta(hours=23)
+    for name, days in (("daily", 1), ("weekly", 7)):
+        p = report(conn, name)["period"]
+        span = datetime.fromisoformat(p["to"]) - datetime.fromisoformat(p["from"])
+        assert span == timedelta(days=days), name
 
 
 def test_the_reader_runs_the_report(conn: psycopg.Connection) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import psycopg
@@ -276,6 +276,19 @@ def test_cost_efficiency_from_configured_cost_and_commits(conn: psycopg.Connecti
     assert impact["transactions"]["value"] == 60000
     assert impact["cost_per_1k_transactions"]["value"] == pytest.approx(per_1k, abs=1e-6)
     assert impact["cost_per_1k_transactions"]["unit"] == "USD"
+
+
+def test_period_s_and_infrastructure_cost_are_the_window_the_calendar_spans(conn: psycopg.Connection) -> None:
+    # '1 month' ending 31 March starts on 29 February: 31 days, not the 30 of
+    # extract(epoch FROM interval '1 month'); '1 day' across the spring DST change is 23 h.
+    set_config(conn, business__instance_cost_per_hour=1.0)
+    h = health(conn, datetime(2024, 3, 31, tzinfo=timezone.utc), "1 month")
+    assert (h["from"], h["period_s"]) == ("2024-02-29T00:00:00+00:00", 31 * 86400)
+    assert h["business_impact"]["infrastructure_cost"]["value"] == 31 * 24
+    conn.execute("SET TimeZone = 'Europe/Paris'")
+    h = health(conn, datetime(2024, 3, 31, 12, tzinfo=timezone.utc), "1 day")
+    assert h["period_s"] == 23 * 3600
+    assert h["business_impact"]["infrastructure_cost"]["value"] == 23
 
 
 def test_overall_is_renormalised_over_the_present_components(conn: psycopg.Connection) -> None:

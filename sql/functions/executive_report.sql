@@ -46,7 +46,9 @@ BEGIN
             USING ERRCODE = 'invalid_parameter_value',
                   HINT = 'SELECT perfmon.executive_report(''weekly'')';
     END IF;
-    from_ts := to_ts - make_interval(days => days);
+    -- days x 24 hours, not calendar days: across a DST change '7 days' in the session's
+    -- TimeZone is 167 or 169 h, and the report would depend on who asks for it.
+    from_ts := to_ts - make_interval(hours => days * 24);
     trend_step := CASE WHEN days = 30 THEN interval '6 hours' ELSE interval '1 hour' END;
 
     -- ------------------------------------------------------------ executive summary

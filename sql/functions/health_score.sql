@@ -13,6 +13,10 @@ AS $$
 -- weighted means of the components that have a score, weights renormalised.
 DECLARE
     from_ts timestamptz := ending - period;
+    -- The seconds the window really spans: '1 month' or '1 day' across a DST change is not
+    -- extract(epoch FROM period) (30 days, 86400 s) but the calendar's length in the session's
+    -- TimeZone (28-31 days, 23-25 h).
+    span_s numeric;
     c record;
     part jsonb;
     comps jsonb := '{}';
@@ -35,6 +39,8 @@ BEGIN
         RAISE EXCEPTION 'pgperfmon: health_score ending must be a time, got NULL'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+
+    span_s := extract(epoch FROM ending - from_ts);
 
     FOR c IN SELECT * FROM perfmon.health_components WHERE enabled ORDER BY ordinal, name LOOP
         BEGIN
@@ -117,10 +123,10 @@ BEGIN
                         WHEN down_s IS NULL THEN 'downtime not measured (see components.availability.missing)'
                         ELSE format('business.revenue_per_hour (%s) x measured downtime (%s s) / 3600', rev_h, down_s) END),
         'infrastructure_cost', jsonb_build_object(
-            'value', round(cost_h * extract(epoch FROM period)::numeric / 3600, 2), 'unit', cur,
+            'value', round(cost_h * span_s / 3600, 2), 'unit', cur,
             'how', CASE WHEN cost_h IS NULL THEN 'business.instance_cost_per_hour is not configured'
                         ELSE format('business.instance_cost_per_hour (%s) x %s h', cost_h,
-                                    round(extract(epoch FROM period)::numeric / 3600, 3)) END),
+                                    round(span_s / 3600, 3)) END),
         'transactions', jsonb_build_object(
             'value', (comps -> 'cost_efficiency' -> 'inputs' ->> 'commits')::numeric, 'unit', 'committed transactions',
             'how', 'sum of the xact_commit deltas of all databases sampled in the period (perfmon.server_history)'),
@@ -134,7 +140,7 @@ BEGIN
                             || coalesce(comps -> 'user_satisfaction' -> 'inputs' ->> 'source', '?'))));
 
     RETURN jsonb_build_object(
-        'ts', ending, 'from', from_ts, 'period_s', round(extract(epoch FROM period))::bigint,
+        'ts', ending, 'from', from_ts, 'period_s', round(span_s)::bigint,
         'overall', agg.overall, 'technical', agg.technical, 'business', agg.business,
         'coverage_pct', agg.coverage, 'risk_level', risk,
         'components', comps, 'recommendations', recs, 'business_impact', impact);
