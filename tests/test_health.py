@@ -192,6 +192,28 @@ def test_availability_from_sample_gaps(conn: psycopg.Connection) -> None:
     assert a["inputs"]["gaps"] == 2
 
 
+def test_availability_judges_a_gap_by_the_interval_its_samples_were_taken_at(
+        conn: psycopg.Connection) -> None:
+    # Six samples taken by perfmon.collect() at the 60 s interval, placed a minute apart
+    # with one 4-minute gap: 180 s down. Changing collection.interval_seconds afterwards
+    # changes neither: at 10 s the minute-apart samples are not gaps, at 300 s the 4 minutes
+    # still are one.
+    end = anchor(conn)
+    set_config(conn, collection__interval_seconds=60)
+    for _ in range(6):
+        conn.execute("SELECT perfmon.collect()")
+    moved = conn.execute(
+        "UPDATE perfmon.samples AS s SET ts = %s - make_interval(mins => o.minutes_before) "
+        "FROM (SELECT ts, (ARRAY[8, 7, 6, 5, 4, 0])[row_number() OVER (ORDER BY ts)] AS minutes_before "
+        "      FROM perfmon.samples WHERE kind = 'sample') AS o "
+        "WHERE s.kind = 'sample' AND s.ts = o.ts", (end,)).rowcount
+    assert moved == 6
+    for interval in (60, 10, 300):
+        set_config(conn, collection__interval_seconds=interval)
+        a = health(conn, end, "8 minutes")["components"]["availability"]["inputs"]
+        assert (a["downtime_s"], a["gaps"], a["observed_s"]) == (180, 1, 480), interval
+
+
 def test_availability_counts_a_restart_once(conn: psycopg.Connection) -> None:
     end = anchor(conn) - timedelta(hours=2)      # a window before this cluster started
     times = minutes(end, 61)

@@ -7,7 +7,10 @@ AS $$
 -- first sample pgperfmon ever took), the server counted down
 --  * in a sample gap: consecutive samples further apart than 1.5 collection intervals
 --    -> down from one interval after the earlier sample to the later one (the end of
---    the period counts as a sample, so a collector silent at the end counts too);
+--    the period counts as a sample, so a collector silent at the end counts too). The
+--    interval is the longer of those in force at the two samples (samples.expected_interval_s,
+--    else the one configured now): samples 60 s apart are no gap for being judged after the
+--    interval became 10 s;
 --  * across a restart: a postmaster start later than another one pgperfmon recorded,
 --    inside the period -> down from the last sample before it until it.
 -- Overlapping down intervals are merged. See docs/health.md.
@@ -34,23 +37,24 @@ BEGIN
     observed_s := extract(epoch FROM to_ts - win_from);
 
     WITH s AS (
-        SELECT x.ts FROM perfmon.samples AS x
+        SELECT x.ts, coalesce(x.expected_interval_s, iv) AS every_s FROM perfmon.samples AS x
          WHERE x.server_id = 1 AND x.kind = 'sample' AND x.ts >= win_from AND x.ts <= to_ts
         UNION ALL
-        (SELECT x.ts FROM perfmon.samples AS x
+        (SELECT x.ts, coalesce(x.expected_interval_s, iv) FROM perfmon.samples AS x
           WHERE x.server_id = 1 AND x.kind = 'sample' AND x.ts < win_from
           ORDER BY x.ts DESC LIMIT 1)
     ),
     seq AS (
-        SELECT lag(p.ts) OVER (ORDER BY p.ts) AS prev, p.ts AS next
-        -- the end of the period as a last sample (a duplicate of a sample at to_ts is a
-        -- zero gap, harmless)
-        FROM (SELECT ts FROM s UNION ALL SELECT to_ts) AS p
+        SELECT lag(p.ts) OVER w AS prev, p.ts AS next, greatest(lag(p.every_s) OVER w, p.every_s) AS every_s
+        -- the end of the period as a last sample, at the interval configured now (a
+        -- duplicate of a sample at to_ts is a zero gap, harmless)
+        FROM (SELECT s.ts, s.every_s FROM s UNION ALL SELECT to_ts, iv) AS p
+        WINDOW w AS (ORDER BY p.ts)
     ),
     gaps AS (
-        SELECT q.prev + make_interval(secs => iv) AS lo, q.next AS hi
+        SELECT q.prev + make_interval(secs => q.every_s) AS lo, q.next AS hi
         FROM seq AS q
-        WHERE extract(epoch FROM q.next - q.prev) > 1.5 * iv
+        WHERE extract(epoch FROM q.next - q.prev) > 1.5 * q.every_s
     ),
     starts AS (
         SELECT DISTINCT st.started_at

@@ -68,8 +68,9 @@ BEGIN
     END LOOP;
 
     total_ms := extract(epoch FROM clock_timestamp() - started) * 1000;
-    INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
-    VALUES (1, sample_ts, kind, extract(epoch FROM sample_ts - prev), total_ms, stages);
+    INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages, expected_interval_s)
+    VALUES (1, sample_ts, kind, extract(epoch FROM sample_ts - prev), total_ms, stages,
+            CASE WHEN kind = 'sample' THEN perfmon.setting('collection.interval_seconds')::real END);
     RETURN jsonb_build_object('ts', sample_ts, 'kind', kind,
                               'duration_ms', round(total_ms::numeric, 2), 'stages', stages);
 END
