@@ -257,6 +257,33 @@ def test_weekly_and_monthly_read_older_history(conn: psycopg.Connection) -> None
     assert monthly["technical_performance"]["health_trend_step_s"] == 6 * 3600
 
 
+def test_days_whose_raw_samples_retention_dropped_are_read_from_the_rollups(
+        conn: psycopg.Connection) -> None:
+    # collection.retention_days 2: the hourly rollup keeps what the raw days of 5 days ago
+    # held, and the weekly report counts it (as its top queries and charts do).
+    ensure_partitions(conn, 12)
+    end = anchor(conn)
+    old, new = minutes(end - timedelta(days=5), 10), minutes(end, 10)
+    add_samples(conn, old + new)
+    add_server_history(conn, old + new, xact_commit=[7] * 10 + [1] * 10, xact_rollback=1,
+                       blks_hit=90, blks_read=10)
+    conn.cursor().executemany(
+        "INSERT INTO perfmon.database_history (server_id, ts, datid, xact_commit, xact_rollback, blks_hit, "
+        "blks_read) VALUES (1, %s, (SELECT oid FROM pg_database WHERE datname = current_database()), "
+        "%s, 1, 90, 10)", [(t, 7 if t in old else 1) for t in old + new])
+    conn.execute("SELECT perfmon.rollup(%s)", (end,))
+    set_config(conn, collection__retention_days=2, business__instance_cost_per_hour=1.0)
+    conn.execute("SELECT count(*) FROM perfmon.maintain_partitions()")
+    assert conn.execute("SELECT count(*) FROM perfmon.server_history WHERE ts < %s",
+                        (end - timedelta(days=3),)).fetchone()[0] == 0, "retention dropped the old raw days"
+    tp = report(conn, "weekly")["technical_performance"]
+    assert (tp["transactions"]["value"], tp["rollbacks"]["value"]) == (80, 20)
+    assert tp["cache_hit_pct"]["value"] == 90
+    assert "perfmon.database_rollup" in tp["transactions"]["how"]
+    cost = report(conn, "weekly")["financial_impact"]["cost_per_1k_transactions"]
+    assert cost["value"] == pytest.approx(1.0 * 20 * 60 / 3600 / (80 / 1000), abs=1e-6)
+
+
 def test_the_period_is_24_hours_a_day_whatever_the_sessions_time_zone(conn: psycopg.Connection) -> None:
     # A POSIX time zone whose clocks went forward 6 hours ago: "1 day" before now in it
     # is 23 h; the report's day is 24 h (and its cost days x 24 h) for every reader.

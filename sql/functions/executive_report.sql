@@ -225,15 +225,11 @@ BEGIN
         'savings_from_applied_recommendations', savings);
 
     -- ------------------------------------------------------------ technical performance
-    SELECT coalesce(sum(coalesce(h.xact_commit, 0)), 0) AS commits,
-           coalesce(sum(coalesce(h.xact_rollback, 0)), 0) AS rollbacks,
-           sum(h.interval_s)::numeric AS covered_s,
-           sum(coalesce(h.blks_hit, 0)) AS hit,
-           sum(coalesce(h.blks_hit, 0) + coalesce(h.blks_read, 0)) AS blocks,
-           count(*) AS samples
+    -- raw samples, and hourly rollups where retention already dropped the raw days
+    SELECT t.commits, t.rollbacks, t.covered_s::numeric AS covered_s, t.blks_hit AS hit,
+           t.blks_hit + t.blks_read AS blocks, t.samples, t.rolled_up_hours
       INTO tx
-      FROM perfmon.server_history AS h
-     WHERE h.server_id = 1 AND h.ts > from_ts AND h.ts <= to_ts AND h.interval_s > 0;
+      FROM perfmon.server_totals(from_ts, to_ts) AS t;
 
     SELECT sum(t.calls) AS calls, sum(t.exec_ms) AS ms INTO st
       FROM perfmon.statement_totals(from_ts, to_ts) AS t;
@@ -304,9 +300,15 @@ BEGIN
 
     technical := jsonb_build_object(
         'transactions', jsonb_build_object('value', tx.commits, 'unit', 'committed transactions',
-            'how', 'sum of the xact_commit deltas of all databases (perfmon.server_history, as perfmon.database_series)'),
+            'how', 'sum of the xact_commit deltas of all databases (perfmon.server_history, as perfmon.database_series'
+                   || CASE WHEN tx.rolled_up_hours > 0
+                           THEN format('; %s h whose raw samples retention dropped from perfmon.database_rollup',
+                                       tx.rolled_up_hours) ELSE '' END || ')'),
         'rollbacks', jsonb_build_object('value', tx.rollbacks, 'unit', 'transactions rolled back',
-            'how', 'sum of the xact_rollback deltas of all databases (perfmon.server_history)'),
+            'how', 'sum of the xact_rollback deltas of all databases (perfmon.server_history'
+                   || CASE WHEN tx.rolled_up_hours > 0
+                           THEN format('; %s h from perfmon.database_rollup', tx.rolled_up_hours) ELSE '' END
+                   || ')'),
         'tps_avg', jsonb_build_object(
             'value', round((tx.commits + tx.rollbacks) / nullif(tx.covered_s, 0), 3), 'unit', 'transactions/s',
             'how', CASE WHEN tx.samples = 0 THEN 'no sample in the period (perfmon.collect())'

@@ -5,7 +5,8 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 -- The cost efficiency component: cost per 1000 committed transactions =
 -- instance_cost_per_hour x hours the samples cover / (commits / 1000), the commits
--- being the xact_commit deltas of all databases (server_history) in the period.
+-- being the xact_commit deltas of all databases (server_history) in the period, and the
+-- hourly rollups for hours whose raw samples retention dropped (perfmon.server_totals).
 DECLARE
     b jsonb := perfmon.settings_under('business');
     cost_h double precision := (b ->> 'instance_cost_per_hour')::float8;
@@ -17,12 +18,10 @@ DECLARE
     missing jsonb := '[]';
     checks jsonb := '{}';
 BEGIN
-    SELECT coalesce(sum(coalesce(h.xact_commit, 0)), 0) AS commits,
-           coalesce(sum(coalesce(h.xact_rollback, 0)), 0) AS rollbacks,
-           coalesce(sum(h.interval_s), 0)::float8 AS covered_s
+    -- raw samples, and hourly rollups where retention already dropped the raw days
+    SELECT t.commits, t.rollbacks, t.covered_s
       INTO x
-      FROM perfmon.server_history AS h
-     WHERE h.server_id = 1 AND h.ts > from_ts AND h.ts <= to_ts AND h.interval_s > 0;
+      FROM perfmon.server_totals(from_ts, to_ts) AS t;
     cost := cost_h * x.covered_s / 3600;
     per_1k := cost / nullif(x.commits / 1000.0, 0);
     inputs := jsonb_build_object('currency', b ->> 'currency', 'instance_cost_per_hour', cost_h,
