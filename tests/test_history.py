@@ -404,3 +404,32 @@ def test_trend_tps_divides_by_the_seconds_the_database_sums_cover(probe: psycopg
         "SELECT covered_s, transactions, tps FROM perfmon.workload_trend("
         "(SELECT t FROM f), (SELECT t FROM f) + interval '2 min', 60)").fetchall() == [
             (60, 0, None), (60, 120, 1)]
+
+
+def test_raw_days_are_rolled_up_before_retention_drops_them(probe: psycopg.Connection) -> None:
+    """pg_cron was off for five days (nothing rolled up) and retention is 2 days: the first
+    partition maintenance after it (a new day's collect(), the nightly job, rollup() itself)
+    dropped the raw days before they were rolled up, and they were lost from the rollups too."""
+    probe.execute("SELECT perfmon.maintain_partitions(now() - interval '5 days')")
+    probe.execute("""
+        INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
+        SELECT 1, g, 'sample', 600, 1, '{}'
+        FROM generate_series(date_trunc('hour', now()) - interval '5 days', now(), interval '10 min') g;
+        INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms)
+        SELECT 1, g, 0, 2, 1.5
+        FROM generate_series(date_trunc('hour', now()) - interval '5 days',
+                             date_trunc('hour', now()) - interval '1 hour', interval '10 min') g;
+    """)
+    probe.execute("DELETE FROM perfmon.meta WHERE key IN ('rollup_hourly_until', 'rollup_daily_until')")
+    probe.execute("UPDATE perfmon.config SET value = '2' WHERE key = 'collection.retention_days'")
+    sent = probe.execute("SELECT sum(calls) FROM perfmon.statement_history WHERE stmt_id = 0").fetchone()[0]
+    dropped = probe.execute("SELECT count(*) FROM perfmon.maintain_partitions() "
+                            "WHERE action = 'dropped'").fetchone()[0]
+    assert dropped >= 3 * 9  # three days of the nine raw tables at least
+    rolled = probe.execute("SELECT coalesce(sum(calls), 0) FROM perfmon.statement_hourly WHERE stmt_id = 0"
+                           ).fetchone()[0]
+    raw = probe.execute(
+        "SELECT coalesce(sum(calls), 0) FROM perfmon.statement_history WHERE stmt_id = 0 "
+        "AND ts >= (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_hourly_until')"
+    ).fetchone()[0]
+    assert rolled + raw == sent, (rolled, raw, sent)

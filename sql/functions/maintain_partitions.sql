@@ -6,6 +6,9 @@ AS $$
 -- For every table of perfmon.partitioned_tables: create partitions from the one
 -- before `at` to collection.partitions_ahead_days after it, and drop whole
 -- partitions whose newest possible row is older than the table's retention.
+-- Before it drops a partition of a table the rollups read, it rolls up what is not yet
+-- rolled up (perfmon.rollup), so that a rollup that fell behind (pg_cron off for days,
+-- retention shorter than that) does not lose those days from the rollups as well.
 -- Partitions are named <table>_pYYYYMMDD (day) or <table>_pYYYYMM (month), UTC.
 DECLARE
     t record;
@@ -20,10 +23,14 @@ DECLARE
     lower_ts timestamptz;
     upper_ts timestamptz;
     name text;
+    rolled_up boolean := false;
 BEGIN
     -- collect() and collect_sizes() both come here on a new UTC day: one at a time, so
     -- that the second finds the first's partitions rather than creating them again.
     PERFORM pg_advisory_xact_lock(hashtext('perfmon.maintain_partitions'));
+    -- And the rollup's lock before any table's: a drop below may roll up first, and a
+    -- rollup job holding its lock must not wait for a partition this creates meanwhile.
+    PERFORM pg_advisory_xact_lock(hashtext('perfmon.rollup'));
     FOR t IN SELECT * FROM perfmon.partitioned_tables ORDER BY table_name LOOP
         keep_days := perfmon.setting(t.retention_key)::int;
         IF t.granularity = 'day' THEN
@@ -72,6 +79,11 @@ BEGIN
         LOOP
             upper_ts := (p.start_day + step)::timestamp AT TIME ZONE 'UTC';
             IF upper_ts <= at - make_interval(days => keep_days) THEN
+                IF NOT rolled_up AND t.table_name IN ('database_history', 'statement_history',
+                        'server_history', 'database_hourly', 'statement_hourly', 'server_hourly') THEN
+                    PERFORM perfmon.rollup(at);
+                    rolled_up := true;
+                END IF;
                 EXECUTE format('DROP TABLE perfmon.%I', p.relname);
                 action := 'dropped';
                 partition_name := p.relname;
@@ -82,4 +94,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION perfmon.maintain_partitions(timestamptz) IS
-    'Creates history partitions ahead and drops those past retention; returns what it did.';
+    'Creates history partitions ahead and drops those past retention, rolling up first what the '
+    'rollups have not read yet; returns what it did.';

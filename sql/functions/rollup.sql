@@ -36,7 +36,6 @@ BEGIN
     IF hour_done IS NULL THEN
         RETURN jsonb_build_object('hours', 0, 'days', 0);
     END IF;
-    PERFORM perfmon.maintain_partitions(upto);
     IF hour_done < hour_to THEN
         INSERT INTO perfmon.database_hourly
         SELECT server_id, date_trunc('hour', ts, 'UTC'), datid, count(*),
