@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import getpass
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -170,6 +171,12 @@ def test_redact_removes_url_tokens_in_every_form_an_error_quotes_them(token: str
     # Without being told the secret: nothing after the host of a (well-formed) URL is kept.
     if not junk:
         assert token not in db.redact(f"POST {url} failed")
+    # Junk inside the token: urlsplit drops a tab or a line break that the error keeps.
+    half = len(token) // 2
+    inside = f"https://hooks.example.test/services/T0/B0/{token[:half]}{junk}{token[half:]}"
+    raw_path = inside.removeprefix("https://hooks.example.test")
+    scrubbed = db.redact(f"InvalidURL: URL can't contain control characters. {raw_path!r}", [inside])
+    assert token[:half] not in scrubbed and token[half:] not in scrubbed, scrubbed
 
 
 @PROPERTY
@@ -489,7 +496,7 @@ def test_delivery_failures_record_no_secret_in_tables_logs_or_output(
     assert {c for c, _ in errors} == {"slack", "webhook", "email", "sms"}, errors
     assert all(e for _, e in errors), "every failure says why"
     assert any("535" in e for c, e in errors if c == "email"), errors
-    assert any("InvalidURL" in e or "control characters" in e for c, e in errors if c == "slack"), errors
+    assert any("malformed: it holds a space" in e for c, e in errors if c == "slack"), errors
     log = logged_db.text()
     assert "perfmon.outbox_result" in log, "the server log does not show the delivery's statements"
     # pgperfmon's own records (the stand-in SMTP server logs what it is sent, by design).
@@ -498,6 +505,46 @@ def test_delivery_failures_record_no_secret_in_tables_logs_or_output(
         assert perfmon_text_holding(conn, secret) == [], secret
         assert secret not in log, f"the server log holds {secret}"
         assert secret not in python_log
+
+
+@pytest.mark.parametrize("case", ["tab_in_the_path", "bracketed_host"])
+def test_a_malformed_webhook_url_is_named_in_errors_never_quoted(
+        server, conn: psycopg.Connection, installed: str, logged_db: ServerLog, case: str,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    # urllib's complaint quoted the URL: the path around a tab ('/***/T0/B0/<token>\\t***'),
+    # the host of https://[host]/... ('<host>' does not appear to be an IPv4 or IPv6 address).
+    token, host = distinctive("SlackTok"), distinctive("SlackHost")
+    url, problem = {
+        "tab_in_the_path": (f"https://{host}.example.test/services/T0/B0/{token}\tx", "it holds a tab"),
+        "bracketed_host": (f"https://[{host}]/services/T0/B0/{token}",
+                           "its host cannot be parsed (a [bracketed] host must be an IPv6 address)"),
+    }[case]
+    expected = f"the URL in PGPERFMON_SLACK_WEBHOOK_URL is malformed: {problem}; nothing was sent"
+    set_config(conn, alerting__channels__slack__enabled=True)
+    add_gauge_rule(conn, value=99)
+    conn.execute("SELECT perfmon.analyze()")
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("PGPERFMON_SLACK_WEBHOOK_URL", url)
+    result = CliRunner().invoke(cli.main, ["deliver", "--once", "--dsn", installed])
+    assert result.exit_code == 0, result.output
+    assert f"slack: pending ({expected})" in result.output
+    conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")
+    with psycopg.connect(installed, autocommit=True) as backend:  # and the in-database worker
+        backend.execute("SET log_statement = 'none'")
+        backend.execute(sql.SQL("DO {} LANGUAGE plpython3u").format(sql.Literal(
+            "import os; os.environ['PGPERFMON_SLACK_WEBHOOK_URL'] = " + repr(url))))
+        backend.execute("SET log_statement = 'all'")
+        backend.execute("CALL perfmon.deliver_alerts()")
+    assert conn.execute("SELECT worker, error FROM perfmon.delivery_log ORDER BY attempt").fetchall() == [
+        (f"pgperfmon@{os.uname().nodename}", expected), ("database", expected)]
+    assert conn.execute("SELECT status, last_error FROM perfmon.alert_outbox").fetchall() == [
+        ("pending", expected)]
+    log = logged_db.text()
+    assert "perfmon.outbox_result" in log, "the server log does not show the delivery's statements"
+    python_log = "\n".join(r.getMessage() for r in caplog.records if r.name.startswith("pgperfmon"))
+    for secret in (token, host):
+        assert perfmon_text_holding(conn, secret) == [], secret
+        assert secret not in log and secret not in python_log and secret not in result.output
 
 
 def test_an_upgrade_masks_texts_stored_before_a_spelling_was_known(installed: str) -> None:

@@ -213,10 +213,39 @@ def _host_of(url: str, location: str | None) -> str:
         return "?"
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secrets: list[str]) -> int:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"User-Agent": USER_AGENT, **headers})
+_ODD_CHARACTERS = {"\t": "a tab", "\n": "a line break", "\r": "a line break", " ": "a space"}
+
+
+def url_problem(url: str) -> str | None:
+    """What makes a URL unusable for a POST, in words that quote no part of it (None: nothing).
+    urllib's own complaints quote the URL - its path with a tab, the host of https://[host]/... -
+    and a webhook URL is a secret."""
+    odd = next((c for c in url if c.isspace() or not c.isprintable()), None)
+    if odd is not None:
+        return f"it holds {_ODD_CHARACTERS.get(odd, 'a control character')}"
     try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        return "its host cannot be parsed (a [bracketed] host must be an IPv6 address)"
+    try:
+        parts.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "it is not an http:// or https:// URL"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secrets: list[str],
+          url_name: str) -> int:
+    problem = url_problem(url)
+    if problem:
+        raise DeliveryError(f"the URL in {url_name} is malformed: {problem}; nothing was sent")
+    try:
+        request = urllib.request.Request(url, data=body, method="POST",
+                                         headers={"User-Agent": USER_AGENT, **headers})
         with _OPENER.open(request, timeout=timeout) as response:
             response.read()
             return response.status
@@ -241,7 +270,7 @@ def send_slack(message: Mapping[str, Any], settings: Mapping[str, Any], env: Map
     url = _secret(settings, "secret_env", env) or ""
     body = json.dumps(slack_body(message), default=str).encode()
     return _post(url, body, {"Content-Type": "application/json", **_common_headers(message)},
-                 float(settings.get("timeout_seconds", 10)), [url])
+                 float(settings.get("timeout_seconds", 10)), [url], str(settings.get("secret_env")))
 
 
 def send_webhook(message: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, str]) -> int:
@@ -251,7 +280,8 @@ def send_webhook(message: Mapping[str, Any], settings: Mapping[str, Any], env: M
     stamp = str(int(time.time()))
     headers = {"Content-Type": "application/json", "X-Pgperfmon-Timestamp": stamp,
                "X-Pgperfmon-Signature": signature(key, stamp, body), **_common_headers(message)}
-    return _post(url, body, headers, float(settings.get("timeout_seconds", 10)), [url, key])
+    return _post(url, body, headers, float(settings.get("timeout_seconds", 10)), [url, key],
+                 str(settings.get("secret_env")))
 
 
 def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any],
@@ -270,7 +300,8 @@ def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any],
         try:
             status = _post(url, form, {"Content-Type": "application/x-www-form-urlencoded",
                                        "Authorization": f"Basic {auth}", **_common_headers(message)},
-                           float(settings.get("timeout_seconds", 10)), [token, auth])
+                           float(settings.get("timeout_seconds", 10)), [token, auth],
+                           "alerting.channels.sms.gateway_url")
             accepted += 1
         except DeliveryError as exc:
             refused.append((str(to), str(exc), exc.status_code))

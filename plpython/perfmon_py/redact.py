@@ -34,6 +34,8 @@ _URL = re.compile(
     r"(?P<host>[^/\s?#'\"<>]*)"
     r"(?P<rest>[^\s'\"<>]*)", re.I)
 _POSTGRES = {"postgres", "postgresql"}
+_HOST_AND_BEFORE = re.compile(r"^[^:]*://[^/?#]*")
+_SPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]+")
 
 
 def _url(match: re.Match[str]) -> str:
@@ -69,8 +71,13 @@ def _parts(secret: str) -> set[str]:
                    url.fragment}
         pieces |= set(url.path.split("/"))
         pieces |= {v for pair in url.query.split("&") for v in pair.partition("=")[::2]}
+        # What follows the host as written: urlsplit drops tabs and line breaks, which an
+        # error quoting the URL (http.client's "can't contain control characters") keeps.
+        rest = _HOST_AND_BEFORE.sub("", secret, count=1)
+        pieces |= {rest, *re.split(r"[/?#&=]", rest)}
         pieces |= {urllib.parse.unquote(p) for p in list(pieces)}
-        pieces |= {word for p in list(pieces) for word in p.split()}  # around stray whitespace
+        # Around stray whitespace and control characters.
+        pieces |= {word for p in list(pieces) for word in _SPACE_OR_CONTROL.split(p)}
     return {form for piece in pieces if piece for form in _forms(piece)}
 
 
