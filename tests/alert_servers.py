@@ -136,6 +136,79 @@ def smtp_receiver(refuse: tuple[str, ...] = ()) -> Iterator[Mailbox]:
         controller.stop()
 
 
+@dataclass
+class Trickler:
+    """A receiver on 127.0.0.1 that sends its answers one byte every interval seconds: each
+    byte comes well within a socket timeout, the whole answer long after it."""
+
+    port: int = 0
+    requests: int = 0   # HTTP requests, or SMTP sessions, it began to answer
+
+
+def _trickle(client: socket.socket, data: bytes, interval: float) -> bool:
+    try:
+        for byte in data:
+            client.sendall(bytes([byte]))
+            time.sleep(interval)
+    except OSError:  # the client gave up
+        return False
+    return True
+
+
+@contextmanager
+def trickling_receiver(protocol: str, interval: float = 0.2) -> Iterator[Trickler]:
+    """protocol "http": answers every request 200 OK, trickled; "smtp": a mail server (no TLS,
+    no login) that accepts every mail and trickles every reply."""
+    state = Trickler()
+    listener = socket.create_server(("127.0.0.1", 0))
+    state.port = listener.getsockname()[1]
+
+    def http(client: socket.socket, rfile: Any) -> None:
+        length = 0
+        while (line := rfile.readline()) not in (b"\r\n", b""):
+            name, _, value = line.decode().partition(":")
+            length = int(value) if name.lower() == "content-length" else length
+        rfile.read(length)
+        state.requests += 1
+        _trickle(client, b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok", interval)
+
+    def smtp(client: socket.socket, rfile: Any) -> None:
+        state.requests += 1
+        if not _trickle(client, b"220 trickle\r\n", interval):
+            return
+        while line := rfile.readline():
+            verb = line[:4].upper()
+            if verb == b"DATA":
+                _trickle(client, b"354 go on\r\n", interval)
+                while rfile.readline() not in (b".\r\n", b""):
+                    pass
+            reply = {b"QUIT": b"221 bye\r\n", b"DATA": b"250 queued\r\n"}.get(verb, b"250 ok\r\n")
+            if not _trickle(client, reply, interval) or verb == b"QUIT":
+                return
+
+    def serve(client: socket.socket) -> None:
+        with client, client.makefile("rb") as rfile:
+            client.settimeout(30)
+            try:
+                (http if protocol == "http" else smtp)(client, rfile)
+            except OSError:
+                pass
+
+    def accept() -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            threading.Thread(target=serve, args=(client,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield state
+    finally:
+        listener.close()
+
+
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 (the SMTP server's) and its key."""
     cert, key = folder / "cert.pem", folder / "key.pem"

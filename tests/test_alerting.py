@@ -13,7 +13,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
-from alert_servers import add_gauge_rule, http_receiver, self_signed_cert, set_config, smtp_receiver, wait_for
+from alert_servers import (
+    add_gauge_rule,
+    http_receiver,
+    self_signed_cert,
+    set_config,
+    smtp_receiver,
+    trickling_receiver,
+    wait_for,
+)
 from click.testing import CliRunner
 
 from pgperfmon import alerting, cli
@@ -627,6 +635,33 @@ def test_email_with_a_refused_recipient_is_delivered_not_resent(conn: psycopg.Co
     status, error = conn.execute("SELECT status, last_error FROM perfmon.alert_outbox").fetchone()
     assert status == "delivered"
     assert error == "delivered to 1 of 2 recipients; refused: gone@example.test: SMTP 550 no such user here"
+
+
+@pytest.mark.parametrize("channel", ["webhook", "email"])
+def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_delivery_timeout(
+        conn: psycopg.Connection, installed: str, channel: str) -> None:
+    # The timeout bounded each read alone: a byte every 0.2 s held the deliverer as long as the
+    # receiver liked (8 s here, for ever in the wild), however short the timeout.
+    add_gauge_rule(conn, value=80)
+    set_config(conn, alerting__delivery_timeout_seconds=1)
+    with trickling_receiver("http" if channel == "webhook" else "smtp", interval=0.2) as rx:
+        if channel == "webhook":
+            set_config(conn, alerting__channels__webhook__enabled=True)
+            env = webhook_env(f"http://127.0.0.1:{rx.port}/hook")
+        else:
+            set_config(conn, alerting__channels__email__enabled=True,
+                       alerting__channels__email__smtp_host="127.0.0.1",
+                       alerting__channels__email__smtp_port=rx.port,
+                       alerting__channels__email__starttls=False,
+                       alerting__channels__email__recipients=["dba@example.test"])
+            env = {"PGPERFMON_SMTP_PASSWORD": "unused"}
+        analyze(conn)
+        assert deliver(installed, env) == 1
+        assert rx.requests == 1
+    status, error = conn.execute("SELECT status, last_error FROM perfmon.alert_outbox").fetchone()
+    assert status == "pending"
+    assert error == ("SMTP " if channel == "email" else "") + \
+        "timed out: no complete answer within the delivery timeout of 1 s"
 
 
 def assert_no_secret(conn: psycopg.Connection, secret: str) -> None:

@@ -18,9 +18,11 @@ import base64
 import hashlib
 import hmac
 import http.client
+import io
 import json
 import os
 import smtplib
+import socket
 import ssl
 import time
 import urllib.error
@@ -193,6 +195,119 @@ def signature(key: str, timestamp: str, body: bytes) -> str:
 
 # --------------------------------------------------------------------------- senders
 
+class Deadline:
+    """One time limit for a whole attempt. A socket's timeout bounds each connect, send or
+    receive on its own: a receiver that trickles a byte every few seconds never trips it."""
+
+    def __init__(self, seconds: float):
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def left(self) -> float:
+        left = self.at - time.monotonic()
+        if left <= 0:
+            raise TimeoutError(self.exceeded())
+        return left
+
+    def passed(self) -> bool:
+        return time.monotonic() >= self.at
+
+    def exceeded(self) -> str:
+        return f"timed out: no complete answer within the delivery timeout of {self.seconds:g} s"
+
+
+class _DeadlineReader(io.RawIOBase):
+    """What a socket's makefile('rb') reads, each receive given only the time left."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline):
+        self.sock, self.deadline = sock, deadline
+        self.raw = sock.makefile("rb", buffering=0)  # counts as a user of the socket, as makefile does
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int | None:
+        self.sock.settimeout(self.deadline.left())
+        return self.raw.readinto(buffer)
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
+
+
+class DeadlineSocket:
+    """A connected socket whose sends and receives (through makefile) share one deadline.
+    The rest is the socket's own; an SSL context wraps it as a socket, its handshake
+    bounded by the time left (gettimeout)."""
+
+    def __init__(self, sock: socket.socket, deadline: Deadline):
+        self.sock, self.deadline = sock, deadline
+
+    def sendall(self, data: Any) -> None:
+        self.sock.settimeout(self.deadline.left())
+        self.sock.sendall(data)
+
+    def makefile(self, mode: str = "rb", *args: Any, **kwargs: Any) -> io.BufferedReader:
+        if mode not in ("r", "rb"):
+            raise ValueError(f"a DeadlineSocket reads only, not {mode!r}")
+        return io.BufferedReader(_DeadlineReader(self.sock, self.deadline))
+
+    def gettimeout(self) -> float:
+        return self.deadline.left()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+class _DeadlineConnection(http.client.HTTPConnection):
+    """http.client's connection, its whole exchange (connect, TLS handshake, request,
+    answer) within one deadline of its timeout."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.deadline = Deadline(float(self.timeout))
+        self._create_connection = self._connect_by_deadline
+
+    def _connect_by_deadline(self, address: Any, _timeout: Any, source: Any = None) -> DeadlineSocket:
+        return DeadlineSocket(socket.create_connection(address, self.deadline.left(), source), self.deadline)
+
+    def connect(self) -> None:
+        super().connect()
+        if not isinstance(self.sock, DeadlineSocket):  # the TLS socket that wrapped it
+            self.sock = DeadlineSocket(self.sock, self.deadline)
+
+
+class _DeadlineHTTPSConnection(_DeadlineConnection, http.client.HTTPSConnection):
+    pass
+
+
+class _DeadlineSMTP(smtplib.SMTP):
+    """smtplib's client, its whole session (connect, STARTTLS, login, the mail) by one deadline."""
+
+    def __init__(self, host: str, port: int, deadline: Deadline):
+        self.deadline = deadline
+        super().__init__(host, port, timeout=deadline.seconds)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> Any:
+        return DeadlineSocket(super()._get_socket(host, port, self.deadline.left()), self.deadline)
+
+    def starttls(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
+        reply = super().starttls(*args, **kwargs)
+        if not isinstance(self.sock, DeadlineSocket):  # the TLS socket that wrapped it
+            self.sock = DeadlineSocket(self.sock, self.deadline)
+        return reply
+
+
+class _DeadlineHTTPHandler(urllib.request.HTTPHandler):
+    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_DeadlineConnection, req)
+
+
+class _DeadlineHTTPSHandler(urllib.request.HTTPSHandler):
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        return self.do_open(_DeadlineHTTPSConnection, req, context=self._context)
+
+
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     """A redirect is a failure: urllib would re-send the POST as a GET without its body, and
     the 200 of that GET marked delivered a message nobody received."""
@@ -201,7 +316,7 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
-_OPENER = urllib.request.build_opener(_NoRedirect)
+_OPENER = urllib.request.build_opener(_NoRedirect, _DeadlineHTTPHandler, _DeadlineHTTPSHandler)
 
 
 def _host_of(url: str, location: str | None) -> str:
@@ -257,6 +372,8 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secret
         raise DeliveryError(scrub(text, secrets), exc.code) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, TimeoutError):
+            raise DeliveryError(Deadline(timeout).exceeded()) from None
         raise DeliveryError(scrub(f"{type(exc).__name__}: {reason}", secrets)) from None
 
 
@@ -334,9 +451,10 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any],
     mail.set_content("\n".join(f"{k}: {v}" for k, v in details_of(message)) + "\n")
     # AUTH PLAIN sends base64("\0user\0password"): a server's reply may echo it.
     secrets = [password, f"\0{settings.get('username') or ''}\0{password}"] if password else []
+    deadline = Deadline(float(settings.get("timeout_seconds", 10)))
     try:
-        with smtplib.SMTP(settings.get("smtp_host") or "localhost", int(settings.get("smtp_port") or 25),
-                          timeout=float(settings.get("timeout_seconds", 10))) as smtp:
+        with _DeadlineSMTP(settings.get("smtp_host") or "localhost", int(settings.get("smtp_port") or 25),
+                           deadline) as smtp:
             smtp.ehlo()
             if settings.get("starttls", True):
                 context = ssl.create_default_context(cafile=settings.get("ca_file") or None)
@@ -353,6 +471,9 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any],
         raise DeliveryError(scrub(f"SMTP {exc.smtp_code} {exc.smtp_error!r}", secrets),
                             exc.smtp_code) from None
     except (smtplib.SMTPException, OSError, ssl.SSLError) as exc:
+        # smtplib reports a timeout while it reads a reply as "Connection unexpectedly closed".
+        if isinstance(exc, TimeoutError) or deadline.passed():
+            raise DeliveryError(f"SMTP {deadline.exceeded()}") from None
         raise DeliveryError(scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
 
 
