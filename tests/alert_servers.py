@@ -39,6 +39,7 @@ class Receiver:
     fail_every_other: bool = False      # fail every second request (1st, 3rd, ...)
     fail_when: Callable[[Received], int | None] | None = None  # the status to fail one request with
     reason: str | None = None           # reason phrase of a failure (default: the standard one)
+    fail_headers: dict[str, str] = field(default_factory=dict)  # headers of a failure (Retry-After)
     redirect_to: str | None = None      # answer every POST with 302 and this Location
     gets: list[str] = field(default_factory=list)  # paths of GET requests (a followed redirect)
     _count: int = 0
@@ -73,6 +74,8 @@ def http_receiver() -> Iterator[Receiver]:
             self.send_response(fail or 200, state.reason if fail else None)
             if state.redirect_to:
                 self.send_header("Location", state.redirect_to)
+            for name, value in (state.fail_headers if fail else {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", "2")
             self.end_headers()
             self.wfile.write(b"ok")

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import base64
+import datetime
 import email
 import email.policy
+import email.utils
 import hashlib
 import hmac
+import re
 import threading
 import urllib.parse
 from pathlib import Path
@@ -250,6 +253,52 @@ def test_a_channel_down_for_minutes_loses_nothing(conn: psycopg.Connection, inst
     assert log[:3] == (21 * 6, 21, 6)
     assert log[3] == "HTTP 503 Service Unavailable"
     assert_no_secret(conn, TOKEN)
+
+
+@pytest.mark.parametrize(("case", "worker"), [("seconds", "deliver"), ("http_date", "deliver"),
+                                              ("shorter_than_the_backoff", "deliver"),
+                                              ("too_long", "deliver"), ("seconds", "database")])
+def test_a_retry_after_holds_the_message_and_its_channel_back(conn: psycopg.Connection, installed: str,
+                                                               case: str, worker: str) -> None:
+    # A rate-limited receiver's Retry-After was ignored: the message came back after the 10 s
+    # backoff, and every other queued message was sent (and refused) at once.
+    add_gauge_rule(conn, value=99)
+    conn.execute("INSERT INTO public.test_gauge VALUES ('app2', 99)")
+    set_config(conn, alerting__channels__slack__enabled=True, alerting__retry_base_seconds=10,
+               alerting__retry_max_seconds=600)
+    analyze(conn)
+    header, status, wait, error = {
+        "seconds": ("120", 429, 120, r"HTTP 429 Too Many Requests; Retry-After 120 s"),
+        "http_date": (email.utils.format_datetime(datetime.datetime.now(datetime.UTC)
+                                                  + datetime.timedelta(seconds=300), usegmt=True),
+                      503, 300, r"HTTP 503 Service Unavailable; Retry-After (299|300) s"),
+        "shorter_than_the_backoff": ("1", 429, 10, r"HTTP 429 Too Many Requests; Retry-After 1 s"),
+        "too_long": ("86400", 503, 600, r"HTTP 503 Service Unavailable; Retry-After 86400 s, waiting at "
+                     r"most alerting\.retry_max_seconds \(600 s\)"),
+    }[case]
+    with http_receiver() as rx:
+        rx.fail_status, rx.fail_headers = status, {"Retry-After": header}
+        if worker == "deliver":
+            assert deliver(installed, {"PGPERFMON_SLACK_WEBHOOK_URL": rx.url}) == 1
+        else:
+            with psycopg.connect(installed, autocommit=True) as backend:
+                backend.execute("DO $$ import os; os.environ['PGPERFMON_SLACK_WEBHOOK_URL'] = "
+                                f"'{rx.url}' $$ LANGUAGE plpython3u")
+                backend.execute("CALL perfmon.deliver_alerts()")
+        assert rx.refused == 1, "the other message waits with its channel"
+    (logged,) = conn.execute("SELECT error FROM perfmon.delivery_log").fetchone()
+    assert re.fullmatch(error, logged), logged
+    # Both messages wait (at least) as long as the receiver asked, at most retry_max_seconds.
+    waits = conn.execute("SELECT o.attempts, extract(epoch FROM o.next_attempt_at - l.ts)::float8 "
+                         "FROM perfmon.alert_outbox o, (SELECT max(ts) AS ts FROM perfmon.delivery_log) l "
+                         "ORDER BY o.attempts DESC").fetchall()
+    assert [a for a, _ in waits] == [1, 0]
+    tried, other = waits[0][1], waits[1][1]
+    if case == "http_date":  # a date is to the second, and the header was written before the attempt
+        assert 297 <= tried <= 300 and 297 <= other <= 300, waits
+    else:
+        assert round(tried) == wait, waits
+        assert round(other) == (1 if case == "shorter_than_the_backoff" else wait), waits
 
 
 def test_dead_letter_after_the_last_attempt_and_retry(conn: psycopg.Connection, installed: str) -> None:

@@ -56,12 +56,13 @@ class PsycopgStore:
         return dict(zip(names, row, strict=True))
 
     def result(self, message_id: int, ok: bool, status_code: int | None, error: str | None,
-               duration_ms: float, worker: str) -> str:
+               duration_ms: float, worker: str, retry_after_s: float | None = None) -> str:
         # A savepoint: if the outcome cannot be stored, the claim still holds (deliver_one).
         with self.conn.transaction():
             row = self.conn.execute("SELECT perfmon.outbox_result(%s::bigint, %s, %s::int, %s::text, "
-                                    "%s::real, %s::text)",
-                                    (message_id, ok, status_code, error, duration_ms, worker)).fetchone()
+                                    "%s::real, %s::text, %s::float8)",
+                                    (message_id, ok, status_code, error, duration_ms, worker,
+                                     retry_after_s)).fetchone()
         return row[0] if row else "?"
 
 

@@ -15,6 +15,8 @@ error message: every error text passes through :func:`scrub`.
 from __future__ import annotations
 
 import base64
+import datetime
+import email.utils
 import hashlib
 import hmac
 import http.client
@@ -48,7 +50,7 @@ class Store(Protocol):
     def claim(self, channels: list[str]) -> dict[str, Any] | None: ...
 
     def result(self, message_id: int, ok: bool, status_code: int | None, error: str | None,
-               duration_ms: float, worker: str) -> str: ...
+               duration_ms: float, worker: str, retry_after_s: float | None = None) -> str: ...
 
 
 @dataclass
@@ -56,14 +58,16 @@ class Sent:
     ok: bool
     status_code: int | None = None
     error: str | None = None
+    retry_after_s: float | None = None  # the receiver's Retry-After: no retry before it
 
 
 class DeliveryError(Exception):
     """A send failed; the message (already scrubbed) says why."""
 
-    def __init__(self, message: str, status_code: int | None = None):
+    def __init__(self, message: str, status_code: int | None = None, retry_after_s: float | None = None):
         super().__init__(message)
         self.status_code = status_code
+        self.retry_after_s = retry_after_s
 
 
 # --------------------------------------------------------------------------- redaction
@@ -353,6 +357,26 @@ def url_problem(url: str) -> str | None:
     return None
 
 
+RETRY_AFTER_STATUSES = (429, 503)
+_LONGEST_RETRY_AFTER = 10 ** 9  # s; outbox_result waits at most alerting.retry_max_seconds anyway
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """Seconds a Retry-After header asks to wait: delta-seconds or an HTTP-date (RFC 9110
+    10.2.3); None when there is none or it is neither."""
+    value = (value or "").strip()
+    if value.isascii() and value.isdigit():
+        return float(min(int(value[:12]), _LONGEST_RETRY_AFTER))
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:  # "-0000": UTC, as HTTP dates are
+        when = when.replace(tzinfo=datetime.timezone.utc)
+    ahead = (when - datetime.datetime.now(datetime.timezone.utc)).total_seconds()
+    return float(min(max(0.0, ahead), _LONGEST_RETRY_AFTER))
+
+
 def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secrets: list[str],
           url_name: str) -> int:
     problem = url_problem(url)
@@ -366,10 +390,16 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secret
             return response.status
     except urllib.error.HTTPError as exc:
         text = f"HTTP {exc.code} {exc.reason}"
+        retry_after = None
         if 300 <= exc.code < 400:
             location = exc.headers.get("Location") if exc.headers else None
             text += f": redirected to {_host_of(url, location)} (redirects are not followed)"
-        raise DeliveryError(scrub(text, secrets), exc.code) from None
+        elif exc.code in RETRY_AFTER_STATUSES and exc.headers:
+            retry_after = retry_after_seconds(exc.headers.get("Retry-After"))
+        text = scrub(text, secrets)
+        if retry_after is not None:
+            text += f"; Retry-After {retry_after:.0f} s"
+        raise DeliveryError(text, exc.code, retry_after) from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, TimeoutError):
@@ -421,10 +451,12 @@ def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any],
                            "alerting.channels.sms.gateway_url")
             accepted += 1
         except DeliveryError as exc:
-            refused.append((str(to), str(exc), exc.status_code))
+            refused.append((str(to), str(exc), exc.status_code, exc.retry_after_s))
     if not accepted:
-        raise DeliveryError("; ".join(f"{to}: {why}" for to, why, _ in refused), refused[-1][2])
-    return partly_delivered(status, accepted, [(to, why) for to, why, _ in refused])
+        waits = [wait for *_, wait in refused if wait is not None]
+        raise DeliveryError("; ".join(f"{to}: {why}" for to, why, *_ in refused), refused[-1][2],
+                            max(waits) if waits else None)
+    return partly_delivered(status, accepted, [(to, why) for to, why, *_ in refused])
 
 
 def partly_delivered(status: int, accepted: int, refused: list[tuple[str, str]]) -> int | Sent:
@@ -528,14 +560,16 @@ def deliver_one(store: Store, worker: str, env: Mapping[str, str] | None = None,
     try:
         code = resolve_sender(channel["sender"])(message, settings, env)
         sent = Sent(True, code) if not isinstance(code, Sent) else \
-            Sent(code.ok, code.status_code, scrub(code.error, secrets) if code.error else None)
+            Sent(code.ok, code.status_code, scrub(code.error, secrets) if code.error else None,
+                 code.retry_after_s)
     except DeliveryError as exc:
-        sent = Sent(False, exc.status_code, scrub(str(exc), secrets))
+        sent = Sent(False, exc.status_code, scrub(str(exc), secrets), exc.retry_after_s)
     except Exception as exc:  # a bug in a sender must not stop the queue
         sent = Sent(False, None, scrub(f"{type(exc).__name__}: {exc}", secrets))
     ms = (time.perf_counter() - start) * 1000
     try:
-        status = store.result(message["message_id"], sent.ok, sent.status_code, sent.error, ms, worker)
+        status = store.result(message["message_id"], sent.ok, sent.status_code, sent.error, ms, worker,
+                              sent.retry_after_s)
     except Exception as exc:
         # An outcome the database refuses must not stop the queue: unrecorded, the message
         # would stay claimable with no attempt counted, re-sent and failing on every start.
@@ -567,12 +601,13 @@ class PlpyStore:
         return row
 
     def result(self, message_id: int, ok: bool, status_code: int | None, error: str | None,
-               duration_ms: float, worker: str) -> str:
-        plan = self.plpy.prepare("select perfmon.outbox_result($1, $2, $3, $4, $5, $6) as s",
-                                 ["bigint", "boolean", "integer", "text", "real", "text"])
+               duration_ms: float, worker: str, retry_after_s: float | None = None) -> str:
+        plan = self.plpy.prepare("select perfmon.outbox_result($1, $2, $3, $4, $5, $6, $7) as s",
+                                 ["bigint", "boolean", "integer", "text", "real", "text", "float8"])
         # A subtransaction: if the outcome cannot be stored, the claim still holds (deliver_one).
         with self.plpy.subtransaction():
-            return self.plpy.execute(plan, [message_id, ok, status_code, error, duration_ms, worker])[0]["s"]
+            return self.plpy.execute(plan, [message_id, ok, status_code, error, duration_ms, worker,
+                                            retry_after_s])[0]["s"]
 
 
 def work_outbox(plpy, max_seconds: float, max_messages: int) -> int:
