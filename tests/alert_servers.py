@@ -109,6 +109,7 @@ class Mailbox:
     port: int = 0
     mails: list[Any] = field(default_factory=list)
     refuse: set[str] = field(default_factory=set)  # recipients answered 550
+    defer: set[str] = field(default_factory=set)   # recipients answered 451 (try again later)
 
 
 @contextmanager
@@ -121,6 +122,8 @@ def smtp_receiver(refuse: tuple[str, ...] = ()) -> Iterator[Mailbox]:
         async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
             if address in box.refuse:
                 return "550 no such user here"
+            if address in box.defer:
+                return "451 4.7.1 greylisted, try again later"
             envelope.rcpt_tos.append(address)
             return "250 OK"
 

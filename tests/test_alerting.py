@@ -713,6 +713,97 @@ def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_delivery_timeout(
         "timed out: no complete answer within the delivery timeout of 1 s"
 
 
+def outbox_status(conn: psycopg.Connection) -> tuple:
+    return conn.execute("SELECT status, last_error FROM perfmon.alert_outbox").fetchone()
+
+
+def recipients_left(conn: psycopg.Connection) -> list[str] | None:
+    return conn.execute("SELECT recipients_left FROM perfmon.alert_outbox").fetchone()[0]
+
+
+def test_an_sms_refused_for_now_is_retried_to_that_recipient_only(conn: psycopg.Connection,
+                                                                     installed: str) -> None:
+    # A message some recipients accepted was delivered, the others' refusals noted: a number
+    # the gateway could not take just then (503, 429) never got the alert.
+    add_gauge_rule(conn, value=95)
+    with http_receiver() as rx:
+        busy = {"+15552222"}
+        rx.fail_when = lambda r: 503 if urllib.parse.parse_qs(r.body.decode())["To"][0] in busy else None
+        set_config(conn, alerting__channels__sms__enabled=True, alerting__channels__sms__gateway_url=rx.url,
+                   alerting__channels__sms__recipients=["+15551111", "+15552222", "+15553333"])
+        analyze(conn)
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1
+        assert outbox_status(conn) == ("pending", "delivered to 2 of 3 recipients; refused for now, "
+                                       "retried: +15552222: HTTP 503 Service Unavailable")
+        assert recipients_left(conn) == ["+15552222"]
+        conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1, "still refused: still pending"
+        busy.clear()
+        conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1
+        sent = [urllib.parse.parse_qs(r.body.decode())["To"][0] for r in rx.received]
+        assert sorted(sent) == ["+15551111", "+15552222", "+15553333"], "each got it once"
+        assert rx.refused == 2
+    assert outbox_status(conn) == ("delivered", None) and recipients_left(conn) is None
+    log = conn.execute("SELECT attempt, ok, error FROM perfmon.delivery_log ORDER BY attempt").fetchall()
+    assert log == [
+        (1, False, "delivered to 2 of 3 recipients; refused for now, retried: "
+                   "+15552222: HTTP 503 Service Unavailable"),
+        (2, False, "delivered to 0 of 1 recipients left; refused for now, retried: "
+                   "+15552222: HTTP 503 Service Unavailable"),
+        (3, True, None)]
+
+
+def test_an_sms_gateway_that_asks_to_wait_is_not_sent_the_other_recipients_meanwhile(
+        conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=95)
+    set_config(conn, alerting__retry_base_seconds=10)
+    with http_receiver() as rx:
+        rx.fail_when = lambda r: 429 if "%2B15552222" in r.body.decode() else None
+        rx.fail_headers = {"Retry-After": "30"}
+        set_config(conn, alerting__channels__sms__enabled=True, alerting__channels__sms__gateway_url=rx.url,
+                   alerting__channels__sms__recipients=["+15551111", "+15552222", "+15553333"])
+        analyze(conn)
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1
+        assert [urllib.parse.parse_qs(r.body.decode())["To"] for r in rx.received] == [["+15551111"]]
+        assert rx.refused == 1
+    assert outbox_status(conn) == (
+        "pending", "delivered to 1 of 3 recipients; refused for now, retried: +15552222: HTTP 429 Too Many "
+                   "Requests; Retry-After 30 s; +15553333: not sent: the gateway asked to wait (Retry-After)")
+    assert recipients_left(conn) == ["+15552222", "+15553333"]
+    wait = conn.execute("SELECT round(extract(epoch FROM o.next_attempt_at - d.ts)) "
+                        "FROM perfmon.alert_outbox o JOIN perfmon.delivery_log d USING (message_id)"
+                        ).fetchone()
+    assert wait == (30,), "the gateway's Retry-After, not the 10 s backoff"
+
+
+def test_an_email_recipient_refused_for_now_is_retried_and_one_refused_for_good_is_not(
+        conn: psycopg.Connection, installed: str) -> None:
+    add_gauge_rule(conn, value=80)
+    recipients = ["dba@example.test", "busy@example.test", "gone@example.test"]
+    with smtp_receiver(refuse=("gone@example.test",)) as box:
+        box.defer.add("busy@example.test")
+        set_config(conn, alerting__channels__email__enabled=True,
+                   alerting__channels__email__smtp_host="127.0.0.1",
+                   alerting__channels__email__smtp_port=box.port, alerting__channels__email__starttls=False,
+                   alerting__channels__email__recipients=recipients)
+        analyze(conn)
+        assert deliver(installed, {"PGPERFMON_SMTP_PASSWORD": "unused"}) == 1
+        assert outbox_status(conn) == (
+            "pending", "delivered to 1 of 3 recipients; refused for now, retried: busy@example.test: "
+                       "SMTP 451 4.7.1 greylisted, try again later; "
+                       "refused: gone@example.test: SMTP 550 no such user here")
+        assert recipients_left(conn) == ["busy@example.test"]
+        box.defer.clear()
+        conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")
+        assert deliver(installed, {"PGPERFMON_SMTP_PASSWORD": "unused"}) == 1
+        assert wait_for(lambda: len(box.mails) == 2)
+        assert [m.rcpt_tos for m in box.mails] == [["dba@example.test"], ["busy@example.test"]]
+        headers = [email.message_from_bytes(m.content, policy=email.policy.default) for m in box.mails]
+        assert headers[0]["Message-ID"] == headers[1]["Message-ID"], "one message, reaching the rest"
+    assert outbox_status(conn) == ("delivered", None) and recipients_left(conn) is None
+
+
 def assert_no_secret(conn: psycopg.Connection, secret: str) -> None:
     """No table of perfmon holds the secret, whatever the column."""
     tables = [t for (t,) in conn.execute(

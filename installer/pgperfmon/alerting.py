@@ -47,7 +47,7 @@ class PsycopgStore:
 
     def claim(self, channels: list[str]) -> dict[str, Any] | None:
         cur = self.conn.execute(
-            "SELECT message_id, alert_id, channel, event, attempt, payload "
+            "SELECT message_id, alert_id, channel, event, attempt, payload, recipients_left "
             "FROM perfmon.outbox_claim(%s)", (channels,))
         row = cur.fetchone()
         if row is None:
@@ -56,13 +56,14 @@ class PsycopgStore:
         return dict(zip(names, row, strict=True))
 
     def result(self, message_id: int, ok: bool, status_code: int | None, error: str | None,
-               duration_ms: float, worker: str, retry_after_s: float | None = None) -> str:
+               duration_ms: float, worker: str, retry_after_s: float | None = None,
+               recipients_left: list[str] | None = None) -> str:
         # A savepoint: if the outcome cannot be stored, the claim still holds (deliver_one).
         with self.conn.transaction():
             row = self.conn.execute("SELECT perfmon.outbox_result(%s::bigint, %s, %s::int, %s::text, "
-                                    "%s::real, %s::text, %s::float8)",
+                                    "%s::real, %s::text, %s::float8, %s::text[])",
                                     (message_id, ok, status_code, error, duration_ms, worker,
-                                     retry_after_s)).fetchone()
+                                     retry_after_s, recipients_left)).fetchone()
         return row[0] if row else "?"
 
 

@@ -50,7 +50,8 @@ class Store(Protocol):
     def claim(self, channels: list[str]) -> dict[str, Any] | None: ...
 
     def result(self, message_id: int, ok: bool, status_code: int | None, error: str | None,
-               duration_ms: float, worker: str, retry_after_s: float | None = None) -> str: ...
+               duration_ms: float, worker: str, retry_after_s: float | None = None,
+               recipients_left: list[str] | None = None) -> str: ...
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Sent:
     status_code: int | None = None
     error: str | None = None
     retry_after_s: float | None = None  # the receiver's Retry-After: no retry before it
+    recipients_left: list[str] | None = None  # others accepted it: retry to these only
 
 
 class DeliveryError(Exception):
@@ -436,12 +438,17 @@ def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any],
     """Twilio-style: one form post of To, From, Body per recipient, basic auth sid:token."""
     token = _secret(settings, "secret_env", env) or ""
     url = settings.get("gateway_url")
-    recipients = settings.get("recipients") or []
-    if not url or not recipients:
+    if not url or not settings.get("recipients"):
         raise DeliveryError("sms channel needs alerting.channels.sms.gateway_url and recipients")
+    recipients = recipients_to_send(message, settings)
+    if not recipients:
+        return Sent(True, None, NO_RECIPIENT_LEFT)
     auth = base64.b64encode(f"{settings.get('account_sid') or ''}:{token}".encode()).decode()
-    status, accepted, refused = 0, 0, []
+    status, accepted, refused, retry_after = 0, [], [], None
     for to in recipients:
+        if retry_after is not None:  # the gateway asked to be left alone: not now
+            refused.append(Refusal(to, "not sent: the gateway asked to wait (Retry-After)", True))
+            continue
         form = urllib.parse.urlencode({"To": to, "From": settings.get("sender") or "",
                                        "Body": text_of(message)[:1600]}).encode()
         try:
@@ -449,23 +456,61 @@ def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any],
                                        "Authorization": f"Basic {auth}", **_common_headers(message)},
                            float(settings.get("timeout_seconds", 10)), [token, auth],
                            "alerting.channels.sms.gateway_url")
-            accepted += 1
+            accepted.append(to)
         except DeliveryError as exc:
-            refused.append((str(to), str(exc), exc.status_code, exc.retry_after_s))
-    if not accepted:
-        waits = [wait for *_, wait in refused if wait is not None]
-        raise DeliveryError("; ".join(f"{to}: {why}" for to, why, *_ in refused), refused[-1][2],
-                            max(waits) if waits else None)
-    return partly_delivered(status, accepted, [(to, why) for to, why, *_ in refused])
+            refused.append(Refusal(to, str(exc), http_refusal_is_temporary(exc.status_code),
+                                   exc.status_code))
+            retry_after = exc.retry_after_s
+    return recipients_outcome(message, status, recipients, accepted, refused, retry_after)
 
 
-def partly_delivered(status: int, accepted: int, refused: list[tuple[str, str]]) -> int | Sent:
-    """A message some recipients accepted is delivered: retrying it would send it again to
-    every one of them. The refusals go to its last_error, not to a retry."""
+NO_RECIPIENT_LEFT = "none of the recipients it was still to reach is configured any more"
+
+
+@dataclass
+class Refusal:
+    recipient: str
+    why: str
+    temporary: bool  # refused for now (retried), or for good (noted only)
+    status_code: int | None = None
+
+
+def http_refusal_is_temporary(status_code: int | None) -> bool:
+    """No answer, a timeout (408), too early (425), too many requests (429) or the gateway's
+    own trouble (5xx): a later attempt may succeed. Any other 4xx (a bad number, bad
+    credentials) or a redirect will be refused again."""
+    return status_code is None or status_code in (408, 425, 429) or status_code >= 500
+
+
+def recipients_to_send(message: Mapping[str, Any], settings: Mapping[str, Any]) -> list[str]:
+    """The channel's recipients; on a retry after others accepted the message, only those it
+    is still to reach (and still configured)."""
+    recipients = [str(r) for r in settings.get("recipients") or []]
+    left = message.get("recipients_left")
+    return recipients if left is None else [r for r in recipients if r in left]
+
+
+def recipients_outcome(message: Mapping[str, Any], status: int, tried: list[str], accepted: list[str],
+                       refused: list[Refusal], retry_after: float | None = None) -> int | Sent:
+    """The outcome of sending to several recipients. Refused by all that were tried, and no
+    earlier attempt reached anyone: a failure, retried to all. Otherwise those who accepted
+    it have it and are never sent it again: the message is delivered, its refusals noted,
+    unless some were refused for now - then it stays pending, retried to those only."""
     if not refused:
         return status
-    return Sent(True, status, f"delivered to {accepted} of {accepted + len(refused)} recipients; refused: "
-                + "; ".join(f"{to}: {why}" for to, why in refused))
+    earlier = message.get("recipients_left") is not None
+    if not accepted and not earlier:
+        raise DeliveryError("; ".join(f"{r.recipient}: {r.why}" for r in refused), refused[-1].status_code,
+                            retry_after)
+    later = [r.recipient for r in refused if r.temporary]
+    note = f"delivered to {len(accepted)} of {len(tried)} recipients{' left' if earlier else ''}"
+    if later:
+        note += "; refused for now, retried: " + "; ".join(
+            f"{r.recipient}: {r.why}" for r in refused if r.temporary)
+    if len(later) < len(refused):
+        note += "; refused: " + "; ".join(f"{r.recipient}: {r.why}" for r in refused if not r.temporary)
+    return Sent(not later, status if accepted else refused[-1].status_code, note,
+                retry_after if later else None, later or None)
 
 
 def send_email(message: Mapping[str, Any], settings: Mapping[str, Any],
@@ -474,11 +519,14 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any],
     recipients = settings.get("recipients") or []
     if not recipients:
         raise DeliveryError("email channel needs alerting.channels.email.recipients")
+    targets = recipients_to_send(message, settings)
+    if not targets:
+        return Sent(True, None, NO_RECIPIENT_LEFT)
     mail = EmailMessage()
     # A target may hold line breaks (a table named "a\nb"): a header may not.
     mail["Subject"] = printable(text_of(message))[:200]
     mail["From"] = settings.get("sender") or "pgperfmon@localhost"
-    mail["To"] = ", ".join(recipients)
+    mail["To"] = ", ".join(recipients)  # on a retry too: the envelope (targets) says who gets it
     mail["Message-ID"] = f"<pgperfmon-{message['message_id']}@{settings.get('smtp_host')}>"
     mail.set_content("\n".join(f"{k}: {v}" for k, v in details_of(message)) + "\n")
     # AUTH PLAIN sends base64("\0user\0password"): a server's reply may echo it.
@@ -494,10 +542,15 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any],
                 smtp.ehlo()
             if settings.get("username"):
                 smtp.login(settings["username"], password or "")
-            # Every recipient refused raises SMTPRecipientsRefused; some: they are returned.
-            refused = smtp.send_message(mail)
-            return partly_delivered(250, len(recipients) - len(refused), [
-                (to, scrub(f"SMTP {code} {reply.decode(errors='replace')}", secrets))
+            # Some recipients refused are returned; every one raises SMTPRecipientsRefused.
+            try:
+                refused = smtp.send_message(mail, to_addrs=targets)
+            except smtplib.SMTPRecipientsRefused as exc:
+                refused = exc.recipients
+            # A 4xx refusal (greylisting, a full mailbox) is for now: retried; a 5xx is for good.
+            return recipients_outcome(message, 250, targets, [t for t in targets if t not in refused], [
+                Refusal(to, scrub(f"SMTP {code} {reply.decode(errors='replace')}", secrets),
+                        400 <= code < 500, code)
                 for to, (code, reply) in sorted(refused.items())])
     except smtplib.SMTPResponseException as exc:
         raise DeliveryError(scrub(f"SMTP {exc.smtp_code} {exc.smtp_error!r}", secrets),
@@ -509,8 +562,9 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any],
         raise DeliveryError(scrub(f"{type(exc).__name__}: {exc}", secrets)) from None
 
 
-# A sender returns the receiver's status code, or a Sent (delivered with a note: partly
-# refused); it raises DeliveryError when nothing was delivered.
+# A sender returns the receiver's status code, or a Sent (some recipients refused: delivered
+# with a note, or pending with the recipients to retry); it raises DeliveryError when nothing
+# was delivered.
 SENDERS: dict[str, Callable[[Mapping[str, Any], Mapping[str, Any], Mapping[str, str]], int | Sent]] = {
     "perfmon_py.delivery.send_slack": send_slack,
     "perfmon_py.delivery.send_webhook": send_webhook,
@@ -561,7 +615,7 @@ def deliver_one(store: Store, worker: str, env: Mapping[str, str] | None = None,
         code = resolve_sender(channel["sender"])(message, settings, env)
         sent = Sent(True, code) if not isinstance(code, Sent) else \
             Sent(code.ok, code.status_code, scrub(code.error, secrets) if code.error else None,
-                 code.retry_after_s)
+                 code.retry_after_s, code.recipients_left)
     except DeliveryError as exc:
         sent = Sent(False, exc.status_code, scrub(str(exc), secrets), exc.retry_after_s)
     except Exception as exc:  # a bug in a sender must not stop the queue
@@ -569,7 +623,7 @@ def deliver_one(store: Store, worker: str, env: Mapping[str, str] | None = None,
     ms = (time.perf_counter() - start) * 1000
     try:
         status = store.result(message["message_id"], sent.ok, sent.status_code, sent.error, ms, worker,
-                              sent.retry_after_s)
+                              sent.retry_after_s, sent.recipients_left)
     except Exception as exc:
         # An outcome the database refuses must not stop the queue: unrecorded, the message
         # would stay claimable with no attempt counted, re-sent and failing on every start.
@@ -601,13 +655,14 @@ class PlpyStore:
         return row
 
     def result(self, message_id: int, ok: bool, status_code: int | None, error: str | None,
-               duration_ms: float, worker: str, retry_after_s: float | None = None) -> str:
-        plan = self.plpy.prepare("select perfmon.outbox_result($1, $2, $3, $4, $5, $6, $7) as s",
-                                 ["bigint", "boolean", "integer", "text", "real", "text", "float8"])
+               duration_ms: float, worker: str, retry_after_s: float | None = None,
+               recipients_left: list[str] | None = None) -> str:
+        plan = self.plpy.prepare("select perfmon.outbox_result($1, $2, $3, $4, $5, $6, $7, $8) as s",
+                                 ["bigint", "boolean", "integer", "text", "real", "text", "float8", "text[]"])
         # A subtransaction: if the outcome cannot be stored, the claim still holds (deliver_one).
         with self.plpy.subtransaction():
             return self.plpy.execute(plan, [message_id, ok, status_code, error, duration_ms, worker,
-                                            retry_after_s])[0]["s"]
+                                            retry_after_s, recipients_left])[0]["s"]
 
 
 def work_outbox(plpy, max_seconds: float, max_messages: int) -> int:

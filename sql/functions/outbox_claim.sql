@@ -1,5 +1,6 @@
 CREATE OR REPLACE FUNCTION perfmon.outbox_claim(channels text[])
-RETURNS TABLE (message_id bigint, alert_id bigint, channel text, event text, attempt integer, payload jsonb)
+RETURNS TABLE (message_id bigint, alert_id bigint, channel text, event text, attempt integer, payload jsonb,
+               recipients_left text[])
 LANGUAGE sql
 SET search_path = pg_catalog, pg_temp
 AS $$
@@ -15,10 +16,11 @@ AS $$
         LIMIT 1
         FOR UPDATE SKIP LOCKED
     )
-    SELECT o.message_id, o.alert_id, o.channel, o.event, o.attempts + 1, o.payload
+    SELECT o.message_id, o.alert_id, o.channel, o.event, o.attempts + 1, o.payload, o.recipients_left
     FROM m JOIN perfmon.alert_outbox AS o USING (message_id)
 $$;
 COMMENT ON FUNCTION perfmon.outbox_claim(text[]) IS
     'Locks and returns the next due pending message of the given channels (none: no row), skipping '
     'messages other workers hold and messages of an alert whose earlier message to the channel is '
-    'still pending. Send it, record perfmon.outbox_result(), then commit.';
+    'still pending. recipients_left: the only recipients to send it to (NULL: all of the channel''s). '
+    'Send it, record perfmon.outbox_result(), then commit.';

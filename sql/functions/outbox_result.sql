@@ -1,6 +1,7 @@
 CREATE OR REPLACE FUNCTION perfmon.outbox_result(message_id bigint, ok boolean, status_code integer,
                                                  error text, duration_ms real, worker text,
-                                                 retry_after_s double precision DEFAULT NULL)
+                                                 retry_after_s double precision DEFAULT NULL,
+                                                 recipients_left text[] DEFAULT NULL)
 RETURNS text
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
@@ -21,8 +22,10 @@ BEGIN
         status = CASE WHEN ok THEN 'delivered' WHEN x.attempts + 1 >= max_attempts THEN 'dead'
                       ELSE 'pending' END,
         delivered_at = CASE WHEN ok THEN clock_timestamp() END,
-        -- Delivered with an error: some recipients refused it (kept, not retried).
+        -- Delivered with an error: some recipients refused it for good (noted, not retried).
         last_error = noted,
+        -- Not ok with recipients left: the others have it; only those are sent the retries.
+        recipients_left = CASE WHEN NOT ok THEN coalesce(outbox_result.recipients_left, x.recipients_left) END,
         -- The backoff, or the receiver's Retry-After if that is later.
         next_attempt_at = CASE WHEN ok THEN x.next_attempt_at
                                ELSE clock_timestamp() + make_interval(secs => least(max_s, greatest(
@@ -45,10 +48,11 @@ BEGIN
     RETURN o.status;
 END
 $$;
-COMMENT ON FUNCTION perfmon.outbox_result(bigint, boolean, integer, text, real, text, double precision) IS
+COMMENT ON FUNCTION perfmon.outbox_result(bigint, boolean, integer, text, real, text, double precision, text[]) IS
     'Records one delivery attempt of a claimed message: delivered, or retried after '
     'alerting.retry_base_seconds * 2^(attempt-1) s (at most alerting.retry_max_seconds) or after the '
     'receiver''s Retry-After (retry_after_s) if later, or dead after alerting.max_delivery_attempts. '
     'A Retry-After holds back the channel''s other pending messages too, and is honoured up to '
-    'alerting.retry_max_seconds. The error must already be redacted; with ok, it notes the '
-    'recipients that refused a message others accepted. Returns the new status.';
+    'alerting.retry_max_seconds. recipients_left: after an attempt some recipients accepted, those '
+    'that refused it for now, to whom alone it is retried. The error must already be redacted; '
+    'it notes the recipients that refused a message others accepted. Returns the new status.';
