@@ -754,6 +754,31 @@ def test_an_sms_refused_for_now_is_retried_to_that_recipient_only(conn: psycopg.
         (3, True, None)]
 
 
+def test_a_message_retried_to_one_recipient_does_not_hold_back_the_next_from_the_others(
+        conn: psycopg.Connection, installed: str) -> None:
+    # The firing reached two of three numbers; the third is retried alone, on the backoff, for
+    # up to max_delivery_attempts. The resolution must not wait for that (up to 80 minutes
+    # with the defaults) to reach the two who were told of the firing.
+    add_gauge_rule(conn, value=95)
+    set_config(conn, alerting__cooldown_minutes=0)
+    with http_receiver() as rx:
+        rx.fail_when = lambda r: 503 if urllib.parse.parse_qs(r.body.decode())["To"][0] == "+15552222" else None
+        set_config(conn, alerting__channels__sms__enabled=True, alerting__channels__sms__gateway_url=rx.url,
+                   alerting__channels__sms__recipients=["+15551111", "+15552222", "+15553333"])
+        analyze(conn)
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1
+        conn.execute("UPDATE public.test_gauge SET v = 10")
+        analyze(conn)
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1
+        told = [(urllib.parse.parse_qs(r.body.decode())["To"][0], "RESOLVED" in r.body.decode())
+                for r in rx.received]
+        assert told == [("+15551111", False), ("+15553333", False),
+                        ("+15551111", True), ("+15553333", True)]
+    assert conn.execute("SELECT event, status, recipients_left FROM perfmon.alert_outbox ORDER BY message_id"
+                        ).fetchall() == [("firing", "pending", ["+15552222"]),
+                                         ("resolved", "pending", ["+15552222"])]
+
+
 def test_an_sms_gateway_that_asks_to_wait_is_not_sent_the_other_recipients_meanwhile(
         conn: psycopg.Connection, installed: str) -> None:
     add_gauge_rule(conn, value=95)
