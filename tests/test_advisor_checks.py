@@ -104,6 +104,75 @@ def test_unused_index(probe: psycopg.Connection) -> None:
     assert row["evidence"]["scans_sampled"] == 0
 
 
+def busy_and_rare(conn: psycopg.Connection, busy: int) -> None:
+    """`busy` tables whose index reads 300 entries a scan, and one table with an index that is
+    looked up once (rare_v, a single entry) and one never scanned (rare_w)."""
+    for i in range(busy):
+        conn.execute(f"CREATE TABLE busy_{i} (a int, b text)")
+        conn.execute(f"INSERT INTO busy_{i} SELECT g, 'x' FROM generate_series(1, 1000) g")
+        conn.execute(f"CREATE INDEX busy_{i}_a ON busy_{i} (a)")
+        conn.execute(f"ANALYZE busy_{i}")
+    conn.execute("CREATE TABLE rare (id int, v text, w text)")
+    conn.execute("INSERT INTO rare SELECT g, 'x' || g, 'y' || g FROM generate_series(1, 2000) g")
+    conn.execute("CREATE INDEX rare_v ON rare (v)")
+    conn.execute("CREATE INDEX rare_w ON rare (w)")
+    conn.execute("ANALYZE rare")
+
+
+def rare_work(conn: psycopg.Connection, busy: int) -> None:
+    for i in range(busy):
+        conn.execute(f"SELECT * FROM busy_{i} ORDER BY a LIMIT 300").fetchall()
+    conn.execute("SELECT * FROM rare WHERE v = 'x5'").fetchall()
+
+
+def test_an_index_scanned_but_never_among_the_busiest_is_not_unused(probe: psycopg.Connection) -> None:
+    """index_history keeps only the relation_top_n busiest indexes of a sample: an index
+    scanned a little every sample, never among them, was advised dropped as unused."""
+    conn = probe
+    busy = 12
+    set_config(conn, "collection.relation_top_n", 10)
+    busy_and_rare(conn, busy)
+    collect(conn)
+    for _ in range(3):
+        sampled(conn, lambda: rare_work(conn, busy))
+    assert conn.execute("SELECT pg_stat_get_numscans('rare_v'::regclass)").fetchone()[0] >= 3
+    stored = conn.execute("""SELECT count(*) FROM perfmon.index_history h
+                             JOIN perfmon.relations r USING (rel_id) WHERE r.rel_name = 'rare_v'""")
+    assert stored.fetchone() == (0,), "rare_v made the top N: the test shows nothing"
+    conn.execute("UPDATE perfmon.relations SET first_seen = now() - interval '20 days' "
+                 "WHERE rel_name IN ('rare_v', 'rare_w')")
+    refresh(conn)
+    assert [r["target"] for r in findings(conn, "unused_index")] == ["public.rare_w"]
+    rare = {r["index_name"]: r for r in view(conn, "unused_indexes", "table_name = 'rare'")}
+    assert rare["rare_v"]["severity"] == "ok" and rare["rare_v"]["last_scan_seen"] is not None
+    assert rare["rare_w"]["last_scan_seen"] is None and rare["rare_w"]["unscanned_days"] >= 19.9
+
+
+def test_a_scan_after_a_statistics_reset_counts(probe: psycopg.Connection) -> None:
+    """The sample after pg_stat_reset() is a baseline for the deltas and stored none, but what
+    the counters hold then was scanned since the reset, after the previous sample: the index is
+    used. The span from that sample to the reset cannot be accounted for: not observed time."""
+    conn = probe
+    busy_and_rare(conn, 0)
+    sampled(conn, lambda: None)
+    conn.execute("SELECT pg_stat_reset()")
+    rare_work(conn, 0)
+    flush(conn)
+    collect(conn)
+    conn.execute("UPDATE perfmon.relations SET first_seen = now() - interval '20 days' "
+                 "WHERE rel_name IN ('rare_v', 'rare_w')")
+    refresh(conn)
+    assert [r["target"] for r in findings(conn, "unused_index")] == ["public.rare_w"]
+    gaps = conn.execute("SELECT count(*) FROM perfmon.index_stats_gaps").fetchone()[0]
+    assert gaps == 1
+    # A span it could not see, as long as the index was watched, leaves it unobserved.
+    conn.execute("UPDATE perfmon.index_stats_gaps SET gap_from = now() - interval '19 days'")
+    refresh(conn)
+    assert findings(conn, "unused_index") == []
+    rare_w = view(conn, "unused_indexes", "index_name = 'rare_w'")[0]
+    assert 0.9 <= rare_w["unscanned_days"] <= 1.1 and rare_w["observed_days"] == rare_w["unscanned_days"]
+
+
 def test_duplicate_overlapping_and_invalid_indexes(probe: psycopg.Connection) -> None:
     conn = probe
     refresh(conn)

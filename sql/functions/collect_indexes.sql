@@ -3,20 +3,41 @@ RETURNS perfmon.collect_result
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
--- Index statistics and I/O of this database; the same rules as collect_tables().
+-- Index statistics and I/O of this database; the same rules as collect_tables(). Beyond
+-- the top N stored, every index whose idx_scan grew is noted in perfmon.index_scans_seen
+-- (at most once an hour each), and a reset or crash after an earlier sample is noted in
+-- perfmon.index_stats_gaps: perfmon.unused_indexes must know a scan of any index, not only
+-- of the busiest.
 DECLARE
     dbid oid := (SELECT oid FROM pg_database WHERE datname = current_database());
     reset_at timestamptz := (SELECT stats_reset FROM pg_stat_database WHERE datid = dbid);
     src record;
     baseline boolean;
+    had_state boolean;
+    restarted boolean := false;  -- the counters started again after an earlier sample
+    prev_ts timestamptz;
     lost bigint := 0;
     added int;
     top_n int := perfmon.setting('collection.relation_top_n')::int;
     result perfmon.collect_result;
 BEGIN
     SELECT * INTO src FROM perfmon.state_sources WHERE server_id = 1 AND source = 'indexes';
-    baseline := NOT FOUND OR src.reset_at IS DISTINCT FROM reset_at;
+    had_state := FOUND;
+    baseline := NOT had_state OR src.reset_at IS DISTINCT FROM reset_at;
     IF baseline THEN
+        -- After an earlier sample the counters now count from the reset (or the restart
+        -- after a crash, which empties the state): scans since then are known, those from
+        -- that sample to the reset are not.
+        prev_ts := CASE WHEN had_state THEN src.last_ts
+                        ELSE (SELECT max(s.ts) FROM perfmon.samples AS s
+                              WHERE s.server_id = 1 AND s.kind = 'sample' AND s.ts < sample_ts) END;
+        restarted := prev_ts IS NOT NULL;
+        IF restarted THEN
+            INSERT INTO perfmon.index_stats_gaps (server_id, gap_from, gap_to)
+            VALUES (1, prev_ts, CASE WHEN reset_at > prev_ts AND reset_at < sample_ts THEN reset_at
+                                     ELSE sample_ts END)
+            ON CONFLICT DO NOTHING;
+        END IF;
         -- A reset or a crash after an earlier sample: a gap per table whose state is
         -- dropped (at least one), as in collect_statements().
         DELETE FROM perfmon.state_indexes;
@@ -64,6 +85,19 @@ BEGIN
           = (EXCLUDED.idx_scan, EXCLUDED.idx_tup_read, EXCLUDED.idx_tup_fetch,
              EXCLUDED.idx_blks_read, EXCLUDED.idx_blks_hit)
     ),
+    seen AS (
+        -- a scan since the previous sample: the delta, or the whole counter where it
+        -- started again since then
+        INSERT INTO perfmon.index_scans_seen AS s (rel_id, last_scan_seen)
+        SELECT cmp.rel_id, sample_ts
+        FROM cmp
+        LEFT JOIN perfmon.index_scans_seen AS o ON o.rel_id = cmp.rel_id
+        WHERE CASE WHEN cmp.went_back THEN cmp.idx_scan > 0
+                   WHEN baseline AND NOT cmp.known THEN restarted AND cmp.idx_scan > 0
+                   ELSE cmp.d_idx_scan > 0 END
+          AND (o.rel_id IS NULL OR o.last_scan_seen < sample_ts - interval '1 hour')
+        ON CONFLICT (rel_id) DO UPDATE SET last_scan_seen = EXCLUDED.last_scan_seen
+    ),
     ranked AS (
         SELECT cmp.*,
                row_number() OVER (ORDER BY d_idx_tup_read + d_idx_blks_read + d_idx_blks_hit DESC,
@@ -93,4 +127,5 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION perfmon.collect_indexes(timestamptz) IS
-    'Collection stage: index statistics deltas into perfmon.index_history.';
+    'Collection stage: index statistics deltas of the busiest collection.relation_top_n indexes '
+    'into perfmon.index_history; the last scan seen of every index into perfmon.index_scans_seen.';

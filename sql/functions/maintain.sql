@@ -33,6 +33,10 @@ BEGIN
      USING perfmon.relations AS r
      WHERE r.rel_id = st.rel_id AND r.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
        AND NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid = r.relid);
+    DELETE FROM perfmon.index_scans_seen AS st
+     USING perfmon.relations AS r
+     WHERE r.rel_id = st.rel_id AND r.datid = (SELECT oid FROM pg_database WHERE datname = current_database())
+       AND NOT EXISTS (SELECT FROM pg_class AS c WHERE c.oid = r.relid);
     DELETE FROM perfmon.settings_history
      WHERE ts < now() - make_interval(days => perfmon.setting('collection.rollup_daily_retention_days')::int);
     RETURN jsonb_build_object('partitions_created', created, 'partitions_dropped', dropped,
