@@ -173,6 +173,39 @@ def test_a_scan_after_a_statistics_reset_counts(probe: psycopg.Connection) -> No
     assert 0.9 <= rare_w["unscanned_days"] <= 1.1 and rare_w["observed_days"] == rare_w["unscanned_days"]
 
 
+def test_the_index_behind_a_foreign_key_is_not_advised_dropped(probe: psycopg.Connection) -> None:
+    """A foreign key's check on a parent DELETE scans the child's index only when a parent row
+    goes: never scanned is not unused. Dropping the only covering index would make each parent
+    delete read the whole child. Of two covering indexes that both look unused, one is kept."""
+    conn = probe
+    conn.execute("CREATE TABLE parent (id int PRIMARY KEY, a int, b int, UNIQUE (a, b))")
+    conn.execute("""CREATE TABLE child (id int, p int REFERENCES parent, q int REFERENCES parent,
+                                        a int, b int, FOREIGN KEY (a, b) REFERENCES parent (a, b))""")
+    conn.execute("CREATE INDEX child_p ON child (p)")                   # the only one for p
+    conn.execute("CREATE INDEX child_q ON child (q)")                   # two for q
+    conn.execute("CREATE INDEX child_q_id ON child (q, id)")
+    conn.execute("CREATE INDEX child_b_a ON child (b, a)")              # (a, b), in another order
+    conn.execute("CREATE INDEX child_p_partial ON child (p) WHERE p > 0")  # cannot serve the check
+    conn.execute("CREATE INDEX child_id ON child (id)")                 # serves no foreign key
+    collect(conn)
+    conn.execute("UPDATE perfmon.relations SET first_seen = now() - interval '20 days' "
+                 "WHERE rel_name LIKE 'child%'")
+    refresh(conn)
+    advised = {r["target"] for r in findings(conn, "unused_index")}
+    assert advised == {"public.child_q_id", "public.child_p_partial", "public.child_id"}, advised
+    kept = {r["index_name"]: r["kept_for_foreign_keys"]
+            for r in view(conn, "unused_indexes", "table_name = 'child'")}
+    assert kept == {"child_p": ["child_p_fkey"], "child_q": ["child_q_fkey"],
+                    "child_b_a": ["child_a_b_fkey"], "child_q_id": None, "child_p_partial": None,
+                    "child_id": None}, kept
+    # Once one of the two for q is scanned, the other is no longer needed for it.
+    sampled(conn, lambda: conn.execute(
+        "SET enable_seqscan = off; SELECT * FROM child WHERE q = 1 AND id = 1; RESET enable_seqscan"))
+    refresh(conn)
+    advised = {r["target"] for r in findings(conn, "unused_index")}
+    assert "public.child_q_id" not in advised and "public.child_q" in advised, advised
+
+
 def test_duplicate_overlapping_and_invalid_indexes(probe: psycopg.Connection) -> None:
     conn = probe
     refresh(conn)
