@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from psycopg import sql
 
 from helpers import collect, flush
-from pgperfmon import cli, config, deploy
+from pgperfmon import cli, config, deploy, resources
 
 
 def test_fresh_database_refresh_runs_every_rule(conn: psycopg.Connection) -> None:
@@ -204,6 +204,67 @@ def test_the_index_behind_a_foreign_key_is_not_advised_dropped(probe: psycopg.Co
     refresh(conn)
     advised = {r["target"] for r in findings(conn, "unused_index")}
     assert "public.child_q_id" not in advised and "public.child_q" in advised, advised
+
+
+def test_names_that_read_alike_unquoted_are_two_targets(probe: psycopg.Connection) -> None:
+    """Schema "a.b" table "c" and schema "a" table "b.c" were both target a.b.c: their findings
+    were one row, each refresh overwriting the other's. Targets quote names as a DBA pastes them.
+    A finding stored unquoted before goes on under its new target (status, id, alert) when its
+    object is certain; one of two such objects cannot be told, and is resolved."""
+    conn = probe
+    migration = resources.path("sql", "migrations") / "021_advisor_index_scans_and_targets.sql"
+    conn.execute('CREATE SCHEMA "a.b"')
+    conn.execute("CREATE SCHEMA a")
+    for table in ('"a.b".c', 'a."b.c"', 'public."Orders"'):
+        conn.execute(f"CREATE TABLE {table} (id int, v text) WITH (autovacuum_enabled = false)")
+        conn.execute(f"INSERT INTO {table} SELECT g, 'x' FROM generate_series(1, 20000) g")
+        conn.execute(f"DELETE FROM {table} WHERE id % 2 = 0")
+    conn.execute('CREATE INDEX i ON "a.b".c (v)')
+    conn.execute('CREATE INDEX "b.i" ON a."b.c" (v)')
+    conn.execute('CREATE INDEX "Orders_v" ON public."Orders" (v)')
+    flush(conn)
+    collect(conn)
+    conn.execute("UPDATE perfmon.relations SET first_seen = now() - interval '20 days' "
+                 "WHERE rel_name IN ('i', 'b.i', 'Orders_v')")
+    # What the release before stored: unquoted targets, one alert raised from one of them.
+    set_config(conn, "alerting.recommendation_min_level", "info")
+    old = [("vacuum_health", "vacuum", "a.b.c", "open"),
+           ("vacuum_health", "vacuum", "public.Orders", "dismissed"),
+           ("unused_index", "index", "public.Orders_v", "open"),
+           ("index_advice", "index", "public.Orders(Customer Id, v)", "open")]
+    for rule, kind, target, status in old:
+        conn.execute("""INSERT INTO perfmon.recommendation_log (fingerprint, rule, kind, severity, target,
+                            finding, confidence, first_seen, last_seen, status, status_changed)
+                        VALUES (md5(%(rule)s || ':' || %(target)s), %(rule)s, %(kind)s, 'warning', %(target)s,
+                                'found before', 'high', now() - interval '1 day', now() - interval '1 day',
+                                %(status)s, now() - interval '1 day')""",
+                     {"rule": rule, "kind": kind, "target": target, "status": status})
+    ids = dict(conn.execute("SELECT target, id FROM perfmon.recommendation_log").fetchall())
+    conn.execute("SELECT perfmon.analyze()")
+    alert = conn.execute("SELECT alert_id FROM perfmon.alert_log "
+                         "WHERE target = 'unused_index: public.Orders_v'").fetchone()[0]
+    conn.execute(migration.read_text(encoding="utf-8"))  # the upgrade's migration (again)
+    assert dict(conn.execute("SELECT id, target FROM perfmon.recommendation_log").fetchall()) == {
+        ids["a.b.c"]: "a.b.c", ids["public.Orders"]: 'public."Orders"',
+        ids["public.Orders_v"]: 'public."Orders_v"',
+        ids["public.Orders(Customer Id, v)"]: 'public."Orders"("Customer Id", v)'}
+    refresh(conn)
+    vacuum = {r["target"]: r for r in findings(conn, "vacuum_health", None)}
+    assert {t: (r["status"], r["id"]) for t, r in vacuum.items()} == {
+        '"a.b".c': ("open", vacuum['"a.b".c']["id"]), 'a."b.c"': ("open", vacuum['a."b.c"']["id"]),
+        'public."Orders"': ("dismissed", ids["public.Orders"]), "a.b.c": ("resolved", ids["a.b.c"])}
+    for target in ('"a.b".c', 'a."b.c"'):
+        assert vacuum[target]["finding"].count("dead tuples") == 1
+        conn.execute(f"VACUUM {target}")  # the target is a name to paste
+    unused = {r["target"]: r for r in findings(conn, "unused_index")}
+    assert set(unused) == {'"a.b".i', 'a."b.i"', 'public."Orders_v"'}, unused
+    assert unused['public."Orders_v"']["id"] == ids["public.Orders_v"]
+    conn.execute("SELECT perfmon.analyze()")
+    assert conn.execute("SELECT alert_id, state <> 'resolved' FROM perfmon.alert_log "
+                        "WHERE target = 'unused_index: public.\"Orders_v\"'").fetchall() == [(alert, True)]
+    flush(conn)
+    refresh(conn)
+    assert {r["target"] for r in findings(conn, "vacuum_health")} == set()
 
 
 def test_duplicate_overlapping_and_invalid_indexes(probe: psycopg.Connection) -> None:
@@ -663,6 +724,26 @@ def test_slow_query_insights(probe: psycopg.Connection) -> None:
     assert any("sequential scan of public.big" in r["finding"] for r in recs)
     assert {r["severity"] for r in recs if "row_misestimate" in r["target"]
             or "spill_to_disk" in r["target"]} == {"info"}
+
+
+def test_slow_query_insights_on_names_that_read_alike_unquoted(probe: psycopg.Connection) -> None:
+    """One query reading all of "a.b".c and all of a."b.c": two sequential scans, two findings;
+    unquoted both were relation a.b.c, and one was dropped."""
+    conn = probe
+    conn.execute('CREATE SCHEMA "a.b"')
+    conn.execute("CREATE SCHEMA a")
+    for table in ('"a.b".c', 'a."b.c"'):
+        conn.execute(f"CREATE TABLE {table} (id int, v text)")
+        conn.execute(f"INSERT INTO {table} SELECT g, 'x' || g FROM generate_series(1, 120000) g")
+        conn.execute(f"ANALYZE {table}")
+    set_config(conn, "database.performance_thresholds.slow_query_ms", 1)
+    sampled(conn, lambda: [conn.execute('SELECT count(*) FROM "a.b".c JOIN a."b.c" USING (id) '
+                                        "WHERE c.v <> %s", ("y",)).fetchall() for _ in range(3)])
+    refresh(conn)
+    seq = view(conn, "slow_query_insights", "problem = 'seq_scan_large_table'")
+    assert sorted(i["relation"] for i in seq) == ['"a.b".c', 'a."b.c"'], seq
+    targets = sorted(r["target"] for r in findings(conn, "slow_query_plan"))
+    assert [t.split(" on ")[1] for t in targets] == ['"a.b".c', 'a."b.c"'], targets
 
 
 def test_scheduled_refresh_runs_as_perfmon_admin_and_readers_read(probe: psycopg.Connection) -> None:

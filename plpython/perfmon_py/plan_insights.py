@@ -5,6 +5,7 @@ from the sampled history; the plan says where."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 from perfmon_py import plans
@@ -24,22 +25,26 @@ def next_power_of_two_mb(size_bytes: float, floor_mb: int = 4, cap_mb: int = 204
 
 def problems(summary: plans.PlanSummary, explain: Any, reltuples: dict[tuple[str, str], float],
              rows_per_call: float | None, temp_bytes_per_call: float | None,
-             work_mem_bytes: int, is_select: bool) -> list[dict[str, Any]]:
-    """Problems of one plan: a list of {problem, relation, detail, advice, evidence}."""
+             work_mem_bytes: int, is_select: bool,
+             quote_ident: Callable[[str], str]) -> list[dict[str, Any]]:
+    """Problems of one plan: a list of {problem, relation, detail, advice, evidence}.
+    quote_ident: the server's (plpy.quote_ident); a relation is named schema.table quoted, or
+    schema "a.b" table "c" and schema "a" table "b.c" would be one relation, and one finding."""
     found: list[dict[str, Any]] = []
     for key, rel in summary.relations.items():
         rows = reltuples.get(key, 0.0)
         if "Seq Scan" in rel.scans and rows >= LARGE_TABLE_ROWS:
+            name = f"{quote_ident(rel.schema)}.{quote_ident(rel.table)}"
             cols = rel.equality + [c for c in rel.range + rel.join if c not in rel.equality]
             if cols:
-                advice = (f"filters {rel.name} on {', '.join(cols)} while reading all of it: "
+                advice = (f"filters {name} on {', '.join(cols)} while reading all of it: "
                           "see perfmon.index_recommendations for an index that serves it")
             else:
-                advice = (f"reads all of {rel.name} without a filter: add a WHERE or LIMIT, or "
+                advice = (f"reads all of {name} without a filter: add a WHERE or LIMIT, or "
                           "keep a summary table if the whole table is really needed")
             found.append({
-                "problem": "seq_scan_large_table", "relation": rel.name,
-                "detail": f"sequential scan of {rel.name} ({rows:.0f} rows)",
+                "problem": "seq_scan_large_table", "relation": name,
+                "detail": f"sequential scan of {name} ({rows:.0f} rows)",
                 "advice": advice,
                 "evidence": {"table_rows": rows, "filter_columns": cols},
             })
@@ -119,7 +124,7 @@ def explain_slow_queries(plpy: Any, limit: int = 20) -> dict[str, Any]:
         is_select = r["query"].lstrip().lower().startswith(("select", "with", "table", "values"))
         rows_per_call = float(r["rows_per_call"]) if r["rows_per_call"] is not None else None
         for p in problems(summary, explain, reltuples, rows_per_call, r["temp_bytes_per_call"],
-                          work_mem, is_select):
+                          work_mem, is_select, plpy.quote_ident):
             plpy.execute(insert, [r["stmt_id"], p["problem"], p["relation"], p["detail"],
                                   p["advice"], json.dumps(p["evidence"])])
             stored += 1

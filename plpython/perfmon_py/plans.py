@@ -113,10 +113,6 @@ class Relation:
     seq_scan_rows: float = 0.0
     seq_scan_cost: float = 0.0
 
-    @property
-    def name(self) -> str:
-        return f"{self.schema}.{self.table}"
-
 
 @dataclass
 class PlanSummary:

@@ -27,7 +27,7 @@ r AS (
 )
 SELECT r.kind, r.schema_name, r.rel_name AS name, r.hit AS blocks_hit, r.read AS blocks_read,
        r.hit_pct, r.read * cfg.bs AS read_bytes,
-       format('%s %s.%s', r.kind, r.schema_name, r.rel_name) AS target,
+       format('%s %I.%I', r.kind, r.schema_name, r.rel_name) AS target,
        CASE WHEN r.hit_pct IS NULL OR r.hit_pct >= cfg.min_pct OR r.read < 1000 THEN 'ok'
             WHEN r.hit_pct < cfg.min_pct / 2 THEN 'warning' ELSE 'info' END AS severity,
        format('%s %s.%s found %s%% of its blocks in shared buffers (threshold %s%%): %s read from '

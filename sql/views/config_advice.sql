@@ -87,7 +87,7 @@ advice AS (
            '{}'::jsonb, NULL::numeric, NULL::text, 'high'
     WHERE NOT current_setting('autovacuum')::boolean
     UNION ALL
-    SELECT format('autovacuum_vacuum_scale_factor on %s.%s', hot.schema_name, hot.rel_name),
+    SELECT format('autovacuum_vacuum_scale_factor on %I.%I', hot.schema_name, hot.rel_name),
            current_setting('autovacuum_vacuum_scale_factor'), '0.02', 'info',
            format('table %s.%s (%s rows) had %s rows updated or deleted in the last %s days: with the '
                   'default scale factor autovacuum waits for %s dead rows; a lower one vacuums it '

@@ -54,7 +54,7 @@ pairs AS (
 )
 SELECT schema_name, table_name, index_name, definition, index_size_bytes, kind,
        covered_by, covered_by_definition, covered_by_size_bytes,
-       format('%s.%s', schema_name, index_name) AS target,
+       format('%I.%I', schema_name, index_name) AS target,
        CASE WHEN kind = 'duplicate' THEN 'warning' ELSE 'info' END AS severity,
        format('index %s.%s (%s) is %s by %s (%s): it costs %s and slows every write for nothing',
               schema_name, index_name, definition,

@@ -60,7 +60,7 @@ WITH cfg AS MATERIALIZED (
     UNION ALL
     -- table (with indexes and TOAST) size from its sizes runs, limit = twice its size now;
     -- an empty table has no such limit (twice nothing), so no forecast until it holds data
-    SELECT 'table_growth', r.schema_name || '.' || r.rel_name, 'bytes', z.observations, z.first_ts, z.last_ts,
+    SELECT 'table_growth', format('%I.%I', r.schema_name, r.rel_name), 'bytes', z.observations, z.first_ts, z.last_ts,
            2 * z.size_bytes, z.size_bytes, z.t_mean, z.y_mean, z.sxx, z.sxy, z.syy
       FROM cfg, perfmon.size_trends('r', cfg.since) AS z
       JOIN perfmon.relations AS r ON r.rel_id = z.object_id

@@ -39,7 +39,7 @@ SELECT b.schema_name, b.table_name, b.index_name,
        (b.expected_pages * b.bs)::bigint AS expected_bytes,
        greatest(b.relpages - b.expected_pages, 0)::bigint * b.bs AS bloat_bytes,
        round(100 * greatest(b.relpages - b.expected_pages, 0) / b.relpages, 1) AS bloat_pct,
-       format('%s.%s', b.schema_name, b.index_name) AS target,
+       format('%I.%I', b.schema_name, b.index_name) AS target,
        CASE WHEN greatest(b.relpages - b.expected_pages, 0) * b.bs < cfg.min_bytes
                  OR 100 * greatest(b.relpages - b.expected_pages, 0) / b.relpages < cfg.min_pct THEN 'ok'
             WHEN 100 * (b.relpages - b.expected_pages) / b.relpages >= 70 THEN 'warning'

@@ -11,7 +11,8 @@ SELECT a.schema_name, a.table_name, a.columns, a.index_sql, a.method,
        round(a.write_overhead_ms::numeric, 1)      AS write_overhead_ms,
        round(a.write_overhead_pct::numeric, 1)     AS write_overhead_pct,
        a.recommended, a.reason, a.queries, a.advised_at,
-       format('%s.%s(%s)', a.schema_name, a.table_name, array_to_string(a.columns, ', ')) AS target,
+       format('%I.%I(%s)', a.schema_name, a.table_name,
+              array_to_string(ARRAY(SELECT quote_ident(c) FROM unnest(a.columns) AS c), ', ')) AS target,
        CASE WHEN NOT a.recommended THEN 'ok'
             WHEN a.improvement_pct >= 50 THEN 'warning' ELSE 'info' END AS severity,
        format('an index on %s.%s (%s) would cut the cost of %s statement(s), %s calls, by %s%% '

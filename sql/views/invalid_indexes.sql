@@ -2,7 +2,7 @@ CREATE OR REPLACE VIEW perfmon.invalid_indexes AS
 SELECT n.nspname AS schema_name, t.relname AS table_name, i.relname AS index_name,
        pg_get_indexdef(x.indexrelid) AS definition,
        pg_relation_size(i.oid) AS index_size_bytes,
-       format('%s.%s', n.nspname, i.relname) AS target,
+       format('%I.%I', n.nspname, i.relname) AS target,
        'warning'::text AS severity,
        format('index %s.%s is invalid (a CREATE INDEX CONCURRENTLY or REINDEX failed): queries '
               'cannot use it, yet every write still maintains it', n.nspname, i.relname) AS finding,

@@ -34,7 +34,7 @@ u AS (
 )
 SELECT u.schema_name, u.sequence_name, u.sequence_type, u.table_name, u.column_name, u.column_type,
        u.last_value, u.effective_max, u.used_pct, u.values_left,
-       format('%s.%s', u.schema_name, u.sequence_name) AS target,
+       format('%I.%I', u.schema_name, u.sequence_name) AS target,
        CASE WHEN u.last_value IS NULL OR u.used_pct < cfg.warn_pct THEN 'ok'
             WHEN u.used_pct >= greatest(cfg.warn_pct, 90) THEN 'critical'
             ELSE 'warning' END AS severity,

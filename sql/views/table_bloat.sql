@@ -43,7 +43,7 @@ SELECT b.schema_name, b.table_name,
        greatest(b.relpages - b.expected_pages, 0)::bigint * b.bs AS bloat_bytes,
        round(100 * greatest(b.relpages - b.expected_pages, 0) / b.relpages, 1) AS bloat_pct,
        b.reltuples::bigint AS live_rows_estimate, round(b.row_bytes) AS row_bytes, b.fillfactor,
-       format('%s.%s', b.schema_name, b.table_name) AS target,
+       format('%I.%I', b.schema_name, b.table_name) AS target,
        CASE WHEN greatest(b.relpages - b.expected_pages, 0) * b.bs < cfg.min_bytes
                  OR 100 * greatest(b.relpages - b.expected_pages, 0) / b.relpages < cfg.min_pct THEN 'ok'
             WHEN 100 * (b.relpages - b.expected_pages) / b.relpages >= 70 THEN 'warning'

@@ -88,7 +88,7 @@ SELECT idx.schema_name, idx.table_name, idx.index_name, idx.index_size_bytes,
        idx.scans_sampled, idx.scans_since_stats_reset, idx.observed_days,
        idx.table_rows_written, idx.indisunique AS is_unique, idx.backs_constraint,
        idx.last_scan_seen, idx.unscanned_days, idx.kept_for_foreign_keys,
-       format('%s.%s', idx.schema_name, idx.index_name) AS target,
+       format('%I.%I', idx.schema_name, idx.index_name) AS target,
        CASE WHEN NOT idx.unused OR idx.kept_for_foreign_keys IS NOT NULL THEN 'ok'
             WHEN idx.index_size_bytes >= 100 * 1024 * 1024 THEN 'warning'
             ELSE 'info' END AS severity,

@@ -136,7 +136,7 @@ SELECT j.schema_name, j.table_name, j.n_live_tup, j.n_dead_tup, j.dead_pct,
        round(j.trigger_dead) AS autovacuum_trigger_dead_tuples, j.over_trigger,
        j.last_vacuum, j.last_autovacuum, j.since_vacuum_s, j.autovacuum_enabled,
        j.autovacuum_runs AS autovacuum_runs_in_window, j.cannot_keep_up, j.xmin_held_by,
-       format('%s.%s', j.schema_name, j.table_name) AS target,
+       format('%I.%I', j.schema_name, j.table_name) AS target,
        CASE WHEN j.n_dead_tup < 1000 OR coalesce(j.dead_pct, 0) < j.max_dead_pct THEN 'ok'
             WHEN NOT j.autovacuum_enabled OR j.cannot_keep_up THEN 'critical'
             ELSE 'warning' END AS severity,
