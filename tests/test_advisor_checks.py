@@ -212,7 +212,7 @@ def test_names_that_read_alike_unquoted_are_two_targets(probe: psycopg.Connectio
     A finding stored unquoted before goes on under its new target (status, id, alert) when its
     object is certain; one of two such objects cannot be told, and is resolved."""
     conn = probe
-    migration = resources.path("sql", "migrations") / "021_advisor_index_scans_and_targets.sql"
+    migration = resources.path("sql", "migrations") / "024_advisor_index_scans_and_targets.sql"
     conn.execute('CREATE SCHEMA "a.b"')
     conn.execute("CREATE SCHEMA a")
     for table in ('"a.b".c', 'a."b.c"', 'public."Orders"'):
