@@ -158,12 +158,18 @@ def test_daily_figures_match_the_views(conn: psycopg.Connection) -> None:
         "SELECT count(*) FROM perfmon.alerts WHERE state = 'firing'").fetchone()[0] == 1
     assert tech["alerts"]["mttr_s"]["value"] == 300
     assert [a["level"] for a in tech["alerts"]["items"]] == ["warning", "critical", "critical"]
+    # each with what it costs the business, shown in the report's alerts table
+    impacts = dict(conn.execute("SELECT alert_id, business_impact FROM perfmon.alerts").fetchall())
+    assert all(a["business_impact"] == impacts[a["alert_id"]] for a in tech["alerts"]["items"])
+    assert any(a["business_impact"] for a in tech["alerts"]["items"])
 
     # anomalies active in the period, from perfmon.anomalies
-    view = conn.execute("SELECT episode_id, severity FROM perfmon.anomalies WHERE started_at <= %s "
-                        "AND last_seen_at > %s ORDER BY score DESC", (to, frm)).fetchall()
+    view = conn.execute("SELECT episode_id, severity, duration_s FROM perfmon.anomalies "
+                        "WHERE started_at <= %s AND last_seen_at > %s ORDER BY score DESC",
+                        (to, frm)).fetchall()
     an = tech["anomalies"]
-    assert [(i["episode_id"], i["severity"]) for i in an["items"]] == [tuple(v) for v in view]
+    got = [(i["episode_id"], i["severity"], i["duration_s"]) for i in an["items"]]
+    assert got == [tuple(v) for v in view]
     assert an["episodes"]["value"] == 2 and an["critical"]["value"] == 1 and an["warning"]["value"] == 1
 
     # open recommendations in perfmon.recommendations' order (worst first, then benefit)

@@ -11,6 +11,7 @@ import json
 import re
 import shlex
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 
 import psycopg
@@ -20,7 +21,7 @@ from browser import Browser, Page
 from click.testing import CliRunner
 from report_helpers import HOSTILE_ALIAS, prepared_database, smtp_server
 
-from pgperfmon import alerting, charts, cli, config, dashboard, rendering
+from pgperfmon import alerting, charts, cli, config, dashboard, rendering, report
 
 SIGNING_KEY = "report-signing-key"
 SMTP_PASSWORD = "smtp-SECRET-pw-42"
@@ -108,6 +109,15 @@ def test_json_is_executive_report_as_the_database_returns_it(prepared: psycopg.C
             a, b = a[key], b[key]
         assert a == b, path
     assert shown["period"]["name"] == "weekly"
+
+
+def test_markdown_heading_shows_a_hostile_database_name_as_text() -> None:
+    """A database name is the user's: in the heading it is text, on one line, like any cell."""
+    r = report.Report(period="daily", data={"period": {"name": "daily"}}, trend=[],
+                      database="<img src=x onerror=alert(1)>\n# [pwn](x)",
+                      generated_at=datetime(2026, 1, 2, tzinfo=timezone.utc))
+    heading = report.render_markdown(r).splitlines()[0]
+    assert heading == "# Daily report — database &lt;img src=x onerror=alert(1)> # \\[pwn](x)"
 
 
 def test_markdown_has_every_section_and_each_figure_with_its_how(prepared: psycopg.Connection,

@@ -260,7 +260,7 @@ BEGIN
                    'ongoing', a.ongoing, 'metrics', a.metrics, 'series', a.series, 'unit', a.unit,
                    'severity', a.severity, 'score', a.score, 'observed_value', a.observed_value,
                    'expected_low', a.expected_low, 'expected_high', a.expected_high,
-                   'business_impact', a.business_impact)
+                   'duration_s', a.duration_s, 'business_impact', a.business_impact)
                    ORDER BY a.score DESC, a.started_at DESC)), '[]'))
       INTO anomalies
       FROM perfmon.anomalies AS a
@@ -280,7 +280,8 @@ BEGIN
                                ELSE 'mean duration_s of the alerts that fired in the period and resolved' END),
                'items', coalesce(jsonb_agg(jsonb_build_object(
                    'alert_id', x.alert_id, 'ts', x.ts, 'state', x.state, 'level', x.level, 'rule', x.rule,
-                   'target', x.target, 'summary', x.summary, 'duration_s', x.duration_s)
+                   'target', x.target, 'summary', x.summary, 'duration_s', x.duration_s,
+                   'business_impact', x.business_impact)
                    ORDER BY x.n), '[]'))
       INTO alerts
       FROM (SELECT a.*, row_number() OVER (
