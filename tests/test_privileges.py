@@ -10,6 +10,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from pgperfmon import config, deploy
+
 
 def test_public_has_no_privilege_on_any_perfmon_object(conn: psycopg.Connection) -> None:
     granted_to_public = conn.execute("""
@@ -329,6 +331,43 @@ def test_only_the_superuser_may_write_the_python_code_store(catalog: psycopg.Con
             catalog.execute("UPDATE perfmon.python_modules SET source = 'import os' WHERE false")
     finally:
         catalog.execute("RESET ROLE")
+
+
+def test_perfmon_admin_cannot_replace_the_python_code_store_with_its_own(paused_cron: str) -> None:
+    """perfmon_admin owns schema perfmon, so it may drop the superuser's code store (a schema's
+    owner may drop any table in it) and make its own: that code must never run, not even
+    after the next install, which takes the name back (the digests it compares are forged)."""
+    planted = ("import os\n"
+               "raise Exception('perfmon_admin code ran as the OS user: PG_VERSION '"
+               " + open('PG_VERSION').read().strip())\n")
+    with psycopg.connect(paused_cron, autocommit=True) as conn:
+        conn.execute("SET ROLE perfmon_admin")
+        real = conn.execute("SELECT name, is_package, sha256 FROM perfmon.python_modules").fetchall()
+        conn.execute("DROP TABLE perfmon.python_modules")
+        conn.execute("CREATE TABLE perfmon.python_modules (name text PRIMARY KEY, is_package boolean, "
+                     "source text, sha256 text, deployed_at timestamptz DEFAULT now())")
+        for name, is_package, digest in real:  # the real digests: an install sees nothing to update
+            conn.execute("INSERT INTO perfmon.python_modules (name, is_package, source, sha256) "
+                         "VALUES (%s, %s, %s, %s)", (name, is_package, planted, digest))
+
+    def run_as_admin() -> None:
+        with psycopg.connect(paused_cron, autocommit=True) as fresh:  # a session not bootstrapped
+            fresh.execute("SET ROLE perfmon_admin")
+            fresh.execute("SELECT perfmon.python_environment()")
+
+    with pytest.raises(psycopg.Error) as refused:
+        run_as_admin()
+    assert "perfmon_admin code ran" not in str(refused.value)
+    assert "not the superuser's code store" in str(refused.value)
+
+    report = deploy.install(paused_cron, config.load(None, env={}))
+    assert any("replaced perfmon.python_modules, which perfmon_admin owned" in c for c in report.changes)
+    run_as_admin()  # the code store is the superuser's again, with pgperfmon's code
+    with psycopg.connect(paused_cron) as conn:
+        assert conn.execute("SELECT count(*) FROM perfmon.python_modules WHERE source = %s",
+                            (planted,)).fetchone() == (0,)
+        assert conn.execute("SELECT r.rolsuper FROM pg_class c JOIN pg_roles r ON r.oid = c.relowner "
+                            "WHERE c.oid = 'perfmon.python_modules'::regclass").fetchone() == (True,)
 
 
 def test_temporary_tables_named_like_perfmon_tables_do_not_capture_the_feed(

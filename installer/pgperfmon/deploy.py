@@ -438,6 +438,7 @@ def _replaced_object(conn: psycopg.Connection, obj: SqlObject) -> str | None:
 def _deploy_python(conn: psycopg.Connection, available: set[str], report: Report) -> None:
     if "plpython3u" not in available:
         return
+    _claim_code_store(conn, report)
     stored = dict(conn.execute("SELECT name, sha256 FROM perfmon.python_modules"))
     modules = python_modules()
     for name, (is_package, source) in modules.items():
@@ -456,6 +457,37 @@ def _deploy_python(conn: psycopg.Connection, available: set[str], report: Report
     for gone in sorted(set(stored) - set(modules)):
         conn.execute("DELETE FROM perfmon.python_modules WHERE name = %s", (gone,))
         report.change(f"removed Python module {gone}")
+
+
+def _claim_code_store(conn: psycopg.Connection, report: Report) -> None:
+    """Make perfmon.python_modules the superuser's own plain table before writing to it.
+
+    perfmon_admin owns schema perfmon, and a schema's owner may drop any table in it: it
+    could have put a table of its own (with its code, its triggers) or a view in the code
+    store's place. That one is dropped unread, as a superuser's reading a view or writing
+    a table of perfmon_admin's would run perfmon_admin's functions as the superuser, and a
+    new one is made (migration 001's first table, still perfmon_admin's, goes the same way).
+    """
+    found = conn.execute(
+        """SELECT c.relkind::text, r.rolsuper, r.rolname::text FROM pg_class AS c
+             JOIN pg_roles AS r ON r.oid = c.relowner
+            WHERE c.oid = to_regclass('perfmon.python_modules')""").fetchone()
+    if found is not None and found[:2] == ("r", True):
+        return
+    if found is not None:
+        kind, _super, owner = found
+        held = 0
+        if kind == "r":  # a plain table: a superuser's SELECT runs none of its owner's code
+            held = conn.execute("SELECT count(*) FROM perfmon.python_modules").fetchone()[0]
+        drop = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "f": "FOREIGN TABLE",
+                "S": "SEQUENCE", "i": "INDEX", "I": "INDEX", "c": "TYPE"}[kind]
+        conn.execute(f"DROP {drop} perfmon.python_modules")  # no CASCADE: a dependent fails loudly
+        if kind != "r" or owner != "perfmon_admin" or held:
+            report.change(f"replaced perfmon.python_modules, which {owner} owned: code written "
+                          "there would run as the server's operating-system user")
+    else:
+        report.change("made the missing PL/Python code store perfmon.python_modules again")
+    conn.execute(resources.sql("python_modules"))
 
 
 def _store_config(conn: psycopg.Connection, config: Config, report: Report) -> None:

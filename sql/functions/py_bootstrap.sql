@@ -12,6 +12,21 @@ import importlib.abc
 import importlib.util
 import sys
 
+# perfmon_admin owns schema perfmon, and a schema's owner may drop any table in it: it
+# could put a table (or a view) of its own in the code store's place, whose code would
+# run here as the server's operating-system user. Only a superuser's plain table is read.
+# The lock keeps the name on the table checked until the transaction ends (a DROP waits),
+# and it is taken before anything reads the relation: a view's functions would run.
+plpy.execute("lock table perfmon.python_modules in access share mode")
+store = plpy.execute(
+    "select c.relkind::text as kind, r.rolsuper, r.rolname::text as owner"
+    "  from pg_class as c join pg_roles as r on r.oid = c.relowner"
+    " where c.oid = 'perfmon.python_modules'::regclass")
+if not (store[0]["kind"] == "r" and store[0]["rolsuper"]):
+    plpy.error("pgperfmon: perfmon.python_modules is not the superuser's code store (it is a "
+               "relation of kind %s owned by %s): its code is not run"
+               % (store[0]["kind"], store[0]["owner"]),
+               hint="pgperfmon install, run as a superuser, puts the code store back")
 rows = plpy.execute(
     "select name, is_package, source from perfmon.python_modules order by name")
 sources = {r["name"]: (r["source"], r["is_package"]) for r in rows}
