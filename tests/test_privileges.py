@@ -370,6 +370,41 @@ def test_perfmon_admin_cannot_replace_the_python_code_store_with_its_own(paused_
                             "WHERE c.oid = 'perfmon.python_modules'::regclass").fetchone() == (True,)
 
 
+def test_an_upgrade_fires_no_trigger_of_perfmon_admin_as_the_superuser(
+        paused_cron: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """perfmon_admin owns perfmon's tables and may hang triggers on them; a trigger runs as
+    whoever writes the row. An upgrade recording its new migration as the superuser ran
+    perfmon_admin's trigger as the superuser: here one that makes perfmon_admin a superuser."""
+    with psycopg.connect(paused_cron, autocommit=True) as conn:
+        conn.execute("SET ROLE perfmon_admin")
+        conn.execute("""CREATE FUNCTION perfmon.planted() RETURNS trigger LANGUAGE plpgsql AS $$
+                        BEGIN
+                            IF (SELECT rolsuper FROM pg_roles WHERE rolname = current_user) THEN
+                                ALTER ROLE perfmon_admin SUPERUSER;
+                            END IF;
+                            RETURN NEW;
+                        END $$""")
+        for table in ("schema_migrations", "config", "meta", "statements"):
+            conn.execute(sql.SQL("CREATE TRIGGER planted BEFORE INSERT OR UPDATE ON perfmon.{} "
+                                 "FOR EACH ROW EXECUTE FUNCTION perfmon.planted()").format(
+                                     sql.Identifier(table)))
+    # A release that brings a new migration (the one after the newest).
+    shipped = deploy.migrations()
+    monkeypatch.setattr(deploy, "migrations", lambda: [
+        *shipped, deploy.Migration(shipped[-1].version + 1, "next_release", "SELECT 1")])
+    try:
+        # The install itself fails (its clean-up finds perfmon.planted() defined by no file
+        # and kept by the triggers); what it committed before that is what counts.
+        with pytest.raises(psycopg.errors.DependentObjectsStillExist):
+            deploy.install(paused_cron, config.load(None, env={"PERFORMANCE_COLLECTION_INTERVAL": "30"}))
+    finally:
+        with psycopg.connect(paused_cron, autocommit=True) as conn:
+            superuser = conn.execute("SELECT rolsuper FROM pg_roles WHERE rolname = 'perfmon_admin'"
+                                     ).fetchone()
+            conn.execute("ALTER ROLE perfmon_admin NOSUPERUSER")  # the cluster is shared
+    assert superuser == (False,)
+
+
 def test_temporary_tables_named_like_perfmon_tables_do_not_capture_the_feed(
         catalog: psycopg.Connection) -> None:
     """pg_temp is last on the definer functions' path, but an agent may create temporary tables:

@@ -158,15 +158,23 @@ def _install_schema(conn: psycopg.Connection, config: Config | None, skip_extens
     _create_roles(conn, report)
     _apply_migrations(conn, report)
     _apply_objects(conn, available, report)
+    # perfmon_admin's tables are written as perfmon_admin: a trigger on them runs as the
+    # writer, and must never run as the installing superuser.
+    conn.execute("SET LOCAL ROLE perfmon_admin")
     _redact_stored_texts(conn, report)
+    conn.execute("RESET ROLE")
     _deploy_python(conn, available, report)
+    conn.execute("SET LOCAL ROLE perfmon_admin")
     if config is None:
         config = load_config(stored=dict(conn.execute("SELECT key, value FROM perfmon.config")))
     _store_config(conn, config, report)
     _check_stored_config(conn)
+    conn.execute("RESET ROLE")
     _grant_read_all_data(conn, config.optimization.advisor_reads_all_tables, report)
     _create_partitions(conn, report)
+    conn.execute("SET LOCAL ROLE perfmon_admin")
     _record_version(conn, report)
+    conn.execute("RESET ROLE")
     _apply_privileges(conn)
 
 
@@ -292,12 +300,14 @@ def _apply_migrations(conn: psycopg.Connection, report: Report) -> None:
         try:
             conn.execute("SET LOCAL ROLE perfmon_admin")
             conn.execute(migration.text)
-            conn.execute("RESET ROLE")
+            # Recorded as perfmon_admin too: the table is perfmon_admin's, and a trigger it
+            # hung on it would run as whoever writes the row (here a superuser).
             conn.execute(
                 "INSERT INTO perfmon.schema_migrations (version, name, checksum) "
                 "VALUES (%s, %s, %s)",
                 (migration.version, migration.name, migration.checksum),
             )
+            conn.execute("RESET ROLE")
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()
