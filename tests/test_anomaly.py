@@ -197,6 +197,45 @@ def test_a_second_scoring_or_training_at_once_skips(conn: psycopg.Connection, pa
     assert conn.execute("SELECT perfmon.score_anomalies()").fetchone()[0]["scored"] == 0
 
 
+UNSCORABLE = {
+    "nothing changed": None,
+    "anomaly detection turned off": "UPDATE perfmon.config SET value = 'false' "
+                                    "WHERE key = 'anomaly_detection.enabled'",
+    "another detector chosen": "UPDATE perfmon.config SET value = '\"robust_zscore\"' "
+                               "WHERE key = 'anomaly_detection.algorithm'",
+    "its feature disabled": "UPDATE perfmon.anomaly_features SET enabled = false "
+                            "WHERE name = 'db.connections.total'",
+    "its feature removed": "DELETE FROM perfmon.anomaly_features WHERE name = 'db.connections.total'",
+}
+
+
+@pytest.mark.parametrize("change", list(UNSCORABLE))
+def test_an_episode_no_scoring_will_reach_again_ends_and_its_alert_resolves(
+        conn: psycopg.Connection, change: str) -> None:
+    # An open episode ends after its feature's quiet samples: once nothing scores that
+    # feature with that detector any more, it stayed ongoing, its alert firing, for ever.
+    conn.execute(
+        """INSERT INTO perfmon.anomaly_episodes (server_id, detector, feature, started_at,
+               last_seen_at, samples, peak_score, peak_at, observed_value, expected_low, expected_high)
+           VALUES (1, 'envelope', 'db.connections.total', now() - interval '12 minutes',
+                   now() - interval '1 minute', 12, 2.5, now() - interval '5 minutes', 95, 10, 40)""")
+    conn.execute("SELECT perfmon.analyze()")
+    alert = "SELECT state FROM perfmon.alerts WHERE rule = 'anomaly'"
+    assert conn.execute(alert).fetchall() == [("firing",)]
+    if UNSCORABLE[change]:
+        conn.execute(UNSCORABLE[change])
+    for _ in range(3):
+        result = conn.execute("SELECT perfmon.analyze()").fetchone()[0]
+    episode = conn.execute("SELECT ongoing, last_seen_at = peak_at + interval '4 minutes' "
+                           "FROM perfmon.anomalies").fetchall()
+    if change == "nothing changed":  # the envelope still scores it: its quiet samples end it
+        assert episode == [(True, True)]
+        assert conn.execute(alert).fetchall() == [("firing",)]
+    else:
+        assert episode == [(False, True)], result
+        assert conn.execute(alert).fetchall() == [("resolved",)]
+
+
 def test_models_survive_a_server_restart(server, conn: psycopg.Connection, installed: str) -> None:
     w = _workload(conn, "envelope")
     before = conn.execute("SELECT model_id, trained_at, md5(model) FROM perfmon.anomaly_models "

@@ -19,14 +19,31 @@ DECLARE
     opened int := 0;
     started timestamptz := clock_timestamp();
     non_finite jsonb;
+    enabled boolean;
+    unscored int;
 BEGIN
-    IF NOT perfmon.setting('anomaly_detection.enabled')::boolean THEN
-        RETURN jsonb_build_object('detector', det, 'skipped', 'anomaly_detection.enabled is false');
-    END IF;
     -- Two scorings at once (a manual analyze() beside the job's) would both count the
     -- same samples into the same episodes.
     IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.score_anomalies')) THEN
         RETURN jsonb_build_object('detector', det, 'skipped', 'another scoring is running');
+    END IF;
+    -- An open episode ends only when its feature's samples are scored normal: one that no
+    -- scoring will reach again - anomaly detection turned off, another detector chosen, its
+    -- feature disabled or removed - stayed ongoing for ever, and its alert firing and
+    -- escalating. It ends at its last anomalous sample.
+    enabled := perfmon.setting('anomaly_detection.enabled')::boolean;
+    UPDATE perfmon.anomaly_episodes AS e SET ended_at = e.last_seen_at
+     WHERE e.server_id = 1 AND e.ended_at IS NULL
+       AND (NOT enabled
+            OR NOT e.detector = ANY (array_remove(ARRAY[
+                   CASE WHEN det = 'isolation_forest_multi' THEN 'envelope' ELSE det END,
+                   CASE WHEN det LIKE 'isolation_forest%' THEN 'isolation_forest_multi' END], NULL))
+            OR (e.feature <> 'multi' AND NOT EXISTS (
+                    SELECT FROM perfmon.anomaly_features AS f WHERE f.name = e.feature AND f.enabled)));
+    GET DIAGNOSTICS unscored = ROW_COUNT;
+    IF NOT enabled THEN
+        RETURN jsonb_build_object('detector', det, 'skipped', 'anomaly_detection.enabled is false')
+            || CASE WHEN unscored > 0 THEN jsonb_build_object('episodes_ended_unscored', unscored) ELSE '{}' END;
     END IF;
     -- Skipped values that are not finite numbers, since the newest sample scored: each
     -- said once, unless no finite value came after it (then it is said again).
@@ -86,11 +103,14 @@ BEGIN
     RETURN jsonb_build_object('detector', det, 'scored', scored, 'anomalous', anomalous,
         'episodes_opened', opened,
         'ms', round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1))
-        || jsonb_strip_nulls(jsonb_build_object('non_finite', non_finite));
+        || jsonb_strip_nulls(jsonb_build_object('non_finite', non_finite,
+                                                'episodes_ended_unscored', nullif(unscored, 0)));
 END
 $$;
 COMMENT ON FUNCTION perfmon.score_anomalies() IS
     'Scores the anomaly features'' new samples with the stored models (no training) and records '
-    'anomalous samples as episodes (perfmon.anomalies); returns {detector, scored, anomalous, '
-    'episodes_opened, ms}, and non_finite: the feature values skipped for not being finite numbers '
+    'anomalous samples as episodes (perfmon.anomalies); ends the open episodes no scoring will reach '
+    'again (anomaly detection off, another detector in force, their feature disabled or removed); '
+    'returns {detector, scored, anomalous, episodes_opened, ms}, episodes_ended_unscored when it ended '
+    'such episodes, and non_finite: the feature values skipped for not being finite numbers '
     '(NaN, infinities), also raised as a WARNING. Called every interval by perfmon.analyze().';
