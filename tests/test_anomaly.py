@@ -236,6 +236,28 @@ def test_an_episode_no_scoring_will_reach_again_ends_and_its_alert_resolves(
         assert conn.execute(alert).fetchall() == [("resolved",)]
 
 
+@pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
+def test_a_changed_sensitivity_or_time_zone_retrains_at_the_next_training_run(
+        conn: psycopg.Connection, detector: str) -> None:
+    # A model keeps the margins it was fitted with: a DBA who lowered the sensitivity
+    # against noisy alerts kept the old margins for up to retrain_interval_hours, the
+    # hourly job saying "not due".
+    _workload(conn, detector)
+    current = ("SELECT params ->> 'sensitivity', params ->> 'zone', (convert_from(model, 'UTF8')::jsonb "
+               "->> 'margin')::float8 FROM perfmon.anomaly_models WHERE current AND detector = %s")
+    assert "skipped" in conn.execute("SELECT perfmon.train_anomaly_models()").fetchone()[0]
+    set_config(conn, "anomaly_detection.sensitivity", "low")
+    trained = conn.execute("SELECT perfmon.train_anomaly_models()").fetchone()[0]
+    assert trained.get("models", 0) >= 8, trained
+    assert "sensitivity" in trained["settings_changed"]
+    assert set(conn.execute(current, (detector,)).fetchall()) == {("low", "UTC", 0.5)}
+    set_config(conn, "anomaly_detection.timezone", "Europe/Berlin")
+    assert conn.execute("SELECT perfmon.train_anomaly_models()").fetchone()[0].get("models", 0) >= 8
+    assert set(conn.execute(current, (detector,)).fetchall()) == {("low", "Europe/Berlin", 0.5)}
+    # Fitted with the settings in force: not due again.
+    assert "skipped" in conn.execute("SELECT perfmon.train_anomaly_models()").fetchone()[0]
+
+
 def test_models_survive_a_server_restart(server, conn: psycopg.Connection, installed: str) -> None:
     w = _workload(conn, "envelope")
     before = conn.execute("SELECT model_id, trained_at, md5(model) FROM perfmon.anomaly_models "

@@ -575,7 +575,7 @@ def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: 
     import time
 
     params = json.dumps({"sensitivity": sensitivity, **thresholds(sensitivity),
-                         "mean_window": MEAN_WINDOW, "min_train": MIN_TRAIN})
+                         "mean_window": MEAN_WINDOW, "min_train": MIN_TRAIN, "zone": zone})
     stored = 0
     per_metric = "envelope" if detector == "isolation_forest_multi" else detector
     per_metric = "isolation_forest" if detector == "isolation_forest" else per_metric

@@ -6,7 +6,7 @@ AS $$
 -- Fits the detector in force (perfmon.anomaly_detector()) on the last
 -- anomaly_detection.training_window_days of every feature and stores the models.
 -- Runs hourly from pg_cron; does nothing until the current models are older than
--- anomaly_detection.retrain_interval_hours (or force).
+-- anomaly_detection.retrain_interval_hours, or were fitted with other settings (or force).
 DECLARE
     det text := perfmon.anomaly_detector();
     sens text := perfmon.setting('anomaly_detection.sensitivity') #>> '{}';
@@ -14,6 +14,7 @@ DECLARE
     until timestamptz := now();
     since timestamptz := now() - make_interval(days => perfmon.setting('anomaly_detection.training_window_days')::int);
     newest timestamptz;
+    refitted boolean;
     started timestamptz := clock_timestamp();
     result jsonb;
 BEGIN
@@ -25,8 +26,18 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.train_anomaly_models')) THEN
         RETURN jsonb_build_object('detector', det, 'skipped', 'another training is running');
     END IF;
-    SELECT max(m.trained_at) INTO newest FROM perfmon.anomaly_models AS m WHERE m.current AND m.detector = det;
-    IF NOT force AND newest > now() - make_interval(hours => perfmon.setting('anomaly_detection.retrain_interval_hours')::int) THEN
+    -- A model keeps the margins of the sensitivity it was fitted with, and the envelope's
+    -- profile the hours of its time zone: fitted with other settings than those in force,
+    -- it is due now, or a changed setting waited up to retrain_interval_hours (while a
+    -- DBA who had lowered the sensitivity still got the alerts it was lowered for).
+    SELECT max(m.trained_at),
+           bool_or(m.params ->> 'sensitivity' IS DISTINCT FROM sens
+                   OR (det IN ('envelope', 'envelope_sql') AND coalesce(m.params ->> 'zone', 'UTC')
+                       IS DISTINCT FROM perfmon.setting('anomaly_detection.timezone') #>> '{}'))
+      INTO newest, refitted
+      FROM perfmon.anomaly_models AS m WHERE m.current AND m.detector = det;
+    IF NOT force AND NOT refitted
+       AND newest > now() - make_interval(hours => perfmon.setting('anomaly_detection.retrain_interval_hours')::int) THEN
         RETURN jsonb_build_object('detector', det, 'skipped', format('models trained at %s are not due', newest));
     END IF;
     zone := perfmon.anomaly_timezone();  -- checked when used: it reads pg_timezone_names
@@ -50,11 +61,15 @@ BEGIN
     RETURN result || jsonb_build_object('detector', det, 'ms',
         round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1))
         || jsonb_strip_nulls(jsonb_build_object(
-               'non_finite', perfmon.anomaly_non_finite_skipped(since, until, 'training')));
+               'non_finite', perfmon.anomaly_non_finite_skipped(since, until, 'training'),
+               'settings_changed', CASE WHEN refitted AND NOT force THEN
+                   'the models were fitted with another sensitivity or time zone' END));
 END
 $$;
 COMMENT ON FUNCTION perfmon.train_anomaly_models(boolean) IS
     'Retrains the anomaly models of the detector in force on the training window when they are '
-    'older than anomaly_detection.retrain_interval_hours (or force); returns {detector, models, ms}, '
+    'older than anomaly_detection.retrain_interval_hours, were fitted with another '
+    'anomaly_detection.sensitivity or (envelopes) timezone, or force; returns {detector, models, ms}, '
+    'settings_changed when that was why, '
     'and non_finite: the feature values skipped for not being finite numbers (NaN, infinities), also '
     'raised as a WARNING.';

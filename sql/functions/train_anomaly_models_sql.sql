@@ -96,7 +96,8 @@ BEGIN
     INSERT INTO perfmon_new_models (model_id, detector, feature, series, trained_at, trained_from,
                                     trained_to, samples, params, model, current)
     SELECT 0, 'envelope_sql', g.feature, g.series, now(), g.t0, g.t1, g.n,
-           jsonb_build_object('sensitivity', sensitivity, 'margin', margin, 'mean_margin', mean_margin),
+           jsonb_build_object('sensitivity', sensitivity, 'margin', margin, 'mean_margin', mean_margin,
+                              'zone', zone),
            convert_to((jsonb_build_object(
                'algorithm', 'envelope', 'n', g.n, 'margin', margin, 'mean_margin', mean_margin,
                'mean_window', mean_window,
