@@ -509,6 +509,32 @@ def test_backtest_runs_the_database_detector_walk_forward(installed: str, tmp_pa
                             "USING (metric_id) WHERE name = 'backtest.value'").fetchone()[0] == 0
 
 
+def _backtest_series(dsn: str) -> int:
+    with psycopg.connect(dsn) as conn:
+        return conn.execute("SELECT count(*) FROM perfmon.metric_series AS s JOIN perfmon.metrics "
+                            "USING (metric_id) WHERE name = 'backtest.value'").fetchone()[0]
+
+
+def test_a_backtest_whose_input_is_refused_part_way_leaves_no_series_behind(installed: str,
+                                                                            tmp_path: Path) -> None:
+    # The good lines before and after the bad one were stored before the refusal was
+    # known; the series stayed in the metric store, which said it removed its series.
+    _series(tmp_path / "good.csv", 400, None)
+    _series(tmp_path / "bad.csv", 400, None)
+    lines = (tmp_path / "bad.csv").read_text().splitlines()
+    lines[200] = lines[200].split(",")[0] + ",oops"
+    (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+    code, output, _rows = _backtest(installed, [tmp_path / "good.csv", tmp_path / "bad.csv"],
+                                    tmp_path / "flags.csv")
+    assert code == 1 and "bad.csv: 1 lines refused, e.g. line 201" in output, output
+    assert _backtest_series(installed) == 0
+    # With --keep the series loaded stay, as asked.
+    code, output, _rows = _backtest(installed, [tmp_path / "good.csv", tmp_path / "bad.csv"],
+                                    tmp_path / "flags.csv", "--keep")
+    assert code == 1
+    assert _backtest_series(installed) == 2
+
+
 def _backtest(dsn: str, files: list[Path], out: Path, *options: str) -> tuple[int, str, list[dict]]:
     args = ["anomalies", "backtest", "--dsn", dsn, "--output", str(out), *options]
     for file in files:

@@ -24,9 +24,14 @@ from pgperfmon import db, ingest
 METRIC = "backtest.value"
 
 
+def series_labels(file: Path, run: str) -> dict[str, str]:
+    """The labels of the series a file of a run is loaded as."""
+    return {"file": file.name[:200], "run": run}
+
+
 def load_series(conn: psycopg.Connection, file: Path, run: str) -> int:
     """Load one file as a series labelled with its name and the run; return its series id."""
-    labels = {"file": file.name[:200], "run": run}
+    labels = series_labels(file, run)
     with file.open(encoding="utf-8", newline="") as stream:
         stored, _dups, errors = ingest.ingest_file(conn, stream, METRIC, "none", labels,
                                                    agent="pgperfmon anomalies backtest")
@@ -44,9 +49,18 @@ def load_series(conn: psycopg.Connection, file: Path, run: str) -> int:
     return int(row[0])
 
 
-def drop_series(conn: psycopg.Connection, series_id: int) -> None:
-    conn.execute("DELETE FROM perfmon.metric_samples WHERE series_id = %s", (series_id,))
-    conn.execute("DELETE FROM perfmon.metric_series WHERE series_id = %s", (series_id,))
+def drop_series(conn: psycopg.Connection, file: Path, run: str) -> None:
+    """Remove the series a file of a run was loaded as, if any (a load refused part-way has
+    stored the batches before the refusal)."""
+    if conn.closed:  # the server went away: its error is the one to show
+        return
+    conn.rollback()  # a failed load or backtest must not hide its error behind this one
+    ids = [r[0] for r in conn.execute(
+        "SELECT s.series_id FROM perfmon.metric_series AS s JOIN perfmon.metrics AS m USING (metric_id) "
+        "WHERE m.name = %s AND s.labels = %s::jsonb",
+        (METRIC, ingest.series_key(METRIC, series_labels(file, run))[1])).fetchall()]
+    conn.execute("DELETE FROM perfmon.metric_samples WHERE series_id = ANY (%s)", (ids,))
+    conn.execute("DELETE FROM perfmon.metric_series WHERE series_id = ANY (%s)", (ids,))
     conn.commit()
 
 
@@ -116,8 +130,8 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
             writer.writerow(["file", "timestamp", "score", "is_anomaly"])
             for file in inputs:
                 start = time.perf_counter()
-                series_id = load_series(conn, file, run)
                 try:
+                    series_id = load_series(conn, file, run)
                     conn.execute("SET TimeZone = 'UTC'")
                     rows = conn.execute(
                         "SELECT to_char(ts, 'YYYY-MM-DD HH24:MI:SS'), score, is_anomaly "
@@ -127,8 +141,7 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
                     conn.commit()
                 finally:
                     if not keep:
-                        conn.rollback()  # a failed backtest must not hide its error behind this one
-                        drop_series(conn, series_id)
+                        drop_series(conn, file, run)
                 n = 0
                 for ts, score, is_anomaly in rows:
                     if is_anomaly:
