@@ -535,6 +535,21 @@ def test_a_backtest_whose_input_is_refused_part_way_leaves_no_series_behind(inst
     assert _backtest_series(installed) == 2
 
 
+def test_a_failed_backtest_leaves_its_output_file_as_it_was(installed: str, tmp_path: Path) -> None:
+    # The output was opened for writing before anything ran: a run that failed truncated
+    # the flags of the last good one to a header, or to nothing.
+    _series(tmp_path / "good.csv", 400, None)
+    (tmp_path / "bad.csv").write_text("timestamp,value\n2020-01-01 00:00:00,oops\n")
+    out = tmp_path / "flags.csv"
+    out.write_text("the last good run's flags\n")
+    code, output, _rows = _backtest(installed, [tmp_path / "good.csv", tmp_path / "bad.csv"], out)
+    assert code == 1, output
+    assert out.read_text() == "the last good run's flags\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.csv", "flags.csv", "good.csv"]
+    code, output, rows = _backtest(installed, [tmp_path / "good.csv"], out)
+    assert code == 0 and len(rows) == 400, output
+
+
 def _backtest(dsn: str, files: list[Path], out: Path, *options: str) -> tuple[int, str, list[dict]]:
     args = ["anomalies", "backtest", "--dsn", dsn, "--output", str(out), *options]
     for file in files:

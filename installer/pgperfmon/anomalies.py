@@ -114,9 +114,14 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
     settings = parse_params(params)
     run = uuid.uuid4().hex[:12]
     flagged = 0
+    # Written beside the output, then renamed over it: a run that fails (a refused file, a
+    # lost connection, ^C) leaves the output as it was, never truncated or half written. A
+    # pipe, a device or a link (/dev/stdout, which renaming would replace) is written in place.
+    direct = output.is_symlink() or (output.exists() and not output.is_file())
+    partial = output if direct else output.with_name(f".{output.name}.{run}.tmp")
     try:
         with db.connection(db.resolve_dsn(dsn)) as conn, \
-                output.open("w", encoding="utf-8", newline="") as out:
+                partial.open("w", encoding="utf-8", newline="") as out:
             if not db.installed(conn):
                 raise ingest.IngestError(db.not_installed(conn))
             # Settings (and the daily profile's time zone) refused before any series is loaded.
@@ -151,7 +156,12 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
                 flagged += n
                 click.echo(f"{file.name}: {len(rows)} points, {n} anomalies "
                            f"({time.perf_counter() - start:.1f} s)", err=True)
+        if not direct:
+            partial.replace(output)
     except (ingest.IngestError, psycopg.Error) as exc:
         click.echo(f"error: {db.redact(str(exc)).strip()}", err=True)
         sys.exit(1)
+    finally:
+        if not direct:
+            partial.unlink(missing_ok=True)
     click.echo(f"wrote {output}: {len(inputs)} series, {flagged} anomalies")
