@@ -237,6 +237,33 @@ def test_an_episode_no_scoring_will_reach_again_ends_and_its_alert_resolves(
 
 
 @pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
+def test_the_episode_of_a_series_that_stops_ends_when_the_others_have_gone_on(
+        conn: psycopg.Connection, detector: str) -> None:
+    # A second host's CPU spikes, then the host is removed: it never sends the quiet
+    # samples that end its episode, which stayed ongoing (its alert firing) for ever.
+    w = _workload(conn, detector, quiet_samples=10)
+    db2 = conn.execute("SELECT series_id FROM perfmon.ingest_series(ARRAY['host.cpu.total_pct'], "
+                       "ARRAY['{\"host\": \"db2\"}'::jsonb], ARRAY[NULL::text])").fetchone()[0]
+    conn.execute("INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value) "
+                 "SELECT 1, %s, t, 20 + 6 * random() FROM generate_series(%s - interval '2 days', %s, "
+                 "interval '1 minute') AS t", (db2, w.ts - STEP, w.ts - STEP))
+    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 9
+    conn.execute("INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value) "
+                 "VALUES (1, %s, %s, 99)", (db2, w.ts))
+    spike = w.ts
+    w.sample_and_score()
+    ongoing = "SELECT series, ongoing, last_seen_at FROM perfmon.anomalies"
+    assert conn.execute(ongoing).fetchall() == [('{"host": "db2"}', True, spike)]
+    for _ in range(9):  # the other host goes on, short of db2's quiet samples
+        w.sample_and_score()
+    assert conn.execute(ongoing).fetchall() == [('{"host": "db2"}', True, spike)]
+    for _ in range(2):
+        result = w.sample_and_score()
+    assert conn.execute(ongoing).fetchall() == [('{"host": "db2"}', False, spike)], result
+    assert result["episodes_ended_unscored"] == 1
+
+
+@pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
 def test_a_changed_sensitivity_or_time_zone_retrains_at_the_next_training_run(
         conn: psycopg.Connection, detector: str) -> None:
     # A model keeps the margins it was fitted with: a DBA who lowered the sensitivity

@@ -21,6 +21,7 @@ DECLARE
     non_finite jsonb;
     enabled boolean;
     unscored int;
+    stopped int;
 BEGIN
     -- Two scorings at once (a manual analyze() beside the job's) would both count the
     -- same samples into the same episodes.
@@ -100,6 +101,24 @@ BEGIN
      GROUP BY p.detector, p.feature, p.series
     ON CONFLICT (detector, feature, series) DO UPDATE SET last_ts = greatest(s.last_ts, EXCLUDED.last_ts);
     DROP TABLE perfmon_scores;
+    -- A series that stops sending (a host or a disk removed) while the other series of its
+    -- feature go on never sends the quiet samples that would end its episode: it ends once
+    -- another series of the feature has been scored as far past the series' last sample as
+    -- its quiet samples would have taken (at the series' sampling step). When all stop (the
+    -- server was down), none ends: the samples after the gap end them as before.
+    UPDATE perfmon.anomaly_episodes AS e SET ended_at = e.last_seen_at
+      FROM perfmon.anomaly_models AS m
+      LEFT JOIN perfmon.state_anomaly_scoring AS own
+             ON own.detector = m.detector AND own.feature = m.feature AND own.series = m.series
+     WHERE e.server_id = 1 AND e.ended_at IS NULL AND e.feature <> 'multi'
+       AND m.current AND m.detector = e.detector AND m.feature = e.feature AND m.series = e.series
+       AND (SELECT max(o.last_ts) FROM perfmon.state_anomaly_scoring AS o
+             WHERE o.detector = e.detector AND o.feature = e.feature AND o.series <> e.series)
+           > greatest(e.last_seen_at, own.last_ts)
+             + make_interval(secs => quiet * extract(epoch FROM m.trained_to - m.trained_from)
+                                     / greatest(m.samples - 1, 1));
+    GET DIAGNOSTICS stopped = ROW_COUNT;
+    unscored := unscored + stopped;
     RETURN jsonb_build_object('detector', det, 'scored', scored, 'anomalous', anomalous,
         'episodes_opened', opened,
         'ms', round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1))
@@ -110,7 +129,8 @@ $$;
 COMMENT ON FUNCTION perfmon.score_anomalies() IS
     'Scores the anomaly features'' new samples with the stored models (no training) and records '
     'anomalous samples as episodes (perfmon.anomalies); ends the open episodes no scoring will reach '
-    'again (anomaly detection off, another detector in force, their feature disabled or removed); '
+    'again (anomaly detection off, another detector in force, their feature disabled or removed, their '
+    'series stopped while the feature''s others go on); '
     'returns {detector, scored, anomalous, episodes_opened, ms}, episodes_ended_unscored when it ended '
     'such episodes, and non_finite: the feature values skipped for not being finite numbers '
     '(NaN, infinities), also raised as a WARNING. Called every interval by perfmon.analyze().';
