@@ -470,6 +470,8 @@ def test_sql_fallback_without_plpython(server, dbname: str, dsn: str) -> None:
                             ).fetchone()[0] is None
         cap = dict((r[0], r[2]) for r in conn.execute("SELECT * FROM perfmon.capabilities()"))
         assert cap["anomaly_detector"].startswith("envelope_sql")
+        # The plpython3u line names the detector that runs instead (it said "robust detector").
+        assert "anomaly scoring uses the SQL envelope (envelope_sql)" in cap["plpython3u"]
         conn.execute("UPDATE perfmon.config SET value = '\"isolation_forest\"' "
                      "WHERE key = 'anomaly_detection.algorithm'")
         # Whatever is configured, without PL/Python the SQL envelope runs.

@@ -50,7 +50,7 @@ BEGIN
             END);
     ELSE
         in_force := false;
-        detail := 'plpython3u is not available: anomaly scoring uses the SQL robust detector'
+        detail := 'plpython3u is not available: anomaly scoring uses the SQL envelope (envelope_sql)'
                   || coalesce('; advisor rules ' || (SELECT string_agg(u.rule, ', ' ORDER BY u.rule)
                                                      FROM perfmon.advisor_unavailable_rules() AS u)
                               || ' are unavailable', '')
