@@ -459,6 +459,34 @@ def test_isolation_forest_stores_and_uses_a_multi_metric_model(conn: psycopg.Con
                                                    "db.sessions.blocked"}
 
 
+def test_the_multi_metric_alert_keeps_its_target_when_the_peak_moves(conn: psycopg.Connection) -> None:
+    """The anomaly alert's target was the features contributing at the episode's peak: when a
+    higher peak had other contributors, the alert resolved and another fired within one episode."""
+    set_config(conn, "anomaly_detection.algorithm", "isolation_forest")
+    conn.execute(
+        """INSERT INTO perfmon.anomaly_episodes (server_id, detector, feature, started_at, last_seen_at,
+               samples, peak_score, peak_at, observed_value, expected_low, expected_high, contributors)
+           VALUES (1, 'isolation_forest_multi', 'multi', now() - interval '12 minutes',
+                   now() - interval '2 minutes', 12, 2.5, now() - interval '5 minutes', 0.7, 0, 0.5,
+                   '[{"feature": "db.connections.total", "z": 9.1}]')""")
+    conn.execute("SELECT perfmon.analyze()")
+    alerts = "SELECT alert_id, target, state, details -> 'metrics' FROM perfmon.alerts WHERE rule = 'anomaly'"
+    (first, target, state, metrics), = conn.execute(alerts).fetchall()
+    assert (state, metrics) == ("firing", ["db.connections.total"])
+    # A later, higher peak of the same episode with other contributors, as score_anomalies() records it.
+    conn.execute("""UPDATE perfmon.anomaly_episodes
+                    SET peak_score = 3.5, peak_at = now() - interval '1 minute',
+                        last_seen_at = now() - interval '1 minute', samples = 13,
+                        contributors = '[{"feature": "db.query.mean_ms", "z": 14.2},
+                                         {"feature": "db.sessions.blocked", "z": 8.0}]'""")
+    conn.execute("SELECT perfmon.analyze()")
+    assert conn.execute(alerts).fetchall() == \
+        [(first, target, "firing", ["db.query.mean_ms", "db.sessions.blocked"])]
+    assert target == "multi-metric"
+    resolved = "SELECT count(*) FROM perfmon.alert_events WHERE event = 'resolved'"
+    assert conn.execute(resolved).fetchone()[0] == 0
+
+
 def test_sql_fallback_without_plpython(server, dbname: str, dsn: str) -> None:
     deploy.install(dsn, config.load(None, env={}), skip_extensions=("plpython3u",))
     # The workload is synthetic: a minute tick of collect() would add a real sample to it.
