@@ -174,8 +174,8 @@ def grid_flags(dsn: str, inputs: Sequence[Path], sensitivity: str,
                         (series_id, sensitivity, json.dumps(setting)))]
                 conn.commit()
         finally:
-            for series_id in ids.values():
-                anomalies.drop_series(conn, series_id)
+            for file in inputs:
+                anomalies.drop_series(conn, file, run)
     return out
 
 
