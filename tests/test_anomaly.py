@@ -607,6 +607,33 @@ def test_a_failed_backtest_leaves_its_output_file_as_it_was(installed: str, tmp_
     assert code == 0 and len(rows) == 400, output
 
 
+@pytest.mark.parametrize("content", ["identical", "different"])
+def test_a_backtest_of_two_inputs_with_the_same_file_name_is_refused_naming_both(
+        installed: str, tmp_path: Path, content: str) -> None:
+    # a/x.csv and b/x.csv were loaded with the same labels: identical, the second was refused
+    # as "no values" (its batches duplicates); different, with --keep, the two were one series,
+    # and the output's file column could not tell their rows apart.
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, second = tmp_path / "a" / "x.csv", tmp_path / "b" / "x.csv"
+    _series(first, 400, None)
+    _series(second, 400, 300 if content == "different" else None)
+    out = tmp_path / "flags.csv"
+    for options in ((), ("--keep",)):
+        result = CliRunner().invoke(main, ["anomalies", "backtest", "--dsn", installed, "--input", str(first),
+                                           "--input", str(second), "--output", str(out), *options])
+        assert result.exit_code != 0, result.output
+        assert f"{first} and {second} have the same file name 'x.csv'" in result.output, result.output
+        assert not out.exists()
+        assert _backtest_series(installed) == 0
+    # The same inputs under names of their own run, each its own series and rows.
+    (tmp_path / "b" / "y.csv").symlink_to(second)
+    code, output, rows = _backtest(installed, [first, tmp_path / "b" / "y.csv"], out)
+    assert code == 0, output
+    assert [(f, sum(r["file"] == f for r in rows)) for f in ("x.csv", "y.csv")] == \
+        [("x.csv", 400), ("y.csv", 400)]
+
+
 def _backtest(dsn: str, files: list[Path], out: Path, *options: str) -> tuple[int, str, list[dict]]:
     args = ["anomalies", "backtest", "--dsn", dsn, "--output", str(out), *options]
     for file in files:

@@ -29,6 +29,22 @@ def series_labels(file: Path, run: str) -> dict[str, str]:
     return {"file": file.name[:200], "run": run}
 
 
+def same_names(inputs: tuple[Path, ...] | list[Path]) -> None:
+    """Refuse inputs that share a file name: the name labels the series a file is loaded as
+    and is the output's file column, so two such files (a/x.csv, b/x.csv) were one series -
+    the second's values refused as duplicates, or merged into the first's - and their rows
+    could not be told apart."""
+    seen: dict[str, Path] = {}
+    for file in inputs:
+        name = series_labels(file, "")["file"]
+        if name in seen:
+            raise click.BadParameter(
+                f"{seen[name]} and {file} have the same file name {name!r}, which names a series and "
+                "its rows in the output's file column: give each input a name of its own (copy or "
+                "link one under another name)", param_hint="--input")
+        seen[name] = file
+
+
 def load_series(conn: psycopg.Connection, file: Path, run: str) -> int:
     """Load one file as a series labelled with its name and the run; return its series id."""
     labels = series_labels(file, run)
@@ -91,7 +107,8 @@ def group() -> None:
               type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV of timestamp,value lines, oldest first (repeatable).")
 @click.option("--output", required=True, type=click.Path(dir_okay=False, path_type=Path),
-              help="CSV written: file,timestamp,score,is_anomaly.")
+              help="CSV written: file,timestamp,score,is_anomaly (file = the input's file name, which "
+                   "must differ between inputs; timestamp in UTC, YYYY-MM-DD HH:MM:SS).")
 @click.option("--detector", default=None,
               help="detector to run (perfmon.anomaly_detectors; default: the one in force).")
 @click.option("--sensitivity", type=click.Choice(["low", "medium", "high"]), default=None,
@@ -109,8 +126,10 @@ def backtest(dsn: str | None, inputs: tuple[Path, ...], output: Path, detector: 
 
     is_anomaly is true at the first sample of each anomaly episode and where its
     severity rises (perfmon.anomalies shows it new or worse); score is 1 at the
-    detector's threshold.
+    detector's threshold. timestamp is in UTC, whatever offset the input's timestamps
+    carry (one without an offset is read as UTC).
     """
+    same_names(inputs)
     settings = parse_params(params)
     run = uuid.uuid4().hex[:12]
     flagged = 0
