@@ -487,6 +487,44 @@ def test_the_multi_metric_alert_keeps_its_target_when_the_peak_moves(conn: psyco
     assert conn.execute(resolved).fetchone()[0] == 0
 
 
+@pytest.mark.parametrize(("hidden", "algorithm", "runs"), [("numpy", "envelope", "envelope_sql"),
+                                                         ("numpy", "isolation_forest", "envelope_sql"),
+                                                         ("sklearn", "isolation_forest", "envelope")])
+def test_a_detector_whose_python_package_cannot_be_imported_falls_back(conn: psycopg.Connection, hidden: str,
+                                                                       algorithm: str, runs: str) -> None:
+    """plpython3u was there but numpy (or scikit-learn) was not: the PL/Python detector was chosen all
+    the same and every scoring (or training) failed. The package is made unimportable in this session's
+    Python as on a server without it: sys.modules[name] = None, before anything imported it, makes
+    `import name` fail and importlib.util.find_spec find nothing."""
+    conn.execute(f"DO $$ import sys; sys.modules[{hidden!r}] = None $$ LANGUAGE plpython3u")
+    set_config(conn, "anomaly_detection.algorithm", algorithm)
+    assert conn.execute("SELECT perfmon.anomaly_detector()").fetchone()[0] == runs
+    missing = conn.execute("SELECT perfmon.anomaly_python_missing()").fetchone()[0]
+    label = {"numpy": "numpy", "sklearn": "scikit-learn"}[hidden]
+    assert list(missing) == [label], missing
+    cap = dict((r[0], r[2]) for r in conn.execute("SELECT * FROM perfmon.capabilities()"))
+    assert cap["anomaly_detector"].startswith(f"{runs} ({'SQL' if runs == 'envelope_sql' else 'PL/Python'}: "
+                                              f"anomaly_detection.algorithm {algorithm} needs {label}, "), cap
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=1)
+    w = Workload(conn, start)
+    w.write(w.rows(1440))
+    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 8
+    for _ in range(5):
+        result = w.sample_and_score()
+        assert (result["detector"], result["anomalous"]) == (runs, 0), result
+    w.sample_and_score(cpu=98.0)
+    assert "host.cpu.total_pct" in [r[0] for r in _episodes(conn)]
+    assert conn.execute("SELECT DISTINCT detector FROM perfmon.anomalies").fetchall() == [(runs,)]
+
+
+def test_the_anomaly_detector_capability_says_the_configured_sql_envelope_is_chosen(
+        conn: psycopg.Connection) -> None:
+    set_config(conn, "anomaly_detection.algorithm", "envelope_sql")
+    cap = dict((r[0], r[2]) for r in conn.execute("SELECT * FROM perfmon.capabilities()"))
+    assert cap["anomaly_detector"] == "envelope_sql (SQL, as anomaly_detection.algorithm chooses)"
+    assert conn.execute("SELECT perfmon.anomaly_python_missing()").fetchone()[0] == {}
+
+
 def test_sql_fallback_without_plpython(server, dbname: str, dsn: str) -> None:
     deploy.install(dsn, config.load(None, env={}), skip_extensions=("plpython3u",))
     # The workload is synthetic: a minute tick of collect() would add a real sample to it.

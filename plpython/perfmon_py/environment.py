@@ -24,3 +24,26 @@ def describe() -> dict[str, Any]:
         "executable": sys.executable,
         "packages": packages,
     }
+
+
+def detector_packages_missing() -> dict[str, str]:
+    """The packages the PL/Python detectors need that the server's Python lacks, with why:
+    numpy (every one of them: scoring and training) and scikit-learn (the isolation forest's
+    training). numpy is imported, as scoring imports it anyway; scikit-learn is only looked
+    up (importlib.util.find_spec), since importing it would cost every scoring run far more
+    than the scoring - a broken but findable scikit-learn still fails at training."""
+    import importlib.util
+
+    missing: dict[str, str] = {}
+    try:
+        importlib.import_module("numpy")
+    except Exception as exc:  # any import failure means the detectors cannot run
+        missing["numpy"] = f"{type(exc).__name__}: {exc}"
+    try:
+        found = importlib.util.find_spec("sklearn") is not None
+    except (ImportError, ValueError) as exc:
+        missing["scikit-learn"] = f"{type(exc).__name__}: {exc}"
+    else:
+        if not found:
+            missing["scikit-learn"] = "ModuleNotFoundError: No module named 'sklearn'"
+    return missing

@@ -10,6 +10,7 @@ DECLARE
     has_plpython boolean := EXISTS (SELECT FROM pg_extension WHERE extname = 'plpython3u');
     env jsonb;
     missing text[];
+    algorithm text;
 BEGIN
     capability := 'pg_cron';
     in_force := 'pg_cron' = ANY (preload);
@@ -61,10 +62,30 @@ BEGIN
 
     capability := 'anomaly_detector';
     IF to_regprocedure('perfmon.anomaly_detector()') IS NOT NULL THEN
-        EXECUTE 'SELECT perfmon.anomaly_detector(), perfmon.setting(''anomaly_detection.enabled'')::boolean'
-            INTO detail, in_force;
-        detail := detail || CASE WHEN detail = 'envelope_sql' THEN ' (SQL: plpython3u is not available)'
-                                 ELSE ' (PL/Python)' END || CASE WHEN in_force THEN '' ELSE '; disabled' END;
+        EXECUTE 'SELECT perfmon.anomaly_detector(), perfmon.setting(''anomaly_detection.enabled'')::boolean, '
+                'perfmon.setting(''anomaly_detection.algorithm'') #>> ''{}'''
+            INTO detail, in_force, algorithm;
+        env := NULL;
+        IF to_regprocedure('perfmon.anomaly_python_missing()') IS NOT NULL THEN
+            EXECUTE 'SELECT perfmon.anomaly_python_missing()' INTO env;
+        END IF;
+        -- Why this detector and not the configured one: what that one needs that the server lacks.
+        detail := detail || CASE
+            WHEN detail = CASE WHEN algorithm = 'auto' THEN 'envelope' ELSE algorithm END THEN
+                CASE WHEN detail = 'envelope_sql' THEN ' (SQL, as anomaly_detection.algorithm chooses)'
+                     ELSE ' (PL/Python)' END
+            WHEN to_regprocedure('perfmon.score_anomalies_py(text,text,integer)') IS NULL
+                THEN ' (SQL: plpython3u is not available)'
+            WHEN env ? 'numpy'
+                THEN format(' (SQL: anomaly_detection.algorithm %s needs numpy, which the server''s Python '
+                            'cannot import: %s; on Debian: apt-get install python3-numpy)',
+                            algorithm, env ->> 'numpy')
+            WHEN env ? 'scikit-learn'
+                THEN format(' (PL/Python: anomaly_detection.algorithm %s needs scikit-learn, which the '
+                            'server''s Python cannot find: %s; on Debian: apt-get install python3-sklearn)',
+                            algorithm, env ->> 'scikit-learn')
+            ELSE ' (PL/Python)' END
+            || CASE WHEN in_force THEN '' ELSE '; disabled' END;
         in_force := true;  -- a detector is always there; disabling it is a choice, not a fault
     ELSE
         in_force := false;
