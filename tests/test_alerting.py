@@ -872,6 +872,19 @@ def test_the_agent_and_sampling_rules_keep_a_dbas_rule_of_the_same_name(conn: ps
         [("agent_down", "ours", 600), ("sampling_stopped", "ours", 600)]
 
 
+def test_the_grouped_agent_down_query_keeps_a_dbas_own_query(conn: psycopg.Connection) -> None:
+    # Migration 026 points pgperfmon's agent_down rule at perfmon.agent_down_breaches(); a
+    # query a DBA rewrote stays theirs.
+    assert "perfmon.agent_down_breaches()" in conn.execute(
+        "SELECT query FROM perfmon.alert_rules WHERE name = 'agent_down'").fetchone()[0]
+    conn.execute("UPDATE perfmon.alert_rules SET query = 'SELECT NULL::text, 1, NULL, NULL WHERE false' "
+                 "WHERE name = 'agent_down'")
+    migration = Path(__file__).resolve().parents[1] / "sql/migrations/026_agent_down_grouped.sql"
+    conn.execute(migration.read_text())
+    assert conn.execute("SELECT query FROM perfmon.alert_rules WHERE name = 'agent_down'").fetchone() == (
+        "SELECT NULL::text, 1, NULL, NULL WHERE false",)
+
+
 def test_an_ongoing_anomaly_raises_an_alert_and_its_end_resolves_it(conn: psycopg.Connection) -> None:
     """An episode of perfmon.anomalies at or above alerting.anomaly_min_level is an alert."""
     episode = conn.execute(

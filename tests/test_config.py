@@ -62,6 +62,11 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
          "database.performance_thresholds.slow_query_ms: got '250'; input should be a valid number"),
         ("system:\n  thresholds:\n    cpu_pct: {warning: true}\n",
          "system.thresholds.cpu_pct.warning: got True; input should be a valid number"),
+        ("system:\n  max_agents: 0\n",
+         "system.max_agents: got 0; input should be greater than or equal to 1"),
+        ("system:\n  max_agents: '1000'\n", "system.max_agents: got '1000'; input should be a valid integer"),
+        ("alerting:\n  agent_down_max_alerts: 0\n",
+         "alerting.agent_down_max_alerts: got 0; input should be greater than or equal to 1"),
     ],
 )
 def test_invalid_file_names_key_value_and_expectation(tmp_path: Path, text: str,

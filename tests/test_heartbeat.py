@@ -139,6 +139,82 @@ def test_an_agent_gone_silent_raises_an_alert_and_its_return_resolves_it(conn, a
                                   "gone": ("resolved", "critical")}
 
 
+def test_many_agents_gone_silent_at_once_share_one_alert(conn, agent_dsn: str) -> None:
+    """Every application logs in as perfmon_agent, one role with no identity per agent: any of
+    them may beat under any name. Forty made-up names that then fell silent raised forty
+    agent_down alerts, forty messages on every channel. More silent agents at once than
+    alerting.agent_down_max_alerts (5) share one alert that names them."""
+    conn.execute("UPDATE perfmon.config SET value = 'true' WHERE key = 'alerting.channels.webhook.enabled'")
+    names = [f"fake-{i:02d}" for i in range(40)]
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        for name in ("steady", *names):
+            heartbeat(aconn, name, expected_interval_s=10)
+    conn.execute("UPDATE perfmon.agents SET last_seen = now() - interval '5 minutes' "
+                 "WHERE name LIKE 'fake-%'")
+    assert agent_alerts(conn) == {"(many agents)": ("firing", "critical")}
+    messages = conn.execute("SELECT count(*) FROM perfmon.alert_outbox WHERE channel = 'webhook'").fetchone()
+    assert messages == (1,)
+    details, impact = conn.execute("SELECT details, business_impact FROM perfmon.alerts "
+                                   "WHERE rule = 'agent_down'").fetchone()
+    assert (details["agents_silent"], details["down"], details["stale"]) == (40, 40, 0)
+    assert details["agents"] == names
+    assert impact.startswith("40 application agents silent: fake-00, fake-01, fake-02, ")
+    assert "and 30 more" in impact
+    # Back to a few: one alert each again, the shared one resolved.
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        for name in names[2:]:
+            heartbeat(aconn, name, expected_interval_s=10)
+    assert agent_alerts(conn) == {"(many agents)": ("resolved", "critical"),
+                                  "fake-00": ("firing", "critical"), "fake-01": ("firing", "critical")}
+
+
+def test_agents_alerting_on_their_own_keep_their_alert_when_many_more_fall_silent(conn,
+                                                                                   agent_dsn: str) -> None:
+    """A few agents' own alerts are not resolved (a false all-clear) when many more go silent:
+    they go on, and only the others share one alert."""
+    names = [f"n{i:02d}" for i in range(12)]
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        for name in ("a1", "a2", *names):
+            heartbeat(aconn, name, expected_interval_s=10)
+        heartbeat(aconn, "a1", "down")
+        heartbeat(aconn, "a2", "down")
+    assert agent_alerts(conn) == {"a1": ("firing", "critical"), "a2": ("firing", "critical")}
+    conn.execute("UPDATE perfmon.agents SET last_seen = now() - interval '25 seconds' WHERE name LIKE 'n%'")
+    assert agent_alerts(conn) == {"a1": ("firing", "critical"), "a2": ("firing", "critical"),
+                                  "(many agents)": ("firing", "warning")}
+    details = conn.execute("SELECT details FROM perfmon.alert_log "
+                           "WHERE target = '(many agents)'").fetchone()[0]
+    assert (details["agents_silent"], details["stale"], details["agents"]) == (12, 12, names)
+    # The limit is the DBA's: with 20, each of the 14 has its own alert.
+    conn.execute("UPDATE perfmon.config SET value = '20' WHERE key = 'alerting.agent_down_max_alerts'")
+    alerts = agent_alerts(conn)
+    assert alerts.pop("(many agents)") == ("resolved", "warning")
+    assert alerts == {"a1": ("firing", "critical"), "a2": ("firing", "critical")} | {
+        name: ("firing", "warning") for name in names}
+
+
+def test_new_agent_names_beyond_system_max_agents_are_refused(conn, agent_dsn: str) -> None:
+    """A login that made up a name per heartbeat grew perfmon.agents (and agent_health, and
+    the alerts) without bound. Beyond system.max_agents a new name is refused, naming the
+    limit; the agents already known go on beating."""
+    conn.execute("UPDATE perfmon.config SET value = '3' WHERE key = 'system.max_agents'")
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        for name in ("a", "b", "c"):
+            heartbeat(aconn, name)
+        with pytest.raises(psycopg.errors.InvalidParameterValue) as info:
+            heartbeat(aconn, "d")
+        assert ("agent 'd' refused: 3 agents are registered, the most system.max_agents allows"
+                in str(info.value))
+        for name in ("a", "b", "c"):
+            heartbeat(aconn, name)
+    assert conn.execute("SELECT name, heartbeats FROM perfmon.agents ORDER BY name").fetchall() == [
+        ("a", 2), ("b", 2), ("c", 2)]
+    conn.execute("DELETE FROM perfmon.agents WHERE name = 'c'")  # a retired agent frees its place
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        heartbeat(aconn, "d")
+    assert conn.execute("SELECT count(*) FROM perfmon.agents").fetchone() == (3,)
+
+
 @pytest.mark.parametrize("name", ["it's; DROP TABLE perfmon.agents; --", 'a"b\\c', "名前-ワーカー",
                                   "\U0001F680 rocket", "x" * 200])
 def test_hostile_agent_names_are_stored_as_given(conn, agent_dsn: str, name: str) -> None:

@@ -139,6 +139,9 @@ class System(_Section):
     # heartbeat intervals of silence (perfmon.agent_health).
     agent_stale_after_intervals: Annotated[float, Field(ge=1, le=1000)] = 2.0
     agent_down_after_intervals: Annotated[float, Field(ge=1, le=1000)] = 4.0
+    # Every application beats as perfmon_agent under a name of its own choosing: beyond
+    # this many registered agents a new name is refused (perfmon.agent_heartbeat).
+    max_agents: Annotated[int, Field(ge=1, le=1_000_000)] = 1000
     thresholds: SystemThresholds = Field(default_factory=SystemThresholds)
 
     @field_validator("agent_interval_seconds")
@@ -358,6 +361,9 @@ class Alerting(_Section):
     # Anomalies and open recommendations at or above this level raise alerts.
     anomaly_min_level: Literal["info", "warning", "critical", "emergency"] = "warning"
     recommendation_min_level: Literal["info", "warning", "critical", "emergency"] = "critical"
+    # More agents silent at once than this share one agent_down alert that names them
+    # (those already alerting on their own keep their alert).
+    agent_down_max_alerts: Annotated[int, Field(ge=1, le=10_000)] = 5
     channels: Channels = Field(default_factory=Channels)
 
 

@@ -14,9 +14,12 @@ AS $$
 -- characters (quotes, semicolons and any script are stored as they are); a bad
 -- argument raises invalid_parameter_value naming it. When the agent does not
 -- say how often it beats, the interval is learned from its gaps (outage gaps,
--- over three intervals, are left out).
+-- over three intervals, are left out). A new name beyond system.max_agents
+-- registered agents is refused (invalid_parameter_value, naming the limit).
 DECLARE
     id integer;
+    max_agents integer;
+    registered bigint;
 BEGIN
     status := lower(coalesce(status, 'ok'));
     errors := coalesce(errors, 0);
@@ -59,6 +62,22 @@ BEGIN
      WHERE a.name = agent
     RETURNING a.agent_id INTO id;
     IF NOT FOUND THEN
+        -- Every application beats as perfmon_agent under a name of its own choosing: a
+        -- caller making names up would grow the registry, agent_health and the agent_down
+        -- alerts without bound. New names stop at system.max_agents; known ones go on.
+        -- The lock makes two new names at once count each other (known names never take it).
+        PERFORM pg_advisory_xact_lock(hashtext('perfmon.agents'));
+        IF NOT EXISTS (SELECT FROM perfmon.agents AS a WHERE a.name = agent) THEN
+            max_agents := perfmon.setting('system.max_agents')::int;
+            registered := (SELECT count(*) FROM perfmon.agents);
+            IF registered >= max_agents THEN
+                RAISE EXCEPTION 'pgperfmon: agent % refused: % agents are registered, the most '
+                                'system.max_agents allows', quote_literal(agent), registered
+                    USING ERRCODE = 'invalid_parameter_value',
+                          HINT = 'Raise system.max_agents, or delete retired agents: '
+                                 'DELETE FROM perfmon.agents WHERE name = ''...''.';
+            END IF;
+        END IF;
         INSERT INTO perfmon.agents AS a (name, last_status, expected_interval_s, heartbeats)
         VALUES (agent, status, agent_heartbeat.expected_interval_s, 1)
         ON CONFLICT (name) DO UPDATE
@@ -83,6 +102,7 @@ $$;
 COMMENT ON FUNCTION perfmon.agent_heartbeat(text, text, double precision, integer, jsonb, double precision) IS
     'An application agent''s heartbeat: status (ok, degraded, error, down), response time in ms, '
     'errors since its previous heartbeat, details (a JSON object up to 8 kB), and optionally '
-    'the seconds it means to wait between heartbeats. A transaction that writes nothing but '
+    'the seconds it means to wait between heartbeats. A new agent name beyond system.max_agents '
+    'registered agents is refused. A transaction that writes nothing but '
     'heartbeats commits without waiting for its WAL flush (perfmon.heartbeat_commit_async()). '
     'See perfmon.agent_health.';
