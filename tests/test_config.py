@@ -65,6 +65,8 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
         ("system:\n  max_agents: 0\n",
          "system.max_agents: got 0; input should be greater than or equal to 1"),
         ("system:\n  max_agents: '1000'\n", "system.max_agents: got '1000'; input should be a valid integer"),
+        ("collection:\n  max_series_per_metric: 0\n",
+         "collection.max_series_per_metric: got 0; input should be greater than or equal to 1"),
         ("alerting:\n  agent_down_max_alerts: 0\n",
          "alerting.agent_down_max_alerts: got 0; input should be greater than or equal to 1"),
     ],

@@ -211,6 +211,38 @@ def test_ingest_metric_defines_custom_metrics_with_a_unit(conn, agent_dsn: str) 
     assert [r[2] for r in stored(conn, "business.revenue_impact")] == [-1200.5]
 
 
+def test_new_label_sets_beyond_max_series_per_metric_are_refused(conn, agent_dsn: str) -> None:
+    """Each distinct label set is a series: a feeder sending a fresh label value per sample grew
+    perfmon.metric_series without bound. Beyond collection.max_series_per_metric series of a
+    metric a new label set is refused, naming the metric and the limit; the values of the
+    series already there are stored, and other metrics are not held back."""
+    conn.execute("UPDATE perfmon.config SET value = '3' WHERE key = 'collection.max_series_per_metric'")
+    ts = conn.execute("SELECT now()::text").fetchone()[0]
+    rows = [(i + 1, series_key("host.cpu.user_pct", {"host": f"h{i}"}), ts, float(i)) for i in range(5)]
+    rows.append((6, series_key("host.memory.used_pct", {"host": "h4"}), ts, 50.0))
+    with psycopg.connect(agent_dsn) as aconn:
+        result = Writer(aconn, "test-agent").send(uuid.uuid4(), rows)
+        assert result.stored == 4
+        reasons = dict(result.errors)
+        assert sorted(reasons) == [4, 5]
+        assert reasons[4] == ("metric host.cpu.user_pct has 3 series, the most "
+                              "collection.max_series_per_metric allows: a new label set is refused")
+        later = conn.execute("SELECT (now() + interval '1 second')::text").fetchone()[0]
+        again = [(i + 1, series_key("host.cpu.user_pct", {"host": f"h{i}"}), later, 10.0 + i)
+                 for i in range(3)]
+        assert Writer(aconn, "test-agent").send(uuid.uuid4(), again).stored == 3
+    with psycopg.connect(agent_dsn, autocommit=True) as aconn:
+        with pytest.raises(psycopg.errors.InvalidParameterValue,
+                           match=r"host\.cpu\.user_pct has 3 series, the most "
+                                 r"collection\.max_series_per_metric allows"):
+            aconn.execute("""SELECT perfmon.ingest_metric('host.cpu.user_pct', 1, now(), '{"host": "h9"}')""")
+        aconn.execute("""SELECT perfmon.ingest_metric('host.cpu.user_pct', 7, now(), '{"host": "h0"}')""")
+    assert conn.execute("SELECT count(*) FROM perfmon.metric_series s JOIN perfmon.metrics m "
+                        "USING (metric_id) WHERE m.name = 'host.cpu.user_pct'").fetchone() == (3,)
+    assert sorted(r[2] for r in stored(conn, "host.cpu.user_pct")) == [0.0, 1.0, 2.0, 7.0, 10.0, 11.0, 12.0]
+    assert [r[2] for r in stored(conn, "host.memory.used_pct")] == [50.0]
+
+
 def test_seeded_catalog_has_the_business_metrics(conn) -> None:
     rows = dict(conn.execute("SELECT name, unit FROM perfmon.metrics WHERE category = 'business'"))
     assert rows == {"business.uptime_pct": "pct", "business.cost_per_transaction": "currency",

@@ -56,6 +56,9 @@ class Collection(_Section):
     )
     statement_timeout_ms: Annotated[int, Field(ge=100, le=600_000)] = 15_000
     lock_timeout_ms: Annotated[int, Field(ge=10, le=60_000)] = 1_000
+    # Each distinct label set of a metric is a series: beyond this many, a new label set is
+    # refused (perfmon.ingest_series), so a fresh label value per sample cannot grow the store.
+    max_series_per_metric: Annotated[int, Field(ge=1, le=10_000_000)] = 10_000
 
     @field_validator("interval_seconds")
     @classmethod

@@ -15,7 +15,9 @@ AS $$
 --    strings) of at most 200 characters, 2 kB in all;
 --  * the unit, when given, must be known (perfmon.metric_units) and match the
 --    catalog; an unknown metric with a unit is added to the catalog as a
---    custom gauge (at most 10,000 custom metrics), without one it is refused.
+--    custom gauge (at most 10,000 custom metrics), without one it is refused;
+--  * a label set the metric has no series for yet, once the metric has
+--    collection.max_series_per_metric series.
 DECLARE
     n int := coalesce(cardinality(metrics), 0);
     m text;
@@ -23,6 +25,8 @@ DECLARE
     u text;
     met record;
     bad_key text;
+    max_series integer;
+    n_series bigint;
 BEGIN
     IF cardinality(labels) <> n OR cardinality(units) <> n THEN
         RAISE EXCEPTION 'pgperfmon: metrics, labels and units must be arrays of the same length'
@@ -102,12 +106,29 @@ BEGIN
             SELECT s.series_id INTO series_id FROM perfmon.metric_series AS s
              WHERE s.metric_id = met.metric_id AND s.labels = l;
             IF NOT FOUND THEN
-                INSERT INTO perfmon.metric_series AS s (metric_id, labels) VALUES (met.metric_id, l)
-                ON CONFLICT ON CONSTRAINT metric_series_metric_id_labels_key DO NOTHING
-                RETURNING s.series_id INTO series_id;
-                IF series_id IS NULL THEN  -- a concurrent call created it
-                    SELECT s.series_id INTO series_id FROM perfmon.metric_series AS s
-                     WHERE s.metric_id = met.metric_id AND s.labels = l;
+                -- A feeder sending a fresh label value per sample would make a series per
+                -- sample: new label sets stop at collection.max_series_per_metric (the
+                -- series already there go on). The lock makes two new label sets of one
+                -- metric at once count each other; known series never take it.
+                max_series := coalesce(max_series, perfmon.setting('collection.max_series_per_metric')::int);
+                PERFORM pg_advisory_xact_lock(hashtext('perfmon.metric_series'), met.metric_id);
+                SELECT s.series_id INTO series_id FROM perfmon.metric_series AS s
+                 WHERE s.metric_id = met.metric_id AND s.labels = l;
+                IF NOT FOUND THEN
+                    SELECT count(*) INTO n_series FROM perfmon.metric_series AS s
+                     WHERE s.metric_id = met.metric_id;
+                    IF n_series >= max_series THEN
+                        refused := format('metric %s has %s series, the most collection.max_series_per_metric '
+                                          'allows: a new label set is refused', m, n_series);
+                    ELSE
+                        INSERT INTO perfmon.metric_series AS s (metric_id, labels) VALUES (met.metric_id, l)
+                        ON CONFLICT ON CONSTRAINT metric_series_metric_id_labels_key DO NOTHING
+                        RETURNING s.series_id INTO series_id;
+                        IF series_id IS NULL THEN  -- a concurrent call created it (unseen in a snapshot)
+                            SELECT s.series_id INTO series_id FROM perfmon.metric_series AS s
+                             WHERE s.metric_id = met.metric_id AND s.labels = l;
+                        END IF;
+                    END IF;
                 END IF;
             END IF;
         END IF;
@@ -117,5 +138,6 @@ END
 $$;
 COMMENT ON FUNCTION perfmon.ingest_series(text[], jsonb[], text[]) IS
     'Series ids for (metric, labels, unit) triples, creating series (and custom metrics, when a '
-    'unit is named) as needed; refused says why an element has no id. Feeders call it once per '
+    'unit is named) as needed, at most collection.max_series_per_metric series per metric; refused '
+    'says why an element has no id. Feeders call it once per '
     'new series and cache the ids.';
