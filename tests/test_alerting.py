@@ -873,13 +873,13 @@ def test_the_agent_and_sampling_rules_keep_a_dbas_rule_of_the_same_name(conn: ps
 
 
 def test_the_grouped_agent_down_query_keeps_a_dbas_own_query(conn: psycopg.Connection) -> None:
-    # Migration 026 points pgperfmon's agent_down rule at perfmon.agent_down_breaches(); a
+    # Migration 025 points pgperfmon's agent_down rule at perfmon.agent_down_breaches(); a
     # query a DBA rewrote stays theirs.
     assert "perfmon.agent_down_breaches()" in conn.execute(
         "SELECT query FROM perfmon.alert_rules WHERE name = 'agent_down'").fetchone()[0]
     conn.execute("UPDATE perfmon.alert_rules SET query = 'SELECT NULL::text, 1, NULL, NULL WHERE false' "
                  "WHERE name = 'agent_down'")
-    migration = Path(__file__).resolve().parents[1] / "sql/migrations/026_agent_down_grouped.sql"
+    migration = Path(__file__).resolve().parents[1] / "sql/migrations/025_agent_down_grouped.sql"
     conn.execute(migration.read_text())
     assert conn.execute("SELECT query FROM perfmon.alert_rules WHERE name = 'agent_down'").fetchone() == (
         "SELECT NULL::text, 1, NULL, NULL WHERE false",)
