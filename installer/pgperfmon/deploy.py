@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,22 +162,28 @@ def _install_schema(conn: psycopg.Connection, config: Config | None, skip_extens
     _apply_objects(conn, available, report)
     # perfmon_admin's tables are written as perfmon_admin: a trigger on them runs as the
     # writer, and must never run as the installing superuser.
-    conn.execute("SET LOCAL ROLE perfmon_admin")
-    _redact_stored_texts(conn, report)
-    conn.execute("RESET ROLE")
+    with _as_admin(conn):
+        _redact_stored_texts(conn, report)
     _deploy_python(conn, available, report)
-    conn.execute("SET LOCAL ROLE perfmon_admin")
-    if config is None:
-        config = load_config(stored=dict(conn.execute("SELECT key, value FROM perfmon.config")))
-    _store_config(conn, config, report)
-    _check_stored_config(conn)
-    conn.execute("RESET ROLE")
+    with _as_admin(conn):
+        if config is None:
+            config = load_config(stored=dict(conn.execute("SELECT key, value FROM perfmon.config")))
+        _store_config(conn, config, report)
+        _check_stored_config(conn)
     _grant_read_all_data(conn, config.optimization.advisor_reads_all_tables, report)
     _create_partitions(conn, report)
-    conn.execute("SET LOCAL ROLE perfmon_admin")
-    _record_version(conn, report)
-    conn.execute("RESET ROLE")
+    with _as_admin(conn):
+        _record_version(conn, report)
     _apply_privileges(conn)
+
+
+@contextmanager
+def _as_admin(conn: psycopg.Connection) -> Iterator[None]:
+    """The block runs as perfmon_admin. SET LOCAL: a block that fails leaves it to the
+    rollback of its transaction (or savepoint) to end the role, as it ends the block's work."""
+    conn.execute("SET LOCAL ROLE perfmon_admin")
+    yield
+    conn.execute("RESET ROLE")
 
 
 def _check_server(conn: psycopg.Connection) -> None:
@@ -298,16 +306,15 @@ def _apply_migrations(conn: psycopg.Connection, report: Report) -> None:
                 )
             continue
         try:
-            conn.execute("SET LOCAL ROLE perfmon_admin")
-            conn.execute(migration.text)
-            # Recorded as perfmon_admin too: the table is perfmon_admin's, and a trigger it
-            # hung on it would run as whoever writes the row (here a superuser).
-            conn.execute(
-                "INSERT INTO perfmon.schema_migrations (version, name, checksum) "
-                "VALUES (%s, %s, %s)",
-                (migration.version, migration.name, migration.checksum),
-            )
-            conn.execute("RESET ROLE")
+            with _as_admin(conn):
+                conn.execute(migration.text)
+                # Recorded as perfmon_admin too: the table is perfmon_admin's, and a trigger it
+                # hung on it would run as whoever writes the row (here a superuser).
+                conn.execute(
+                    "INSERT INTO perfmon.schema_migrations (version, name, checksum) "
+                    "VALUES (%s, %s, %s)",
+                    (migration.version, migration.name, migration.checksum),
+                )
             conn.commit()
         except psycopg.Error as exc:
             conn.rollback()
@@ -346,12 +353,10 @@ def _apply_objects(conn: psycopg.Connection, available: set[str], report: Report
         failed: list[tuple[SqlObject, psycopg.Error]] = []
         for obj in pending:
             try:
-                with conn.transaction():
-                    # PL/Python is an untrusted language: only a superuser may create it.
-                    if "plpython3u" not in obj.requires:
-                        conn.execute("SET LOCAL ROLE perfmon_admin")
+                # PL/Python is an untrusted language: only a superuser may create it.
+                with conn.transaction(), (
+                        nullcontext() if "plpython3u" in obj.requires else _as_admin(conn)):
                     _apply_object(conn, obj)
-                    conn.execute("RESET ROLE")
             # UndefinedColumn: on an upgrade, a view can refer to a column that the new
             # version of another view, applied later in this loop, adds.
             except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedFunction,
@@ -535,10 +540,9 @@ def _create_partitions(conn: psycopg.Connection, report: Report) -> None:
     first sample, whose DDL would have to wait for the locks of the other jobs that
     pg_cron starts on the same tick; and those past the retention dropped, as the
     maintenance job would."""
-    conn.execute("SET LOCAL ROLE perfmon_admin")
-    done = dict(conn.execute(
-        "SELECT action, count(*) FROM perfmon.maintain_partitions() GROUP BY action").fetchall())
-    conn.execute("RESET ROLE")
+    with _as_admin(conn):
+        done = dict(conn.execute(
+            "SELECT action, count(*) FROM perfmon.maintain_partitions() GROUP BY action").fetchall())
     if done.get("created"):
         report.change(f"created {done['created']} history partitions")
     if done.get("dropped"):
