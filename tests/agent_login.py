@@ -22,4 +22,8 @@ def agent_login(server, dbname: str) -> Iterator[str]:
     try:
         yield make_conninfo(**{**parts, "user": name, "password": password})
     finally:
+        # A closed session's backend may still be exiting, its temporary tables (owned by the
+        # login) not yet dropped: wait for it to end (pg_terminate_backend's timeout) first.
+        server.execute("SELECT pg_terminate_backend(pid, 10000) FROM pg_stat_activity WHERE usename = %s",
+                       (name,))
         server.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(name)).as_string(None))
