@@ -215,6 +215,69 @@ def trickling_receiver(protocol: str, interval: float = 0.2) -> Iterator[Trickle
         listener.close()
 
 
+SLOW_HOST = "slow-dns.pgperfmon.test"
+
+
+@dataclass
+class SlowResolver:
+    answer: threading.Event  # set: SLOW_HOST resolves (to 127.0.0.1)
+    answered: int = 0        # lookups of SLOW_HOST answered so far
+
+
+@contextmanager
+def slow_resolver(most_seconds: float = 30.0) -> Iterator[SlowResolver]:
+    """The system resolver, except that SLOW_HOST resolves to 127.0.0.1 only once the test
+    sets answer (or after most_seconds): a DNS server that does not answer. The rest of
+    the delivery (connect, request, answer) is real."""
+    real = socket.getaddrinfo
+    state = SlowResolver(threading.Event())
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host == SLOW_HOST:
+            state.answer.wait(most_seconds)
+            state.answered += 1
+            host = "127.0.0.1"
+        return real(host, *args, **kwargs)
+
+    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    try:
+        yield state
+    finally:
+        state.answer.set()
+        socket.getaddrinfo = real  # type: ignore[assignment]
+
+
+# slow_resolver inside a backend: SLOW_HOST resolves after {seconds} s.
+_SLOW_RESOLVER_PY = """
+import socket, time
+socket._pgperfmon_answered = 0
+_real = socket.getaddrinfo
+def _slow(host, *args, **kwargs):
+    if host == {host!r}:
+        time.sleep({seconds})
+        socket._pgperfmon_answered += 1
+        host = "127.0.0.1"
+    return _real(host, *args, **kwargs)
+socket.getaddrinfo = _slow
+"""
+
+
+def slow_resolver_in_backend(conn: psycopg.Connection, seconds: float) -> Callable[[], int]:
+    """slow_resolver in the backend of conn, for the rest of its session: SLOW_HOST resolves
+    to 127.0.0.1 after seconds. Returns a function telling how many lookups were answered."""
+    conn.execute(f"DO $py$ {_SLOW_RESOLVER_PY.format(host=SLOW_HOST, seconds=seconds)} $py$ "
+                 "LANGUAGE plpython3u")
+    notices: list[str] = []
+    conn.add_notice_handler(lambda d: notices.append(d.message_primary or ""))
+
+    def answered() -> int:
+        conn.execute("DO $py$ import socket; plpy.notice(str(socket._pgperfmon_answered)) $py$ "
+                     "LANGUAGE plpython3u")
+        return int(notices[-1])
+
+    return answered
+
+
 def self_signed_cert(folder: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 (the SMTP server's) and its key."""
     cert, key = folder / "cert.pem", folder / "key.pem"

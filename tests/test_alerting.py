@@ -17,10 +17,13 @@ from pathlib import Path
 import psycopg
 import pytest
 from alert_servers import (
+    SLOW_HOST,
     add_gauge_rule,
     http_receiver,
     self_signed_cert,
     set_config,
+    slow_resolver,
+    slow_resolver_in_backend,
     smtp_receiver,
     trickling_receiver,
     wait_for,
@@ -711,6 +714,49 @@ def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_delivery_timeout(
     assert status == "pending"
     assert error == ("SMTP " if channel == "email" else "") + \
         "timed out: no complete answer within the delivery timeout of 1 s"
+
+
+@pytest.mark.parametrize(("channel", "worker"), [("slack", "deliver"), ("slack", "database"),
+                                                 ("email", "deliver")])
+def test_a_host_name_that_does_not_resolve_in_time_is_cut_off_at_the_delivery_timeout(
+        conn: psycopg.Connection, installed: str, channel: str, worker: str) -> None:
+    # The receiver's host name was looked up outside the deadline: a resolver that did not
+    # answer held the deliverer (and every message behind this one) for as long as it
+    # liked, whatever alerting.delivery_timeout_seconds said.
+    add_gauge_rule(conn, value=99)
+    set_config(conn, alerting__delivery_timeout_seconds=1)
+    with http_receiver() as rx, smtp_receiver() as box, slow_resolver() as dns:
+        if channel == "slack":
+            set_config(conn, alerting__channels__slack__enabled=True)
+            env = {"PGPERFMON_SLACK_WEBHOOK_URL": f"http://{SLOW_HOST}:{rx.port}/hook"}
+        else:
+            set_config(conn, alerting__channels__email__enabled=True,
+                       alerting__channels__email__smtp_host=SLOW_HOST,
+                       alerting__channels__email__smtp_port=box.port,
+                       alerting__channels__email__starttls=False,
+                       alerting__channels__email__recipients=["dba@example.test"])
+            env = {"PGPERFMON_SMTP_PASSWORD": "unused"}
+        analyze(conn)
+        if worker == "deliver":
+            assert deliver(installed, env) == 1
+            assert dns.answered == 0, "the attempt ended without waiting for the resolver"
+        else:
+            with psycopg.connect(installed, autocommit=True) as backend:
+                backend.execute("DO $$ import os; os.environ['PGPERFMON_SLACK_WEBHOOK_URL'] = "
+                                f"'{env['PGPERFMON_SLACK_WEBHOOK_URL']}' $$ LANGUAGE plpython3u")
+                answered = slow_resolver_in_backend(backend, seconds=30)
+                backend.execute("CALL perfmon.deliver_alerts()")
+                assert answered() == 0, "the attempt ended without waiting for the resolver"
+        assert outbox_status(conn) == (
+            "pending", ("SMTP " if channel == "email" else "") +
+            "timed out: no complete answer within the delivery timeout of 1 s")
+        assert rx.received == [] and box.mails == []
+        if worker == "deliver":  # once the name resolves, the same receiver has it
+            dns.answer.set()
+            conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")
+            assert deliver(installed, env) == 1
+            assert outbox_status(conn) == ("delivered", None)
+            assert wait_for(lambda: len(rx.received) + len(box.mails) == 1)
 
 
 def outbox_status(conn: psycopg.Connection) -> tuple:

@@ -23,9 +23,11 @@ import http.client
 import io
 import json
 import os
+import signal
 import smtplib
 import socket
 import ssl
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -222,6 +224,74 @@ class Deadline:
         return f"timed out: no complete answer within the delivery timeout of {self.seconds:g} s"
 
 
+class _Lookup:
+    """One blocking look-up (getaddrinfo) in a thread of its own, which the attempts that need
+    it wait for only as long as their deadline allows. The system resolver has no timeout
+    of ours: a DNS server that does not answer would hold the worker for as long as
+    /etc/resolv.conf's timeouts and attempts add up to."""
+
+    def __init__(self, call: Callable[..., Any], args: tuple[Any, ...]):
+        self.call, self.args = call, args
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+    @classmethod
+    def run(cls, deadline: Deadline, call: Callable[..., Any], *args: Any) -> Any:
+        # An attempt that gave up leaves its look-up running: the next attempt of that host
+        # waits for the same one rather than start another, so a hung resolver does not
+        # gather a thread per attempt.
+        with _LOOKUPS_LOCK:
+            lookup = _LOOKUPS.get((call, *args))
+            if lookup is None:
+                lookup = _LOOKUPS[(call, *args)] = cls(call, args)
+                threading.Thread(target=lookup._work, name="pgperfmon-lookup", daemon=True).start()
+        if not lookup.done.wait(deadline.left()):
+            raise TimeoutError(deadline.exceeded())
+        if lookup.error is not None:
+            raise lookup.error
+        return lookup.value
+
+    def _work(self) -> None:
+        # Signals go to the thread that runs the worker (inside the server: the backend's
+        # own, whose handlers PostgreSQL set up), never to this one.
+        signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+        try:
+            self.value = self.call(*self.args)
+        except BaseException as exc:  # handed to the attempts waiting for it
+            self.error = exc
+        finally:
+            with _LOOKUPS_LOCK:
+                del _LOOKUPS[(self.call, *self.args)]
+            self.done.set()
+
+
+_LOOKUPS: dict[tuple[Any, ...], _Lookup] = {}  # those running, by call and arguments
+_LOOKUPS_LOCK = threading.Lock()
+
+
+def connect_by_deadline(address: tuple[str, int], deadline: Deadline,
+                        source: tuple[str, int] | None = None) -> socket.socket:
+    """socket.create_connection with the host name's look-up, and each address's connect,
+    within the deadline."""
+    host, port = address
+    addresses = _Lookup.run(deadline, socket.getaddrinfo, host, port, 0, socket.SOCK_STREAM)
+    error: OSError = OSError(f"getaddrinfo returned no address for port {port}")
+    for family, kind, proto, _, sockaddr in addresses:
+        left = deadline.left()
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left)
+            if source:
+                sock.bind(source)
+            sock.connect(sockaddr)
+            return sock
+        except OSError as exc:
+            sock.close()
+            error = exc
+    raise error
+
+
 class _DeadlineReader(io.RawIOBase):
     """What a socket's makefile('rb') reads, each receive given only the time left."""
 
@@ -275,7 +345,7 @@ class _DeadlineConnection(http.client.HTTPConnection):
         self._create_connection = self._connect_by_deadline
 
     def _connect_by_deadline(self, address: Any, _timeout: Any, source: Any = None) -> DeadlineSocket:
-        return DeadlineSocket(socket.create_connection(address, self.deadline.left(), source), self.deadline)
+        return DeadlineSocket(connect_by_deadline(address, self.deadline, source), self.deadline)
 
     def connect(self) -> None:
         super().connect()
@@ -295,7 +365,8 @@ class _DeadlineSMTP(smtplib.SMTP):
         super().__init__(host, port, timeout=deadline.seconds)
 
     def _get_socket(self, host: str, port: int, timeout: float) -> Any:
-        return DeadlineSocket(super()._get_socket(host, port, self.deadline.left()), self.deadline)
+        return DeadlineSocket(connect_by_deadline((host, port), self.deadline, self.source_address),
+                              self.deadline)
 
     def starttls(self, *args: Any, **kwargs: Any) -> tuple[int, bytes]:
         reply = super().starttls(*args, **kwargs)
