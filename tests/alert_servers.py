@@ -35,12 +35,15 @@ class Receiver:
     port: int = 0
     received: list[Received] = field(default_factory=list)
     refused: int = 0
+    stalled: int = 0                    # requests held unanswered (stall_when)
     fail_status: int | None = None      # answer every request with this status
     fail_every_other: bool = False      # fail every second request (1st, 3rd, ...)
     fail_when: Callable[[Received], int | None] | None = None  # the status to fail one request with
     reason: str | None = None           # reason phrase of a failure (default: the standard one)
     fail_headers: dict[str, str] = field(default_factory=dict)  # headers of a failure (Retry-After)
     redirect_to: str | None = None      # answer every POST with 302 and this Location
+    stall_when: Callable[[Received], bool] | None = None  # answer such a request only once released
+    released: threading.Event = field(default_factory=threading.Event)  # set when the test is over
     gets: list[str] = field(default_factory=list)  # paths of GET requests (a followed redirect)
     _count: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -61,6 +64,11 @@ def http_receiver() -> Iterator[Receiver]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
             request = Received(self.path, dict(self.headers.items()), body)
+            if state.stall_when and state.stall_when(request):  # a gateway that hangs
+                with state.lock:
+                    state.stalled += 1
+                state.released.wait(60)
+                return
             with state.lock:
                 state._count += 1
                 fail = state.fail_status or (
@@ -98,6 +106,7 @@ def http_receiver() -> Iterator[Receiver]:
     try:
         yield state
     finally:
+        state.released.set()
         server.shutdown()
         server.server_close()
 

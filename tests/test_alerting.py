@@ -800,6 +800,34 @@ def test_an_sms_refused_for_now_is_retried_to_that_recipient_only(conn: psycopg.
         (3, True, None)]
 
 
+def test_an_sms_gateway_that_hangs_gets_the_delivery_timeout_once_not_once_per_recipient(
+        conn: psycopg.Connection, installed: str) -> None:
+    # Each recipient's request had the whole delivery timeout: a gateway that hangs held one
+    # attempt for N times the timeout. Time up, the recipients not yet sent it wait for the
+    # next attempt with those the gateway did not answer.
+    add_gauge_rule(conn, value=95)
+    set_config(conn, alerting__delivery_timeout_seconds=1)
+    to = ["+15551111", "+15552222", "+15553333"]
+    with http_receiver() as rx:
+        rx.stall_when = lambda r: urllib.parse.parse_qs(r.body.decode())["To"] == ["+15552222"]
+        set_config(conn, alerting__channels__sms__enabled=True, alerting__channels__sms__gateway_url=rx.url,
+                   alerting__channels__sms__recipients=to)
+        analyze(conn)
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1
+        assert [urllib.parse.parse_qs(r.body.decode())["To"] for r in rx.received] == [["+15551111"]]
+        assert rx.stalled == 1
+        assert outbox_status(conn) == (
+            "pending", "delivered to 1 of 3 recipients; refused for now, retried: +15552222: timed out: "
+                       "no complete answer within the delivery timeout of 1 s; +15553333: not sent: the "
+                       "delivery timeout of 1 s was used up")
+        assert recipients_left(conn) == ["+15552222", "+15553333"]
+        rx.stall_when = None
+        conn.execute("UPDATE perfmon.alert_outbox SET next_attempt_at = now()")
+        assert deliver(installed, {"PGPERFMON_SMS_TOKEN": TOKEN}) == 1
+        assert sorted(urllib.parse.parse_qs(r.body.decode())["To"][0] for r in rx.received) == to
+    assert outbox_status(conn) == ("delivered", None) and recipients_left(conn) is None
+
+
 def test_a_message_retried_to_one_recipient_does_not_hold_back_the_next_from_the_others(
         conn: psycopg.Connection, installed: str) -> None:
     # The firing reached two of three numbers; the third is retried alone, on the backoff, for

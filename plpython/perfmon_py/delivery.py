@@ -450,15 +450,16 @@ def retry_after_seconds(value: str | None) -> float | None:
     return float(min(max(0.0, ahead), _LONGEST_RETRY_AFTER))
 
 
-def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secrets: list[str],
+def _post(url: str, body: bytes, headers: dict[str, str], deadline: Deadline, secrets: list[str],
           url_name: str) -> int:
+    """POST body to url, the whole exchange within what is left of the deadline."""
     problem = url_problem(url)
     if problem:
         raise DeliveryError(f"the URL in {url_name} is malformed: {problem}; nothing was sent")
     try:
         request = urllib.request.Request(url, data=body, method="POST",
                                          headers={"User-Agent": USER_AGENT, **headers})
-        with _OPENER.open(request, timeout=timeout) as response:
+        with _OPENER.open(request, timeout=deadline.left()) as response:
             response.read()
             return response.status
     except urllib.error.HTTPError as exc:
@@ -476,8 +477,13 @@ def _post(url: str, body: bytes, headers: dict[str, str], timeout: float, secret
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         reason = getattr(exc, "reason", exc)
         if isinstance(reason, TimeoutError):
-            raise DeliveryError(Deadline(timeout).exceeded()) from None
+            raise DeliveryError(deadline.exceeded()) from None
         raise DeliveryError(scrub(f"{type(exc).__name__}: {reason}", secrets)) from None
+
+
+def _deadline_of(settings: Mapping[str, Any]) -> Deadline:
+    """The deadline of one attempt: alerting.delivery_timeout_seconds from now."""
+    return Deadline(float(settings.get("timeout_seconds", 10)))
 
 
 def _common_headers(message: Mapping[str, Any]) -> dict[str, str]:
@@ -490,7 +496,7 @@ def send_slack(message: Mapping[str, Any], settings: Mapping[str, Any], env: Map
     url = _secret(settings, "secret_env", env) or ""
     body = json.dumps(slack_body(message), default=str).encode()
     return _post(url, body, {"Content-Type": "application/json", **_common_headers(message)},
-                 float(settings.get("timeout_seconds", 10)), [url], str(settings.get("secret_env")))
+                 _deadline_of(settings), [url], str(settings.get("secret_env")))
 
 
 def send_webhook(message: Mapping[str, Any], settings: Mapping[str, Any], env: Mapping[str, str]) -> int:
@@ -500,8 +506,7 @@ def send_webhook(message: Mapping[str, Any], settings: Mapping[str, Any], env: M
     stamp = str(int(time.time()))
     headers = {"Content-Type": "application/json", "X-Pgperfmon-Timestamp": stamp,
                "X-Pgperfmon-Signature": signature(key, stamp, body), **_common_headers(message)}
-    return _post(url, body, headers, float(settings.get("timeout_seconds", 10)), [url, key],
-                 str(settings.get("secret_env")))
+    return _post(url, body, headers, _deadline_of(settings), [url, key], str(settings.get("secret_env")))
 
 
 def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any],
@@ -515,17 +520,24 @@ def send_sms(message: Mapping[str, Any], settings: Mapping[str, Any],
     if not recipients:
         return Sent(True, None, NO_RECIPIENT_LEFT)
     auth = base64.b64encode(f"{settings.get('account_sid') or ''}:{token}".encode()).decode()
+    # One deadline for the attempt, not one per recipient: a gateway that hangs would hold
+    # it for as many timeouts as there are recipients.
+    deadline = _deadline_of(settings)
     status, accepted, refused, retry_after = 0, [], [], None
     for to in recipients:
         if retry_after is not None:  # the gateway asked to be left alone: not now
             refused.append(Refusal(to, "not sent: the gateway asked to wait (Retry-After)", True))
+            continue
+        if deadline.passed():  # retried with those the gateway did not answer in time
+            refused.append(Refusal(to, f"not sent: the delivery timeout of {deadline.seconds:g} s "
+                                       "was used up", True))
             continue
         form = urllib.parse.urlencode({"To": to, "From": settings.get("sender") or "",
                                        "Body": text_of(message)[:1600]}).encode()
         try:
             status = _post(url, form, {"Content-Type": "application/x-www-form-urlencoded",
                                        "Authorization": f"Basic {auth}", **_common_headers(message)},
-                           float(settings.get("timeout_seconds", 10)), [token, auth],
+                           deadline, [token, auth],
                            "alerting.channels.sms.gateway_url")
             accepted.append(to)
         except DeliveryError as exc:
@@ -602,7 +614,7 @@ def send_email(message: Mapping[str, Any], settings: Mapping[str, Any],
     mail.set_content("\n".join(f"{k}: {v}" for k, v in details_of(message)) + "\n")
     # AUTH PLAIN sends base64("\0user\0password"): a server's reply may echo it.
     secrets = [password, f"\0{settings.get('username') or ''}\0{password}"] if password else []
-    deadline = Deadline(float(settings.get("timeout_seconds", 10)))
+    deadline = _deadline_of(settings)
     try:
         with _DeadlineSMTP(settings.get("smtp_host") or "localhost", int(settings.get("smtp_port") or 25),
                            deadline) as smtp:
