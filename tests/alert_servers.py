@@ -143,7 +143,8 @@ def smtp_receiver(refuse: tuple[str, ...] = ()) -> Iterator[Mailbox]:
     with socket.socket() as probe:  # aiosmtpd's start() connects to its port: it cannot be 0
         probe.bind(("127.0.0.1", 0))
         box.port = probe.getsockname()[1]
-    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port)
+    # A name of its own: getfqdn() per session would look this host up (see slow_resolver).
+    controller = Controller(Handler(), hostname="127.0.0.1", port=box.port, server_hostname="mail.test")
     controller.start()
     try:
         yield box
@@ -234,26 +235,35 @@ class SlowResolver:
 
 
 @contextmanager
-def slow_resolver(most_seconds: float = 30.0) -> Iterator[SlowResolver]:
+def slow_resolver(most_seconds: float = 30.0, local_name: bool = False) -> Iterator[SlowResolver]:
     """The system resolver, except that SLOW_HOST resolves to 127.0.0.1 only once the test
-    sets answer (or after most_seconds): a DNS server that does not answer. The rest of
-    the delivery (connect, request, answer) is real."""
-    real = socket.getaddrinfo
+    sets answer (or after most_seconds): a DNS server that does not answer. With local_name,
+    so does the look-up of this host's own name by address (socket.getfqdn's, which an SMTP
+    client's EHLO names). The rest of the delivery (connect, request, answer) is real."""
+    real, real_by_address = socket.getaddrinfo, socket.gethostbyaddr
     state = SlowResolver(threading.Event())
+
+    def slow() -> None:
+        state.answer.wait(most_seconds)
+        state.answered += 1
 
     def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
         if host == SLOW_HOST:
-            state.answer.wait(most_seconds)
-            state.answered += 1
+            slow()
             host = "127.0.0.1"
         return real(host, *args, **kwargs)
 
-    socket.getaddrinfo = getaddrinfo  # type: ignore[assignment]
+    def gethostbyaddr(name: Any) -> Any:
+        if local_name:
+            slow()
+        return real_by_address(name)
+
+    socket.getaddrinfo, socket.gethostbyaddr = getaddrinfo, gethostbyaddr  # type: ignore[assignment]
     try:
         yield state
     finally:
         state.answer.set()
-        socket.getaddrinfo = real  # type: ignore[assignment]
+        socket.getaddrinfo, socket.gethostbyaddr = real, real_by_address  # type: ignore[assignment]
 
 
 # slow_resolver inside a backend: SLOW_HOST resolves after {seconds} s.

@@ -717,21 +717,23 @@ def test_a_receiver_that_trickles_its_answer_is_cut_off_at_the_delivery_timeout(
 
 
 @pytest.mark.parametrize(("channel", "worker"), [("slack", "deliver"), ("slack", "database"),
-                                                 ("email", "deliver")])
+                                                 ("email", "deliver"), ("email_local_name", "deliver")])
 def test_a_host_name_that_does_not_resolve_in_time_is_cut_off_at_the_delivery_timeout(
         conn: psycopg.Connection, installed: str, channel: str, worker: str) -> None:
     # The receiver's host name was looked up outside the deadline: a resolver that did not
     # answer held the deliverer (and every message behind this one) for as long as it
-    # liked, whatever alerting.delivery_timeout_seconds said.
+    # liked, whatever alerting.delivery_timeout_seconds said. So was this host's own name,
+    # which smtplib looks up for its EHLO (email_local_name: the SMTP server's name resolves).
     add_gauge_rule(conn, value=99)
     set_config(conn, alerting__delivery_timeout_seconds=1)
-    with http_receiver() as rx, smtp_receiver() as box, slow_resolver() as dns:
+    local_name = channel == "email_local_name"
+    with http_receiver() as rx, smtp_receiver() as box, slow_resolver(local_name=local_name) as dns:
         if channel == "slack":
             set_config(conn, alerting__channels__slack__enabled=True)
             env = {"PGPERFMON_SLACK_WEBHOOK_URL": f"http://{SLOW_HOST}:{rx.port}/hook"}
         else:
             set_config(conn, alerting__channels__email__enabled=True,
-                       alerting__channels__email__smtp_host=SLOW_HOST,
+                       alerting__channels__email__smtp_host="127.0.0.1" if local_name else SLOW_HOST,
                        alerting__channels__email__smtp_port=box.port,
                        alerting__channels__email__starttls=False,
                        alerting__channels__email__recipients=["dba@example.test"])
@@ -748,7 +750,7 @@ def test_a_host_name_that_does_not_resolve_in_time_is_cut_off_at_the_delivery_ti
                 backend.execute("CALL perfmon.deliver_alerts()")
                 assert answered() == 0, "the attempt ended without waiting for the resolver"
         assert outbox_status(conn) == (
-            "pending", ("SMTP " if channel == "email" else "") +
+            "pending", ("SMTP " if channel.startswith("email") else "") +
             "timed out: no complete answer within the delivery timeout of 1 s")
         assert rx.received == [] and box.mails == []
         if worker == "deliver":  # once the name resolves, the same receiver has it

@@ -225,8 +225,9 @@ class Deadline:
 
 
 class _Lookup:
-    """One blocking look-up (getaddrinfo) in a thread of its own, which the attempts that need
-    it wait for only as long as their deadline allows. The system resolver has no timeout
+    """One blocking look-up of the system resolver (a host's addresses, this host's own name)
+    in a thread of its own, which the attempts that need it wait for only as long as their
+    deadline allows. The system resolver has no timeout
     of ours: a DNS server that does not answer would hold the worker for as long as
     /etc/resolv.conf's timeouts and attempts add up to."""
 
@@ -357,12 +358,24 @@ class _DeadlineHTTPSConnection(_DeadlineConnection, http.client.HTTPSConnection)
     pass
 
 
+def _local_hostname() -> str:
+    """This host's name as smtplib finds it for EHLO when it is given none."""
+    fqdn = socket.getfqdn()
+    if "." in fqdn:
+        return fqdn
+    try:
+        return f"[{socket.gethostbyname(socket.gethostname())}]"
+    except socket.gaierror:
+        return "[127.0.0.1]"
+
+
 class _DeadlineSMTP(smtplib.SMTP):
     """smtplib's client, its whole session (connect, STARTTLS, login, the mail) by one deadline."""
 
     def __init__(self, host: str, port: int, deadline: Deadline):
         self.deadline = deadline
-        super().__init__(host, port, timeout=deadline.seconds)
+        # The name its EHLO gives: smtplib would look it up (getfqdn) beyond the deadline.
+        super().__init__(host, port, _Lookup.run(deadline, _local_hostname), timeout=deadline.seconds)
 
     def _get_socket(self, host: str, port: int, timeout: float) -> Any:
         return DeadlineSocket(connect_by_deadline((host, port), self.deadline, self.source_address),
