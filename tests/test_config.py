@@ -69,6 +69,17 @@ def test_environment_overrides_the_file(tmp_path: Path) -> None:
          "collection.max_series_per_metric: got 0; input should be greater than or equal to 1"),
         ("alerting:\n  agent_down_max_alerts: 0\n",
          "alerting.agent_down_max_alerts: got 0; input should be greater than or equal to 1"),
+        # Matched as one string, a.b.c allowed both "a.b"."c" and "a"."b.c".
+        ("optimization:\n  auto_recovery:\n    vacuum_tables: {allow_tables: [a.b.c]}\n",
+         "optimization.auto_recovery.vacuum_tables.allow_tables.0: got 'a.b.c'; expected schema.table: "
+         'public.orders, app.* (* = any characters within the name), a name with dots, spaces, quotes '
+         'or upper case in double quotes ("my.schema"."Order Lines", "" for a quote), or * for every table'),
+        ("optimization:\n  auto_recovery:\n    analyze_stale_tables: {allow_tables: [orders]}\n",
+         "analyze_stale_tables.allow_tables.0: got 'orders'; expected schema.table"),
+        ("optimization:\n  auto_recovery:\n    analyze_stale_tables: {allow_tables: [public.Orders]}\n",
+         "analyze_stale_tables.allow_tables.0: got 'public.Orders'; expected schema.table with unquoted "
+         'names in lower case, as PostgreSQL folds them (public.orders); a name with upper case in double '
+         'quotes (public."Orders")'),
     ],
 )
 def test_invalid_file_names_key_value_and_expectation(tmp_path: Path, text: str,

@@ -715,6 +715,34 @@ def test_approved_indexes_on_hostile_identifiers_are_built_on_exactly_that_table
     h.assert_intact()
 
 
+def quoted(name: str) -> str:
+    """A name as a double-quoted identifier ("" for a quote), as in an allow_tables pattern."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(schema=identifier, table=identifier, cut=st.integers(min_value=0))
+@example(schema="a.b", table="c", cut=0)
+@example(schema="a", table="b.c", cut=0)
+@example(schema='x"."y', table='z', cut=1)
+def test_allow_tables_patterns_of_hostile_names_allow_exactly_that_table(
+        h: Hostile, schema: str, table: str, cut: int) -> None:
+    """A pattern quoting a table's names allows that table and no other: not the table whose
+    names read the same joined by a dot ("a.b"."c" and "a"."b.c" were both a.b.c)."""
+    pattern = f"{quoted(schema)}.{quoted(table)}"
+    config.TableAction(allow_tables=[pattern])  # the installer takes what the database matches
+    joined = f"{schema}.{table}"
+    dots = [i for i, c in enumerate(joined) if c == "."]
+    other = (joined[:dots[cut % len(dots)]], joined[dots[cut % len(dots)] + 1:])
+    match = "SELECT perfmon.table_pattern_match(%s, %s, %s)"
+    assert h.admin.execute(match, (schema, table, Jsonb([pattern]))).fetchone() == (True,)
+    if other != (schema, table):
+        assert h.admin.execute(match, (*other, Jsonb([pattern]))).fetchone() == (False,), other
+    assert h.admin.execute(match, (schema, table, Jsonb([joined]))).fetchone() == (
+        bool(config._TABLE_PATTERN.fullmatch(joined)),), "the database and the installer disagree"
+    h.assert_intact()
+
+
 def test_nul_bytes_are_refused_with_a_clear_error_and_the_server_keeps_running(h: Hostile) -> None:
     """PostgreSQL text cannot hold NUL: every text entry point says so instead of crashing."""
     calls: list[tuple[str, tuple]] = [

@@ -11,7 +11,9 @@ import psycopg
 import pytest
 from alert_servers import set_config, wait_for
 from click.testing import CliRunner
+from psycopg import sql
 from psycopg.conninfo import make_conninfo
+from psycopg.types.json import Jsonb
 
 from helpers import flush
 from pgperfmon import alerting, cli
@@ -293,6 +295,62 @@ def test_vacuum_and_analyze_run_outside_a_transaction(enabled: psycopg.Connectio
                        "WHERE action = 'vacuum_tables' AND decision = 'done'").fetchone()
     assert row[0] == "VACUUM (ANALYZE) public.churn" and row[1] == 'VACUUM (ANALYZE) "public"."churn"'
     assert row[2].startswith("last vacuum")
+
+
+# Tables whose names PostgreSQL must quote: dotted ones two of which read a.b.c joined,
+# upper case, spaces, a quote, a keyword, and a plain one the unquoted patterns name.
+ODD_TABLES = [("a.b", "c"), ("a", "b.c"), ("a", "Orders"), ("a", "orders"), ("a", "order lines"),
+              ("a", 'say "hi"'), ("a", "user"), ("public", "orders")]
+
+
+def test_allow_tables_names_each_table_however_its_name_is_spelled(enabled: psycopg.Connection,
+                                                                     installed: str) -> None:
+    """allow_tables matched the unquoted string schema.table: "a.b"."c" and "a"."b.c" were both
+    a.b.c, a pattern for one allowed the other, and neither could be allowed alone."""
+    conn = enabled
+    for schema, table in ODD_TABLES:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("CREATE TABLE {}.{} (id int) WITH (autovacuum_enabled = off)").format(
+            sql.Identifier(schema), sql.Identifier(table)))
+        conn.execute(sql.SQL("INSERT INTO {}.{} SELECT generate_series(1, 50)").format(
+            sql.Identifier(schema), sql.Identifier(table)))
+    flush(conn)
+
+    def allowed(*patterns: str) -> set[tuple[str, str]]:
+        params = Jsonb({"min_rows": 1, "modified_pct": 0, "allow_tables": list(patterns)})
+        rows = conn.execute("SELECT target, refusal FROM perfmon.recovery_plan_analyze(%s)", (params,))
+        return {(t["schema"], t["table"]) for t, refusal in rows if refusal is None} & set(ODD_TABLES)
+
+    assert allowed('"a.b".c') == {("a.b", "c")}
+    assert allowed('a."b.c"') == {("a", "b.c")}
+    assert allowed("a.b.c") == set(), "ambiguous: refused by the installer, matches nothing"
+    assert allowed('a."Orders"') == {("a", "Orders")}
+    assert allowed("a.orders") == {("a", "orders")}
+    assert allowed('a."order lines"', 'a."say ""hi"""', "a.user") == {
+        ("a", "order lines"), ("a", 'say "hi"'), ("a", "user")}
+    assert allowed("a.*") == {t for t in ODD_TABLES if t[0] == "a"}, "* stays within the name"
+    assert allowed("*.orders") == {("a", "orders"), ("public", "orders")}
+    assert allowed("public.orders") == {("public", "orders")}
+    assert allowed("*") == set(ODD_TABLES)
+    keys = conn.execute("SELECT target ->> 'key' FROM perfmon.recovery_plan_analyze(%s)",
+                        (Jsonb({"min_rows": 1, "modified_pct": 0}),)).fetchall()
+    assert len(keys) == len(set(keys)) >= len(ODD_TABLES), "each table has a step key of its own"
+    refusal = conn.execute("SELECT refusal FROM perfmon.recovery_plan_analyze(%s) "
+                           "WHERE target ->> 'schema' = 'a' AND target ->> 'table' = 'b.c'",
+                           (Jsonb({"min_rows": 1, "modified_pct": 0, "allow_tables": []}),)).fetchone()
+    assert refusal == ('table a."b.c" is not in allow_tables',)
+    # End to end: pgperfmon recover analyzes the one table allowed, and no other.
+    set_config(conn, optimization__auto_recovery__analyze_stale_tables__enabled=True,
+               optimization__auto_recovery__analyze_stale_tables__min_rows=1,
+               optimization__auto_recovery__analyze_stale_tables__allow_tables=['a."b.c"'])
+    result = alerting.recover_once(installed, "cli", None, actions=["analyze_stale_tables"])
+    done = [(s["target"]["schema"], s["target"]["table"]) for s in result["steps"] if s["decision"] == "done"]
+    assert done == [("a", "b.c")]
+    analyzed = conn.execute("SELECT schemaname, relname FROM pg_stat_user_tables "
+                            "WHERE last_analyze IS NOT NULL AND schemaname IN ('a', 'a.b')").fetchall()
+    assert analyzed == [("a", "b.c")]
+    assert conn.execute("SELECT target_name FROM perfmon.recovery_actions WHERE decision = 'done'"
+                        ).fetchall() == [('a."b.c"',)]
 
 
 def test_steps_a_sql_call_deferred_are_run_or_closed_by_the_next_pgperfmon_recover(

@@ -299,7 +299,7 @@ def recover(dsn: str | None, dry_run: bool | None, actions: tuple[str, ...], as_
                + (" (dry run: nothing changed)" if result.get("dry_run") else ""))
     for s in steps:
         target = s["target"]
-        name = target.get("pid") or f"{target.get('schema')}.{target.get('table')}"
+        name = target.get("pid") or _table(target).as_string()  # quoted: "a.b"."c" is not "a"."b.c"
         click.echo(f"  {s['action']} {name}: {s['decision']}"
                    + (f" - {s['reason']}" if s.get("reason") else "")
                    + (f" [verified: {s['verified']}]" if s.get("verified") is not None else ""))

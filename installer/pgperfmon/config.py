@@ -9,13 +9,22 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from pgperfmon import resources
 
@@ -218,9 +227,31 @@ class ShedConnections(SessionAction):
     usage_pct: Pct = 95.0
 
 
+# schema.table as SQL reads a qualified name, each part matched against its own name
+# (perfmon.table_pattern_match, docs/alerting.md): "..." one exact name, "" a quote inside
+# it; unquoted, lower case without dots or spaces, * any characters. "*" alone: every table.
+_TABLE_PATTERN_PART = r'(?:"(?:[^"]|"")+"|[^." \t\n\r\f\vA-Z]+)'  # as in the SQL, to the character
+_TABLE_PATTERN = re.compile(rf"\*|{_TABLE_PATTERN_PART}\.{_TABLE_PATTERN_PART}")
+
+
+def _table_pattern(value: str) -> str:
+    if _TABLE_PATTERN.fullmatch(value):
+        return value
+    if re.search(r'[A-Z]', re.sub(r'"(?:[^"]|"")*"', "", value)):
+        raise ValueError('expected schema.table with unquoted names in lower case, as PostgreSQL '
+                         'folds them (public.orders); a name with upper case in double quotes '
+                         '(public."Orders")')
+    raise ValueError('expected schema.table: public.orders, app.* (* = any characters within '
+                     'the name), a name with dots, spaces, quotes or upper case in double quotes '
+                     '("my.schema"."Order Lines", "" for a quote), or * for every table')
+
+
+TablePattern = Annotated[Glob, AfterValidator(_table_pattern)]
+
+
 class TableAction(_Section):
     enabled: bool = False
-    allow_tables: list[Glob] = Field(default_factory=list)  # schema.table patterns, * wildcard
+    allow_tables: list[TablePattern] = Field(default_factory=list)
 
 
 class AnalyzeAction(TableAction):

@@ -10,4 +10,5 @@ AS $$
 $$;
 COMMENT ON FUNCTION perfmon.glob_match(text, jsonb) IS
     'True when value matches one of the patterns of a jsonb array (* = any characters); '
-    'an empty array matches nothing. Used by the recovery allowlists.';
+    'an empty array matches nothing. Used by the recovery allowlists of roles and databases '
+    '(tables: perfmon.table_pattern_match).';

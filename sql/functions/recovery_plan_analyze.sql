@@ -3,13 +3,13 @@ RETURNS TABLE (target jsonb, statement text, refusal text, condition_since times
 LANGUAGE sql VOLATILE
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT jsonb_build_object('key', format('table:%s.%s', s.schemaname, s.relname),
+    SELECT jsonb_build_object('key', format('table:%I.%I', s.schemaname, s.relname),
                               'schema', s.schemaname, 'table', s.relname,
                               'modified_rows', s.n_mod_since_analyze, 'live_rows', s.n_live_tup,
                               'last_analyze', greatest(s.last_analyze, s.last_autoanalyze)),
            format('ANALYZE %I.%I', s.schemaname, s.relname),
-           CASE WHEN NOT perfmon.glob_match(format('%s.%s', s.schemaname, s.relname), params -> 'allow_tables')
-                THEN format('table %s.%s is not in allow_tables', s.schemaname, s.relname) END,
+           CASE WHEN NOT perfmon.table_pattern_match(s.schemaname, s.relname, params -> 'allow_tables')
+                THEN format('table %I.%I is not in allow_tables', s.schemaname, s.relname) END,
            greatest(s.last_analyze, s.last_autoanalyze)
     FROM pg_stat_user_tables AS s
     WHERE s.n_mod_since_analyze >= (params ->> 'min_rows')::bigint

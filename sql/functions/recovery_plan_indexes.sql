@@ -21,15 +21,16 @@ AS $$
         SELECT a.*, perfmon.recovery_index_name_taken(a.schema_name, a.index_name) AS taken
         FROM a
     )
-    SELECT jsonb_build_object('key', format('index:%s.%s(%s)', a.schema_name, a.table_name,
-                                            array_to_string(a.columns, ',')),
+    SELECT jsonb_build_object('key', format('index:%I.%I(%s)', a.schema_name, a.table_name,
+                                            (SELECT string_agg(format('%I', col), ',' ORDER BY o)
+                                             FROM unnest(a.columns) WITH ORDINALITY AS u(col, o))),
                               'approval_id', a.approval_id, 'schema', a.schema_name, 'table', a.table_name,
                               'columns', to_jsonb(a.columns), 'index_name', a.index_name,
                               'approved_by', a.approved_by),
            format('CREATE INDEX CONCURRENTLY %I ON %I.%I (%s)', a.index_name, a.schema_name, a.table_name,
                   (SELECT string_agg(format('%I', col), ', ' ORDER BY o) FROM unnest(a.columns)
                    WITH ORDINALITY AS u(col, o))),
-           CASE WHEN a.rel IS NULL THEN format('table %s.%s does not exist', a.schema_name, a.table_name)
+           CASE WHEN a.rel IS NULL THEN format('table %I.%I does not exist', a.schema_name, a.table_name)
                 WHEN a.taken IS NOT NULL THEN format('the index name is taken by %s: not built, nothing '
                                                      'dropped', a.taken) END,
            a.approved_at

@@ -18,14 +18,14 @@ AS $$
                    AND t.dead_pct >= (params ->> 'dead_tuple_pct')::numeric AS needs_vacuum
         FROM t
     )
-    SELECT jsonb_build_object('key', format('table:%s.%s', d.schemaname, d.relname),
+    SELECT jsonb_build_object('key', format('table:%I.%I', d.schemaname, d.relname),
                               'schema', d.schemaname, 'table', d.relname, 'dead_tuples', d.n_dead_tup,
                               'dead_pct', d.dead_pct, 'xid_age', d.xid_age, 'freeze', d.needs_freeze,
                               'last_vacuum', d.last_vacuum),
            format(CASE WHEN d.needs_freeze THEN 'VACUUM (FREEZE) %I.%I' ELSE 'VACUUM (ANALYZE) %I.%I' END,
                   d.schemaname, d.relname),
-           CASE WHEN NOT perfmon.glob_match(format('%s.%s', d.schemaname, d.relname), params -> 'allow_tables')
-                THEN format('table %s.%s is not in allow_tables', d.schemaname, d.relname) END,
+           CASE WHEN NOT perfmon.table_pattern_match(d.schemaname, d.relname, params -> 'allow_tables')
+                THEN format('table %I.%I is not in allow_tables', d.schemaname, d.relname) END,
            d.last_vacuum
     FROM d
     WHERE d.needs_freeze OR d.needs_vacuum
