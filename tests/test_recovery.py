@@ -399,6 +399,44 @@ def test_steps_a_sql_call_deferred_are_run_or_closed_by_the_next_pgperfmon_recov
     assert notices == [notices[0]], "pgperfmon recover runs what it defers: nothing to say"
 
 
+def test_steps_turned_off_while_a_run_is_in_flight_are_not_run(enabled: psycopg.Connection,
+                                                                installed: str) -> None:
+    """pgperfmon recover ran every deferred step of its plan, however long the steps before it
+    took: turning the action off, or taking a table out of allow_tables, meanwhile stopped
+    nothing."""
+    conn = enabled
+    for table in ("t1", "t2", "t3"):
+        conn.execute(f"CREATE TABLE public.{table} (id int) WITH (autovacuum_enabled = off)")
+        conn.execute(f"INSERT INTO public.{table} SELECT generate_series(1, 5000)")
+        conn.execute(f"DELETE FROM public.{table} WHERE id <= 3000")
+    flush(conn)
+    set_config(conn, optimization__auto_recovery__vacuum_tables__enabled=True,
+               optimization__auto_recovery__vacuum_tables__allow_tables=["public.t*"])
+    planned = conn.execute("SELECT perfmon.recover('cli', actions => ARRAY['vacuum_tables'])").fetchone()[0]
+    plan = {s["target"]["table"]: s for s in planned["steps"] if s["target"]["schema"] == "public"}
+    assert {t: s["decision"] for t, s in plan.items()} == dict.fromkeys(("t1", "t2", "t3"), "deferred")
+    with closing(psycopg.connect(installed, autocommit=True)) as runner:  # as recover_once runs them
+        alerting.run_deferred_step(runner, plan["t1"])
+        set_config(conn, optimization__auto_recovery__vacuum_tables__allow_tables=["public.t1", "public.t3"])
+        alerting.run_deferred_step(runner, plan["t2"])
+        set_config(conn, optimization__auto_recovery__vacuum_tables__enabled=False)
+        alerting.run_deferred_step(runner, plan["t3"])
+    assert [(plan[t]["decision"], plan[t]["result"]) for t in ("t2", "t3")] == [
+        ("skipped", "not run: table public.t2 was taken out of optimization.auto_recovery.vacuum_tables."
+                    "allow_tables after it was planned"),
+        ("skipped", "not run: optimization.auto_recovery.vacuum_tables.enabled was turned off after it "
+                    "was planned")]
+    audit = conn.execute("SELECT target ->> 'table', decision, result LIKE 'not run: %%' "
+                         "FROM perfmon.recovery_actions WHERE action = 'vacuum_tables' "
+                         "AND target ->> 'table' IN ('t1', 't2', 't3') ORDER BY 1").fetchall()
+    assert audit == [("t1", "done", False), ("t2", "skipped", True), ("t3", "skipped", True)]
+    vacuumed = conn.execute("SELECT relname FROM pg_stat_user_tables WHERE last_vacuum IS NOT NULL "
+                            "AND relname IN ('t1', 't2', 't3')").fetchall()
+    assert vacuumed == [("t1",)]
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="is not waiting to run"):
+        conn.execute("SELECT perfmon.recovery_step_withdrawn(%s)", (plan["t2"]["step_id"],))
+
+
 def test_builds_only_approved_indexes_concurrently(enabled: psycopg.Connection, installed: str) -> None:
     conn = enabled
     conn.execute("CREATE TABLE public.orders (id int, customer_id int, note text)")

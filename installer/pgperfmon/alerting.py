@@ -202,6 +202,11 @@ def run_deferred_step(conn: psycopg.Connection, step: dict[str, Any]) -> None:
         if decision != "deferred":  # closed by a run that planned it again meanwhile
             step.update(decision=decision, result="not run: planned again by another run")
             return
+        # Turned off (or the table taken out of allow_tables) while earlier steps ran.
+        withdrawn = conn.execute("SELECT perfmon.recovery_step_withdrawn(%s)", (step_id,)).fetchone()[0]
+        if withdrawn is not None:
+            step.update(decision="skipped", result=withdrawn)
+            return
         target = step["target"]
         started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
         if step["action"] == "create_approved_indexes":
