@@ -437,6 +437,41 @@ def test_steps_turned_off_while_a_run_is_in_flight_are_not_run(enabled: psycopg.
         conn.execute("SELECT perfmon.recovery_step_withdrawn(%s)", (plan["t2"]["step_id"],))
 
 
+def test_a_vacuum_waiting_for_a_locked_table_gives_up_and_the_run_goes_on(enabled: psycopg.Connection,
+                                                                           installed: str) -> None:
+    """A transaction holding a table kept pgperfmon recover's VACUUM waiting for ever: the run
+    never ended, its step stayed 'deferred' and the steps after it never ran."""
+    conn = enabled
+    for table in ("held", "free"):
+        conn.execute(f"CREATE TABLE public.{table} (id int) WITH (autovacuum_enabled = off)")
+        conn.execute(f"INSERT INTO public.{table} SELECT generate_series(1, 5000)")
+        conn.execute(f"DELETE FROM public.{table} WHERE id <= 3000 + (%s = 'held')::int", (table,))
+    flush(conn)  # held has one dead tuple more: planned, and run, first
+    set_config(conn, optimization__auto_recovery__lock_timeout_ms=200,
+               optimization__auto_recovery__vacuum_tables__enabled=True,
+               optimization__auto_recovery__vacuum_tables__allow_tables=["public.held", "public.free"])
+    runs: list[dict] = []
+    with closing(psycopg.connect(installed)) as holder:
+        holder.execute("LOCK TABLE public.held IN SHARE UPDATE EXCLUSIVE MODE")  # as a VACUUM would
+        run = threading.Thread(target=lambda: runs.append(
+            alerting.recover_once(installed, "cli", None, actions=["vacuum_tables"])), daemon=True)
+        run.start()
+        try:
+            assert wait_for(lambda: not run.is_alive(), timeout=30), "the run waits for the lock"
+        finally:
+            holder.rollback()
+            run.join(timeout=30)
+    mine = {s["target"]["table"]: s for s in runs[0]["steps"] if s["target"]["schema"] == "public"}
+    assert list(mine) == ["held", "free"]
+    assert (mine["held"]["decision"], mine["held"]["result"]) == (
+        "failed", "canceling statement due to lock timeout: the table stayed locked for "
+                  "optimization.auto_recovery.lock_timeout_ms (200 ms)")
+    assert (mine["free"]["decision"], mine["free"]["verified"]) == ("done", True)
+    assert conn.execute("SELECT decision, verified, verify_detail FROM perfmon.recovery_actions "
+                        "WHERE step_id = %s", (mine["held"]["step_id"],)).fetchone() == (
+        "failed", False, "the statement failed")
+
+
 def test_builds_only_approved_indexes_concurrently(enabled: psycopg.Connection, installed: str) -> None:
     conn = enabled
     conn.execute("CREATE TABLE public.orders (id int, customer_id int, note text)")

@@ -190,6 +190,28 @@ CLAIM_STEP = "SELECT pg_try_advisory_lock(hashtext('perfmon.recovery_step'), (%s
 RELEASE_STEP = "SELECT pg_advisory_unlock(hashtext('perfmon.recovery_step'), (%s::bigint %% 2147483647)::int)"
 
 
+def run_table_statement(conn: psycopg.Connection, statement: sql.Composed) -> tuple[bool, str]:
+    """Runs a VACUUM or ANALYZE; returns (done, what happened) for the step's record.
+
+    It waits for its table's lock at most optimization.auto_recovery.lock_timeout_ms: a
+    transaction holding the table otherwise kept the run waiting for ever, its step
+    'deferred' and the steps after it not run.
+    """
+    timeout = conn.execute("SELECT perfmon.setting('optimization.auto_recovery.lock_timeout_ms')::int"
+                           ).fetchone()[0]
+    conn.execute("SELECT set_config('lock_timeout', %s, false)", (f"{timeout}ms",))
+    try:
+        conn.execute(statement)
+        return True, statement.as_string(conn)
+    except psycopg.errors.LockNotAvailable as exc:
+        return False, (f"{db.redact(str(exc).strip())}: the table stayed locked for "
+                       f"optimization.auto_recovery.lock_timeout_ms ({timeout} ms)")
+    except psycopg.Error as exc:
+        return False, db.redact(str(exc).strip())
+    finally:
+        conn.execute("RESET lock_timeout")
+
+
 def run_deferred_step(conn: psycopg.Connection, step: dict[str, Any]) -> None:
     """Runs one deferred step outside any transaction and records its outcome in step."""
     step_id = step["step_id"]
@@ -212,12 +234,7 @@ def run_deferred_step(conn: psycopg.Connection, step: dict[str, Any]) -> None:
         if step["action"] == "create_approved_indexes":
             ok, text = build_approved_index(conn, target)
         else:
-            statement = deferred_statement(step["action"], target)
-            try:
-                conn.execute(statement)
-                ok, text = True, statement.as_string(conn)
-            except psycopg.Error as exc:
-                ok, text = False, db.redact(str(exc).strip())
+            ok, text = run_table_statement(conn, deferred_statement(step["action"], target))
         check = conn.execute("SELECT perfmon.recovery_step_result(%s, %s, %s, %s)",
                              (step_id, ok, text, started)).fetchone()[0]
         step.update(decision="done" if ok else "failed", result=text, verified=check["verified"])

@@ -280,6 +280,9 @@ class AutoRecovery(_Section):
     max_actions_per_hour: Annotated[int, Field(ge=1, le=100_000)] = 30
     watch_interval_seconds: Annotated[int, Field(ge=1, le=60)] = 1
     verify_timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 3000
+    # How long pgperfmon recover's VACUUM or ANALYZE waits for its table's lock before it gives
+    # up (failed): without it, a long transaction holding the table kept the run waiting for ever.
+    lock_timeout_ms: Annotated[int, Field(ge=10, le=600_000)] = 5000
     cancel_long_queries: SessionAction = Field(default_factory=SessionAction)
     terminate_idle_in_transaction: SessionAction = Field(default_factory=SessionAction)
     terminate_lock_blockers: SessionAction = Field(
