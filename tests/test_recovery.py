@@ -690,3 +690,41 @@ def test_a_run_cancelled_while_it_acts_keeps_a_row_for_every_session_it_ended(
             assert 0 < len(ended) < len(pids)
             break
     assert cancelled_while_acting, "no timeout fell while the run acted: the test showed nothing"
+
+
+def test_a_run_cancelled_while_it_plans_a_later_action_keeps_the_rows_of_earlier_ones(
+        enabled: psycopg.Connection, installed: str, idle_session) -> None:
+    """A cancel while the run planned a later action (here waiting for a lock on the index
+    approvals) rolled back the rows of sessions an earlier action had already terminated."""
+    conn = enabled
+    _session, pid = idle_session
+    approve_orders_index(conn)
+    set_config(conn, optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=[APP_ROLE])
+    conn.execute("SELECT pg_sleep(0.2)")
+    with closing(psycopg.connect(installed)) as holder:
+        holder.execute("LOCK TABLE perfmon.index_approvals IN ACCESS EXCLUSIVE MODE")
+        conn.execute("SET statement_timeout = 1000")
+        try:
+            result = conn.execute("SELECT perfmon.recover('manual')").fetchone()[0]
+        except psycopg.errors.QueryCanceled:
+            result = {}
+        finally:
+            conn.execute("RESET statement_timeout")
+            holder.rollback()
+    assert not alive(conn, pid)
+    assert steps(conn, "terminate_idle_in_transaction") == [("done", None, True, pid)]
+    assert result.get("cancelled") is True
+    done = [s["action"] for s in result["steps"] if s["decision"] == "done"]
+    assert done == ["terminate_idle_in_transaction"]
+    # Before any row is written, a cancel is an error as usual.
+    with closing(psycopg.connect(installed)) as holder:
+        holder.execute("LOCK TABLE perfmon.index_approvals IN ACCESS EXCLUSIVE MODE")
+        conn.execute("SET statement_timeout = 300")
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("SELECT perfmon.recover('manual', actions => ARRAY['create_approved_indexes'])")
+        finally:
+            conn.execute("RESET statement_timeout")
+            holder.rollback()

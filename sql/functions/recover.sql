@@ -20,6 +20,7 @@ DECLARE
     p record;
     c record;
     params jsonb;
+    plan jsonb;
     act_enabled boolean;
     verdict text;
     reason text;
@@ -72,7 +73,20 @@ BEGIN
              WHERE s.action = p.name AND s.decision = 'deferred'
                AND pg_try_advisory_xact_lock(hashtext('perfmon.recovery_step'), (s.step_id % 2147483647)::int);
         END IF;
-        FOR c IN EXECUTE format('SELECT * FROM %s($1)', p.plan_function::regproc) USING params LOOP
+        -- A cancel while planning a later action rolled back the rows of sessions the run had
+        -- already signalled, as one while acting did (below): the run stops here the same way.
+        BEGIN
+            EXECUTE format('SELECT coalesce(jsonb_agg(to_jsonb(x)), ''[]'') FROM %s($1) AS x',
+                           p.plan_function::regproc) USING params INTO plan;
+        EXCEPTION WHEN query_canceled THEN
+            IF run IS NULL THEN
+                RAISE;  -- nothing recorded, nothing done: an error as usual
+            END IF;
+            cancelled := true;
+            EXIT playbook;
+        END;
+        FOR c IN SELECT * FROM jsonb_to_recordset(plan)
+                     AS x(target jsonb, statement text, refusal text, condition_since timestamptz) LOOP
             verdict := CASE
                 WHEN c.refusal IS NOT NULL THEN 'refused'
                 WHEN NOT act_enabled THEN 'disabled'
