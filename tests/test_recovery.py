@@ -472,6 +472,51 @@ def test_a_vacuum_waiting_for_a_locked_table_gives_up_and_the_run_goes_on(enable
         "failed", False, "the statement failed")
 
 
+def test_a_step_whose_connection_is_lost_is_recorded_and_the_run_goes_on(enabled: psycopg.Connection,
+                                                                          installed: str) -> None:
+    """The VACUUM's session terminated (or the server restarted) while it ran: pgperfmon recover
+    died with the connection, the step stayed 'deferred' with nothing to say it had run, and
+    the steps after it never ran."""
+    conn = enabled
+    for table in ("held", "free"):
+        conn.execute(f"CREATE TABLE public.{table} (id int) WITH (autovacuum_enabled = off)")
+        conn.execute(f"INSERT INTO public.{table} SELECT generate_series(1, 5000)")
+        conn.execute(f"DELETE FROM public.{table} WHERE id <= 3000 + (%s = 'held')::int", (table,))
+    flush(conn)
+    set_config(conn, optimization__auto_recovery__lock_timeout_ms=60_000,
+               optimization__auto_recovery__vacuum_tables__enabled=True,
+               optimization__auto_recovery__vacuum_tables__allow_tables=["public.held", "public.free"])
+    runs: list = []
+
+    def run() -> None:
+        try:
+            runs.append(alerting.recover_once(installed, "cli", None, actions=["vacuum_tables"]))
+        except Exception as exc:  # what the old code died of
+            runs.append(exc)
+
+    vacuum = ("SELECT pid FROM pg_stat_activity WHERE query LIKE 'VACUUM%%held%%' "
+              "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+    with closing(psycopg.connect(installed)) as holder:
+        holder.execute("LOCK TABLE public.held IN SHARE UPDATE EXCLUSIVE MODE")
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        try:
+            assert wait_for(lambda: conn.execute(vacuum).fetchone() is not None)
+            conn.execute(f"SELECT pg_terminate_backend(({vacuum}))")
+        finally:
+            holder.rollback()
+    thread.join(timeout=30)
+    assert len(runs) == 1 and isinstance(runs[0], dict), runs
+    mine = {s["target"]["table"]: s for s in runs[0]["steps"] if s["target"]["schema"] == "public"}
+    assert mine["held"]["decision"] == "failed"
+    assert mine["held"]["result"].startswith("terminating connection due to administrator command")
+    assert mine["held"]["result"].endswith(
+        "; the connection running it was lost: it may have been partly done")
+    assert (mine["free"]["decision"], mine["free"]["verified"]) == ("done", True)
+    assert conn.execute("SELECT decision FROM perfmon.recovery_actions WHERE step_id = %s",
+                        (mine["held"]["step_id"],)).fetchone() == ("failed",)
+
+
 def test_builds_only_approved_indexes_concurrently(enabled: psycopg.Connection, installed: str) -> None:
     conn = enabled
     conn.execute("CREATE TABLE public.orders (id int, customer_id int, note text)")

@@ -209,11 +209,19 @@ def run_table_statement(conn: psycopg.Connection, statement: sql.Composed) -> tu
     except psycopg.Error as exc:
         return False, db.redact(str(exc).strip())
     finally:
-        conn.execute("RESET lock_timeout")
+        if not conn.broken:
+            conn.execute("RESET lock_timeout")
 
 
-def run_deferred_step(conn: psycopg.Connection, step: dict[str, Any]) -> None:
-    """Runs one deferred step outside any transaction and records its outcome in step."""
+def run_deferred_step(conn: psycopg.Connection, step: dict[str, Any],
+                      runner: psycopg.Connection | None = None) -> None:
+    """Runs one deferred step outside any transaction and records its outcome in step.
+
+    The statement runs on runner (default conn), the bookkeeping on conn: a runner whose
+    connection is lost meanwhile (terminated, the server restarted) still gets its step
+    recorded as failed, where it used to stay 'deferred' with nothing to say it had run.
+    """
+    runner = runner or conn
     step_id = step["step_id"]
     if not conn.execute(CLAIM_STEP, (step_id,)).fetchone()[0]:
         step.update(result="not run here: another pgperfmon recover is running it")
@@ -231,10 +239,17 @@ def run_deferred_step(conn: psycopg.Connection, step: dict[str, Any]) -> None:
             return
         target = step["target"]
         started = conn.execute("SELECT clock_timestamp()").fetchone()[0]
-        if step["action"] == "create_approved_indexes":
-            ok, text = build_approved_index(conn, target)
-        else:
-            ok, text = run_table_statement(conn, deferred_statement(step["action"], target))
+        try:
+            if step["action"] == "create_approved_indexes":
+                ok, text = build_approved_index(runner, target)
+            else:
+                ok, text = run_table_statement(runner, deferred_statement(step["action"], target))
+        except psycopg.OperationalError as exc:
+            if not runner.broken or runner is conn:
+                raise
+            ok, text = False, db.redact(str(exc).strip())
+        if runner.broken and runner is not conn:
+            ok, text = False, f"{text}; the connection running it was lost: it may have been partly done"
         check = conn.execute("SELECT perfmon.recovery_step_result(%s, %s, %s, %s)",
                              (step_id, ok, text, started)).fetchone()[0]
         step.update(decision="done" if ok else "failed", result=text, verified=check["verified"])
@@ -249,9 +264,18 @@ def recover_once(dsn: str, trigger: str, dry_run: bool | None, fast_only: bool =
         result = conn.execute(
             "SELECT perfmon.recover(%s, %s, fast_only => %s, in_database_only => false, actions => %s)",
             (trigger, dry_run, fast_only, actions)).fetchone()[0]
-        for step in result.get("steps", []):
-            if step["decision"] == "deferred":
-                run_deferred_step(conn, step)
+        runner = None  # its own connection, so that losing it loses no step's record
+        try:
+            for step in result.get("steps", []):
+                if step["decision"] == "deferred":
+                    if runner is None or runner.broken:
+                        if runner is not None:
+                            runner.close()
+                        runner = db.connect(dsn, autocommit=True)
+                    run_deferred_step(conn, step, runner)
+        finally:
+            if runner is not None:
+                runner.close()
         return result
 
 
