@@ -106,6 +106,28 @@ def test_off_by_default_and_a_dry_run_changes_nothing(conn: psycopg.Connection, 
                         ).fetchone() == (True,)
 
 
+@pytest.mark.parametrize("missing", ["enabled", "dry_run", "max_actions_per_hour"])
+def test_recovery_without_its_switch_stays_off(conn: psycopg.Connection, idle_session, missing: str) -> None:
+    """With optimization.auto_recovery.enabled or dry_run removed from perfmon.config (or
+    null), every run failed on its NULL dry_run; without max_actions_per_hour nothing limited
+    the actions. A missing switch is off, a missing limit allows nothing."""
+    _session, pid = idle_session
+    set_config(conn, optimization__auto_recovery__enabled=True, optimization__auto_recovery__dry_run=False,
+               optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=[APP_ROLE])
+    conn.execute("DELETE FROM perfmon.config WHERE key = %s", (f"optimization.auto_recovery.{missing}",))
+    conn.execute("SELECT pg_sleep(0.2)")
+    result = conn.execute("SELECT perfmon.watch()").fetchone()[0]
+    assert alive(conn, pid)
+    if missing == "enabled":
+        assert result == {"enabled": False}
+    else:
+        assert [s[:2] for s in steps(conn, "terminate_idle_in_transaction")] == [
+            ("dry_run", "dry run: nothing was changed") if missing == "dry_run"
+            else ("rate_limited", "max_actions_per_hour is not set: no action is allowed")]
+
+
 def test_terminates_the_root_blocker_of_a_lock_chain(enabled: psycopg.Connection, app_dsn: str) -> None:
     conn = enabled
     prepare_chain(conn)

@@ -15,7 +15,9 @@ AS $$
 -- superseded by its new plan or no longer needed, so that none is left waiting for ever.
 DECLARE
     g jsonb := perfmon.settings_under('optimization.auto_recovery');
-    enabled boolean := (g ->> 'enabled')::boolean;
+    -- A switch missing from perfmon.config (or null) is off, and a run a dry run: unknown,
+    -- every run failed on its NULL dry_run instead (and no max_actions_per_hour, no action).
+    enabled boolean := coalesce((g ->> 'enabled')::boolean, false);
     dry boolean;
     p record;
     c record;
@@ -47,7 +49,7 @@ BEGIN
     IF dry_run IS NULL AND NOT enabled THEN
         RETURN jsonb_build_object('enabled', false);
     END IF;
-    dry := coalesce(dry_run, (g ->> 'dry_run')::boolean) OR NOT enabled;
+    dry := coalesce(dry_run, (g ->> 'dry_run')::boolean, true) OR NOT enabled;
     IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.recover')) THEN
         RETURN jsonb_build_object('skipped', 'another recovery run is in progress');
     END IF;
@@ -95,15 +97,17 @@ BEGIN
                       WHERE s.action = p.name AND s.decision IN ('done', 'failed', 'deferred')
                         AND s.detected_at > clock_timestamp() - interval '1 hour'
                         AND NOT s.step_id = ANY (coalesce(waiting, '{}')))
-                     >= (g ->> 'max_actions_per_hour')::int THEN 'rate_limited'
+                     >= coalesce((g ->> 'max_actions_per_hour')::int, 0) THEN 'rate_limited'
                 WHEN NOT p.in_database THEN 'deferred'
                 ELSE 'done' END;
             reason := CASE verdict
                 WHEN 'refused' THEN c.refusal
                 WHEN 'disabled' THEN format('optimization.auto_recovery.%s.enabled is off', p.name)
                 WHEN 'dry_run' THEN 'dry run: nothing was changed'
-                WHEN 'rate_limited' THEN format('%s actions in the last hour (max_actions_per_hour)',
-                                                g ->> 'max_actions_per_hour')
+                WHEN 'rate_limited' THEN CASE WHEN g ->> 'max_actions_per_hour' IS NULL
+                                              THEN 'max_actions_per_hour is not set: no action is allowed'
+                                              ELSE format('%s actions in the last hour (max_actions_per_hour)',
+                                                          g ->> 'max_actions_per_hour') END
                 WHEN 'deferred' THEN 'runs outside a transaction: waits for pgperfmon recover' END;
             -- Unattended runs repeat every second or minute: record a candidate that is not
             -- acted on once per 5 minutes, not every time.
