@@ -20,6 +20,7 @@ from health_helpers import (
     add_statement,
     add_statement_history,
     anchor,
+    ensure_partitions,
     health,
     minutes,
     set_config,
@@ -113,12 +114,12 @@ def test_system_component_from_known_host_samples(conn: psycopg.Connection) -> N
 def test_agents_and_apdex_from_known_heartbeats(conn: psycopg.Connection) -> None:
     end = anchor(conn)
     set_config(conn, business__apdex_target_ms=500)
-    web = add_agent(conn, "web", end - timedelta(seconds=30))                       # up
+    web = add_agent(conn, "web", end)                                                # up
     batch = add_agent(conn, "batch", end - timedelta(minutes=10), last_status="down")  # down
     add_agent(conn, "retired", end - timedelta(days=3))     # not heard from in the period: left out
     responses = [100, 200, 300, 400, 500, 600, 1000, 2000, 2500, 5000]
-    for i, ms in enumerate(responses):
-        add_heartbeat(conn, web, end - timedelta(minutes=50 - i), ms, errors=1 if i == 3 else 0)
+    for i, ms in enumerate(responses):                      # a minute apart, the last at the end
+        add_heartbeat(conn, web, end - timedelta(minutes=9 - i), ms, errors=1 if i == 3 else 0)
     add_heartbeat(conn, batch, end - timedelta(minutes=10), None, status="down")
     h = health(conn, end)
 
@@ -140,6 +141,45 @@ def test_agents_and_apdex_from_known_heartbeats(conn: psycopg.Connection) -> Non
               "response": r1(band(p95, 500, 2000, 5000))}
     assert a["checks"] == checks
     assert a["score"] == r1(sum(checks.values()) / 3)
+
+
+def test_agents_of_a_past_period_are_judged_by_their_heartbeats_then(conn: psycopg.Connection) -> None:
+    """A score of last week judges each agent as its heartbeats then say, not as it is now."""
+    end = anchor(conn)
+    ensure_partitions(conn, 8)
+    week_ago, days_ago = end - timedelta(days=7), end - timedelta(days=3)
+
+    def beats(agent: int, last: datetime, count: int, status: str = "ok") -> None:
+        for t in minutes(last, count):
+            add_heartbeat(conn, agent, t, 20, status=status)
+
+    steady = add_agent(conn, "steady", end)
+    beats(steady, week_ago, 60)
+    beats(steady, days_ago, 60)
+    beats(steady, end, 5)
+    # down at the end of the week-old period (reported down 10 minutes before it), up now
+    flaky = add_agent(conn, "flaky", end)
+    beats(flaky, week_ago - timedelta(minutes=11), 50)
+    beats(flaky, week_ago - timedelta(minutes=10), 1, status="down")
+    beats(flaky, days_ago, 60)
+    beats(flaky, end, 5)
+    # first heard of 3 days ago and up all that hour; down since yesterday
+    gone = add_agent(conn, "gone", end - timedelta(days=1), last_status="down")
+    beats(gone, days_ago, 60)
+    beats(gone, end - timedelta(days=1), 1, status="down")
+
+    def judged(ending: datetime) -> tuple[int, int, int]:
+        a = health(conn, ending)["components"]["agents"]["inputs"]
+        return a["agents"], a["agents_up"], a["agents_down"]
+
+    assert judged(week_ago) == (2, 1, 1)        # steady up, flaky down; gone not heard of yet
+    assert judged(days_ago) == (3, 3, 0)
+    assert judged(end) == (2, 2, 0)             # gone: silent a day, no longer judged
+    # All three went silent after their heartbeats 3 days ago: down within the half hour after.
+    assert conn.execute("SELECT perfmon.health_agents(%s, %s) -> 'inputs'",
+                        (days_ago + timedelta(minutes=1), days_ago + timedelta(minutes=30))
+                        ).fetchone()[0] == {"agents": 3, "agents_up": 0, "agents_down": 3, "up_pct": 0,
+                                            "heartbeats": 0, "apdex_target_ms": 500}
 
 
 def test_apdex_source_can_change_within_one_session(conn: psycopg.Connection) -> None:

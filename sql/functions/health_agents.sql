@@ -3,9 +3,16 @@ RETURNS jsonb
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
--- The agents component: of the application agents heard from since the period began,
--- the share up at its end (the rule of perfmon.agent_health), the share of heartbeats
--- reporting errors, and the p95 of the reported response times against Apdex T.
+-- The agents component: of the application agents the period expected to hear from,
+-- the share up at its end, the share of heartbeats reporting errors, and the p95 of the
+-- reported response times against Apdex T. Every agent is judged by its own heartbeats up
+-- to the end of the period, never by its state now (perfmon.agents.last_status, last_seen):
+-- a score of last week must not change because an agent went down, or came back, since.
+-- Up and down follow the rule of perfmon.agent_health applied at the period's end: down
+-- when its last heartbeat by then reported down or is over system.agent_down_after_intervals
+-- expected intervals old; up when neither down nor stale. The agents judged are those that
+-- sent a heartbeat in the period, and those whose last heartbeat before it was recent
+-- enough that they were not down yet when it began (they went silent during it).
 DECLARE
     t double precision := (perfmon.settings_under('business') ->> 'apdex_target_ms')::float8;
     stale_after double precision := perfmon.setting('system.agent_stale_after_intervals')::float8;
@@ -16,21 +23,27 @@ DECLARE
     checks jsonb := '{}';
     missing jsonb := '[]';
 BEGIN
+    WITH judged AS (
+        SELECT l.status AS last_status,
+               extract(epoch FROM to_ts - l.ts) AS silent_s,
+               perfmon.agent_interval_s(g.expected_interval_s) AS every_s
+          FROM perfmon.agents AS g
+         CROSS JOIN LATERAL (SELECT b.ts, b.status FROM perfmon.agent_heartbeats AS b
+                              WHERE b.agent_id = g.agent_id AND b.ts <= to_ts
+                              ORDER BY b.ts DESC LIMIT 1) AS l
+         WHERE l.ts > from_ts - make_interval(secs => perfmon.agent_interval_s(g.expected_interval_s)
+                                                      * down_after)
+    )
     SELECT count(*) AS agents,
-           -- silence measured as in agent_health
-           count(*) FILTER (WHERE g.last_status <> 'down'
-                              AND NOT extract(epoch FROM to_ts - g.last_seen)
-                                      > perfmon.agent_interval_s(g.expected_interval_s) * stale_after) AS up,
-           count(*) FILTER (WHERE g.last_status = 'down'
-                              OR extract(epoch FROM to_ts - g.last_seen)
-                                 > perfmon.agent_interval_s(g.expected_interval_s) * down_after) AS down
+           count(*) FILTER (WHERE j.last_status <> 'down' AND NOT j.silent_s > j.every_s * stale_after) AS up,
+           count(*) FILTER (WHERE j.last_status = 'down' OR j.silent_s > j.every_s * down_after) AS down
       INTO a
-      FROM perfmon.agents AS g
-     WHERE g.last_seen > from_ts;
+      FROM judged AS j;
     IF a.agents = 0 THEN
         missing := jsonb_build_array(jsonb_build_object('check', 'agents', 'why',
-            'no application agent sent a heartbeat in the period: call perfmon.agent_heartbeat() '
-            'from the applications (docs/host-and-agents.md)'));
+            'no application agent sent a heartbeat in the period (or its heartbeats are past '
+            'collection.retention_days): call perfmon.agent_heartbeat() from the applications '
+            '(docs/host-and-agents.md)'));
         RETURN perfmon.health_component(jsonb_build_object('agents', 0), '{}', missing,
             'no agents to judge');
     END IF;
@@ -61,7 +74,8 @@ BEGIN
             'the agents report no response_ms: pass it to perfmon.agent_heartbeat()');
     END IF;
     RETURN perfmon.health_component(jsonb_strip_nulls(inputs), checks, missing,
-        'mean of the checks up (% of agents heard from in the period that are up now), errors '
+        'mean of the checks up (% of the agents judged that were up at the end of the period, by '
+        'their heartbeats), errors '
         '(% of heartbeats reporting errors: 1 -> 5 -> 25) and response (p95 of response_ms: '
         'T -> 4T -> 10T, T = business.apdex_target_ms)',
         jsonb_build_object(
