@@ -316,7 +316,8 @@ def test_database_component_from_known_history(conn: psycopg.Connection) -> None
 
 def test_cost_efficiency_from_configured_cost_and_commits(conn: psycopg.Connection) -> None:
     end = anchor(conn)
-    add_server_history(conn, minutes(end, 60), xact_commit=1000, xact_rollback=5)
+    # perfmon.server_totals reads [from, to), as the rollups and perfmon.workload_trend do
+    add_server_history(conn, minutes(end - timedelta(minutes=1), 60), xact_commit=1000, xact_rollback=5)
     h = health(conn, end)
     c = h["components"]["cost_efficiency"]
     assert c["score"] is None

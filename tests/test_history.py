@@ -439,3 +439,64 @@ def test_raw_days_are_rolled_up_before_retention_drops_them(probe: psycopg.Conne
         "AND ts >= (SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_hourly_until')"
     ).fetchone()[0]
     assert rolled + raw == sent, (rolled, raw, sent)
+
+
+def test_server_totals_and_workload_trend_agree_hour_by_hour(probe: psycopg.Connection) -> None:
+    """A report's totals (perfmon.server_totals) and a dashboard's points (perfmon.workload_trend)
+    for the same hours: an hour whose raw samples retention dropped, a rolled-up hour whose raw
+    samples remain, raw hours, and windows straddling rollup_hourly_until. Samples fall on the
+    hour, each with another count, so a window edge taken the other way shows."""
+    probe.execute("SELECT perfmon.maintain_partitions(now() - interval '1 day')")
+    probe.execute("""
+        CREATE TEMP TABLE b AS SELECT date_trunc('hour', now()) - interval '4 hours' AS h0;
+        CREATE TEMP TABLE s AS
+        SELECT b.h0 + g * interval '10 min' AS ts, g FROM b, generate_series(0, 24) AS g;
+        INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
+        SELECT 1, ts, 'sample', 600, 1, '{}' FROM s;
+        INSERT INTO perfmon.databases VALUES (1, 1, 'appdb') ON CONFLICT DO NOTHING;
+        -- the databases stage failed at g = 15: g = 16 holds both samples' deltas (1200 s)
+        INSERT INTO perfmon.database_history (server_id, ts, datid, xact_commit, xact_rollback,
+                                              blks_hit, blks_read)
+        SELECT 1, ts, 1, 100 + g * (CASE WHEN g = 16 THEN 2 ELSE 1 END), g % 3 + 1, 90 + g, 10
+        FROM s WHERE g <> 15;
+        INSERT INTO perfmon.server_history (server_id, ts, max_connections, sessions_total,
+            sessions_active, sessions_idle, sessions_idle_in_xact, sessions_waiting, blocked_sessions,
+            interval_s, xact_commit, xact_rollback, blks_hit, blks_read, database_interval_s)
+        SELECT 1, s.ts, 100, 1, 1, 0, 0, 0, 0, 600, d.xact_commit, d.xact_rollback, d.blks_hit,
+               d.blks_read, CASE WHEN s.g = 15 THEN NULL WHEN s.g = 16 THEN 1200 ELSE 600 END
+        FROM s LEFT JOIN perfmon.database_history AS d ON d.ts = s.ts;
+    """)
+    h0 = probe.execute("SELECT h0 FROM b").fetchone()[0]
+    probe.execute("SELECT perfmon.rollup(%s)", (h0 + timedelta(hours=2, minutes=5),))
+    assert probe.execute("SELECT value::timestamptz FROM perfmon.meta WHERE key = 'rollup_hourly_until'"
+                         ).fetchone()[0] == h0 + timedelta(hours=2)
+    # retention dropped the raw samples of the first hour
+    probe.execute("DELETE FROM perfmon.server_history WHERE ts < %s", (h0 + timedelta(hours=1),))
+    probe.execute("DELETE FROM perfmon.database_history WHERE ts < %s", (h0 + timedelta(hours=1),))
+
+    def totals(start, end) -> tuple:
+        row = probe.execute(
+            "SELECT covered_s, commits + rollbacks, round((commits + rollbacks) / "
+            "nullif(xact_covered_s, 0)::numeric, 2)::float8, round(100 * blks_hit / "
+            "nullif(blks_hit + blks_read, 0), 2)::float8 FROM perfmon.server_totals(%s, %s)",
+            (start, end)).fetchone()
+        return row[0], int(row[1]), row[2], row[3]
+
+    def trend(start, end, bucket_s: int) -> dict:
+        return {r[0]: (r[1], r[2], r[3], r[4]) for r in probe.execute(
+            "SELECT ts, covered_s, transactions, tps, cache_hit_pct FROM perfmon.workload_trend(%s, %s, %s)",
+            (start, end, bucket_s))}
+
+    hours = [h0 + timedelta(hours=i) for i in range(5)]
+    points = trend(hours[0], hours[-1], 3600)
+    assert sorted(points) == hours[:4]
+    for start in hours[:4]:
+        assert totals(start, start + timedelta(hours=1)) == points[start], start
+    # hour 2 (raw) holds the failed databases stage: 6 samples, 3600 s, transactions over 3600 s too
+    assert points[hours[2]][0] == 3600 and points[hours[2]][2] == round(
+        sum(100 + g * (2 if g == 16 else 1) + g % 3 + 1 for g in range(12, 18) if g != 15) / 3600, 2)
+    # windows straddling rollup_hourly_until (hours[2]): one bucket each
+    for start, width in ((hours[1], 7200), (hours[1] + timedelta(minutes=30), 3600),
+                         (hours[0], 4 * 3600)):
+        end = start + timedelta(seconds=width)
+        assert list(trend(start, end, width).values()) == [totals(start, end)], (start, width)

@@ -225,9 +225,11 @@ BEGIN
         'savings_from_applied_recommendations', savings);
 
     -- ------------------------------------------------------------ technical performance
-    -- raw samples, and hourly rollups where retention already dropped the raw days
+    -- the sums of perfmon.workload_trend's buckets: hourly rollups for the hours rolled up,
+    -- raw samples after
     SELECT t.commits, t.rollbacks, t.covered_s::numeric AS covered_s, t.blks_hit AS hit,
-           t.blks_hit + t.blks_read AS blocks, t.samples, t.rolled_up_hours
+           t.blks_hit + t.blks_read AS blocks, t.samples, t.rolled_up_hours,
+           t.xact_covered_s::numeric AS xact_covered_s
       INTO tx
       FROM perfmon.server_totals(from_ts, to_ts) AS t;
 
@@ -303,7 +305,7 @@ BEGIN
         'transactions', jsonb_build_object('value', tx.commits, 'unit', 'committed transactions',
             'how', 'sum of the xact_commit deltas of all databases (perfmon.server_history, as perfmon.database_series'
                    || CASE WHEN tx.rolled_up_hours > 0
-                           THEN format('; %s h whose raw samples retention dropped from perfmon.database_rollup',
+                           THEN format('; %s h from the hourly rollups, perfmon.database_rollup',
                                        tx.rolled_up_hours) ELSE '' END || ')'),
         'rollbacks', jsonb_build_object('value', tx.rollbacks, 'unit', 'transactions rolled back',
             'how', 'sum of the xact_rollback deltas of all databases (perfmon.server_history'
@@ -311,10 +313,11 @@ BEGIN
                            THEN format('; %s h from perfmon.database_rollup', tx.rolled_up_hours) ELSE '' END
                    || ')'),
         'tps_avg', jsonb_build_object(
-            'value', round((tx.commits + tx.rollbacks) / nullif(tx.covered_s, 0), 3), 'unit', 'transactions/s',
+            'value', round((tx.commits + tx.rollbacks) / nullif(tx.xact_covered_s, 0), 3), 'unit', 'transactions/s',
             'how', CASE WHEN tx.samples = 0 THEN 'no sample in the period (perfmon.collect())'
-                        ELSE format('(commits + rollbacks) / %s s covered by %s samples: the time-weighted mean of '
-                                    'perfmon.database_series.tps', round(tx.covered_s, 1), tx.samples) END),
+                        ELSE format('(commits + rollbacks) / %s s their %s samples cover: the time-weighted mean '
+                                    'of perfmon.workload_trend''s tps over the period (perfmon.server_totals)',
+                                    round(tx.xact_covered_s, 1), tx.samples) END),
         'mean_query_ms', jsonb_build_object(
             'value', round((st.ms / nullif(st.calls, 0))::numeric, 3), 'unit', 'ms',
             'how', CASE WHEN coalesce(st.calls, 0) = 0 THEN 'no statement execution sampled in the period'

@@ -8,12 +8,13 @@ LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    -- Like perfmon.statement_totals: hours already rolled up come from the hourly tables
-    -- (an hour counts the seconds its samples covered, perfmon.server_hourly.covered_s,
-    -- else 3600 s), the rest from raw samples (their interval_s). A raw sample's transactions
-    -- cover its database_interval_s instead (since the databases stage last succeeded), so tps
-    -- divides by those seconds. A bucket narrower than an hour therefore holds one point per
-    -- hour where only rollups remain.
+    -- The transactions, seconds and blocks are perfmon.server_workload's rows (the source of
+    -- perfmon.server_totals too: a report's totals are the sums of these buckets); the
+    -- statements are read as perfmon.statement_totals reads them. Hours already rolled up
+    -- come from the hourly tables, the rest from raw samples; a raw sample's transactions
+    -- cover its database_interval_s (since the databases stage last succeeded), so tps
+    -- divides by those seconds. A bucket narrower than an hour therefore holds one point
+    -- per hour where only rollups remain.
     -- Ranges are half-open, [from, to): a sample at exactly rollup_hourly_until is raw.
     WITH rolled AS (
         SELECT coalesce((SELECT value::timestamptz FROM perfmon.meta
@@ -21,27 +22,10 @@ AS $$
                make_interval(secs => greatest(bucket_s, 1)) AS width
     ),
     db AS (
-        SELECT date_bin(r.width, u.ts, from_ts) AS bucket, sum(u.seconds) AS seconds,
-               sum(u.xact_seconds) AS xact_seconds, sum(u.xacts) AS xacts,
-               sum(u.hit) AS hit, sum(u.read) AS read
-        FROM (
-            SELECT h.ts, coalesce(sh.covered_s, 3600.0)::float8 AS seconds,
-                   coalesce(sh.covered_s, 3600.0)::float8 AS xact_seconds,
-                   sum(coalesce(h.xact_commit, 0) + coalesce(h.xact_rollback, 0)) AS xacts,
-                   sum(coalesce(h.blks_hit, 0)) AS hit, sum(coalesce(h.blks_read, 0)) AS read
-            FROM perfmon.database_hourly AS h
-            CROSS JOIN rolled AS r
-            LEFT JOIN perfmon.server_hourly AS sh ON sh.server_id = 1 AND sh.ts = h.ts
-            WHERE h.server_id = 1 AND h.ts >= from_ts AND h.ts < least(to_ts, r.until)
-            GROUP BY h.ts, sh.covered_s
-            UNION ALL
-            SELECT s.ts, s.interval_s::float8, coalesce(s.database_interval_s, 0)::float8,
-                   coalesce(s.xact_commit, 0) + coalesce(s.xact_rollback, 0),
-                   coalesce(s.blks_hit, 0), coalesce(s.blks_read, 0)
-            FROM perfmon.server_history AS s, rolled AS r
-            WHERE s.server_id = 1 AND s.interval_s > 0
-              AND s.ts >= greatest(from_ts, r.until) AND s.ts < to_ts
-        ) AS u, rolled AS r
+        SELECT date_bin(r.width, w.ts, from_ts) AS bucket, sum(w.covered_s) AS seconds,
+               sum(w.xact_covered_s) AS xact_seconds, sum(w.commits + w.rollbacks) AS xacts,
+               sum(w.blks_hit) AS hit, sum(w.blks_read) AS read
+        FROM perfmon.server_workload(from_ts, to_ts) AS w, rolled AS r
         GROUP BY 1
     ),
     st AS (
