@@ -410,6 +410,32 @@ def test_risk_and_recommendations(conn: psycopg.Connection) -> None:
     assert {"title", "severity", "source", "component"} <= set(recs[0])
 
 
+def test_a_period_reaching_into_the_future_is_judged_up_to_now(conn: psycopg.Connection) -> None:
+    """What has not happened yet is neither downtime nor a silent agent nor a cost spent."""
+    end = anchor(conn)
+    set_config(conn, business__revenue_per_hour=3600.0, business__instance_cost_per_hour=1.0)
+    add_samples(conn, minutes(end, 61))
+    web = add_agent(conn, "web", end)
+    for t in minutes(end, 10):
+        add_heartbeat(conn, web, t, 20)
+    with conn.transaction():                 # one now() for the test and the score
+        now = conn.execute("SELECT now()").fetchone()[0]
+        h = health(conn, now + timedelta(minutes=30))
+        a = h["components"]["availability"]["inputs"]
+        assert (a["downtime_s"], a["observed_s"]) == (0, 1800)
+        assert h["components"]["agents"]["inputs"]["agents_up"] == 1
+        assert h["business_impact"]["revenue_at_risk"]["value"] == 0
+        assert datetime.fromisoformat(h["judged_to"]) == now
+        assert h["business_impact"]["infrastructure_cost"]["value"] == pytest.approx(0.5, abs=0.01)
+        # wholly in the future: nothing measured, no outage
+        h = health(conn, now + timedelta(days=1))
+        assert h["overall"] is None and h["risk_level"] == "unknown"
+        assert h["components"]["availability"]["score"] is None
+        assert "has not begun" in h["components"]["availability"]["missing"][0]
+        assert h["business_impact"]["revenue_at_risk"]["value"] is None
+        assert h["business_impact"]["infrastructure_cost"]["value"] == 0
+
+
 def test_bad_period_is_refused(conn: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="positive interval"):
         conn.execute("SELECT perfmon.health_score('-1 hour')")

@@ -94,7 +94,8 @@ BEGIN
     IF observed_s <= 0 THEN
         RETURN perfmon.health_component(jsonb_build_object('target_pct', target, 'samples', d.samples), '{}',
             jsonb_build_array(jsonb_build_object('check', 'uptime', 'why',
-                'the first sample was taken at the end of the period: nothing observed yet')),
+                CASE WHEN to_ts <= from_ts THEN 'the period has not begun yet: nothing observed'
+                     ELSE 'the first sample was taken at the end of the period: nothing observed yet' END)),
             'uptime from sample gaps and restarts');
     END IF;
     uptime := 100 * (1 - d.down_s / observed_s);

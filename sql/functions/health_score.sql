@@ -13,6 +13,10 @@ AS $$
 -- weighted means of the components that have a score, weights renormalised.
 DECLARE
     from_ts timestamptz := ending - period;
+    -- What has not happened yet is not measured: the components judge the period up to
+    -- now, so that the rest of it reads as nothing measured, never as a silent collector
+    -- (downtime) or silent agents.
+    judged_to timestamptz;
     -- The seconds the window really spans: '1 month' or '1 day' across a DST change is not
     -- extract(epoch FROM period) (30 days, 86400 s) but the calendar's length in the session's
     -- TimeZone (28-31 days, 23-25 h).
@@ -41,10 +45,11 @@ BEGIN
     END IF;
 
     span_s := extract(epoch FROM ending - from_ts);
+    judged_to := greatest(least(ending, now()), from_ts);
 
     FOR c IN SELECT * FROM perfmon.health_components WHERE enabled ORDER BY ordinal, name LOOP
         BEGIN
-            EXECUTE format('SELECT %s($1, $2)', c.function_name::regproc) INTO part USING from_ts, ending;
+            EXECUTE format('SELECT %s($1, $2)', c.function_name::regproc) INTO part USING from_ts, judged_to;
         EXCEPTION WHEN OTHERS THEN
             part := perfmon.health_component('{}', '{}', jsonb_build_array(jsonb_build_object(
                 'check', c.name, 'why', format('the component failed: %s (SQLSTATE %s)', SQLERRM, SQLSTATE))),
@@ -123,10 +128,11 @@ BEGIN
                         WHEN down_s IS NULL THEN 'downtime not measured (see components.availability.missing)'
                         ELSE format('business.revenue_per_hour (%s) x measured downtime (%s s) / 3600', rev_h, down_s) END),
         'infrastructure_cost', jsonb_build_object(
-            'value', round(cost_h * span_s / 3600, 2), 'unit', cur,
+            'value', round(cost_h * extract(epoch FROM judged_to - from_ts) / 3600, 2), 'unit', cur,
             'how', CASE WHEN cost_h IS NULL THEN 'business.instance_cost_per_hour is not configured'
                         ELSE format('business.instance_cost_per_hour (%s) x %s h', cost_h,
-                                    round(span_s / 3600, 3)) END),
+                                    round(extract(epoch FROM judged_to - from_ts) / 3600, 3))
+                             || CASE WHEN judged_to < ending THEN ' (the period up to now)' ELSE '' END END),
         'transactions', jsonb_build_object(
             'value', (comps -> 'cost_efficiency' -> 'inputs' ->> 'commits')::numeric, 'unit', 'committed transactions',
             'how', 'sum of the xact_commit deltas of all databases sampled in the period (perfmon.server_history)'),
@@ -140,14 +146,15 @@ BEGIN
                             || coalesce(comps -> 'user_satisfaction' -> 'inputs' ->> 'source', '?'))));
 
     RETURN jsonb_build_object(
-        'ts', ending, 'from', from_ts, 'period_s', round(span_s)::bigint,
+        'ts', ending, 'from', from_ts, 'period_s', round(span_s)::bigint, 'judged_to', judged_to,
         'overall', agg.overall, 'technical', agg.technical, 'business', agg.business,
         'coverage_pct', agg.coverage, 'risk_level', risk,
         'components', comps, 'recommendations', recs, 'business_impact', impact);
 END
 $$;
 COMMENT ON FUNCTION perfmon.health_score(interval, timestamptz) IS
-    'Health score 0-100 over the period ending at `ending` (default: the last hour): overall, technical '
+    'Health score 0-100 over the period ending at `ending` (default: the last hour; a period reaching '
+    'past now is judged up to now, judged_to): overall, technical '
     'and business (weighted means of the components present), coverage_pct (% of the weights present), '
     'risk_level, each component (database, system, agents, availability, user_satisfaction, '
     'cost_efficiency) with score, weight, inputs (units in key names), checks, missing and how, the top 5 '
