@@ -391,6 +391,9 @@ def test_a_rolled_up_hour_counts_the_seconds_its_samples_covered(probe: psycopg.
     before = probe.execute(trend).fetchall()
     assert probe.execute("SELECT perfmon.rollup()").fetchone()[0]["hours"] >= 3
     assert probe.execute(trend).fetchall() == before == [(36000, 36000, 1)]
+    # the BI view of the rollups divides by the same seconds
+    assert probe.execute("SELECT covered_s, tps FROM perfmon.database_rollup WHERE bucket = 'hour' "
+                         "AND ts = (SELECT t FROM b)").fetchall() == [(36000, 1)]
 
 
 def test_trend_tps_divides_by_the_seconds_the_database_sums_cover(probe: psycopg.Connection) -> None:
@@ -500,3 +503,4 @@ def test_server_totals_and_workload_trend_agree_hour_by_hour(probe: psycopg.Conn
                          (hours[0], 4 * 3600)):
         end = start + timedelta(seconds=width)
         assert list(trend(start, end, width).values()) == [totals(start, end)], (start, width)
+
