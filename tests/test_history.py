@@ -504,3 +504,14 @@ def test_server_totals_and_workload_trend_agree_hour_by_hour(probe: psycopg.Conn
         end = start + timedelta(seconds=width)
         assert list(trend(start, end, width).values()) == [totals(start, end)], (start, width)
 
+
+def test_workload_trend_refuses_a_bucket_that_is_not_positive(conn: psycopg.Connection) -> None:
+    """A BI tool's wrong parameter: 0 or -5 s became 1-second buckets, NULL one bucket without
+    a start, silently."""
+    conn.execute("SELECT perfmon.collect()")
+    for bucket in (0, -5, None):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="bucket_s must be a positive"):
+            conn.execute("SELECT * FROM perfmon.workload_trend(now() - interval '1 hour', now(), %s)",
+                         (bucket,))
+    with pytest.raises(psycopg.errors.InvalidParameterValue, match="needs from_ts and to_ts"):
+        conn.execute("SELECT * FROM perfmon.workload_trend(NULL, now())")

@@ -3,11 +3,25 @@ CREATE OR REPLACE FUNCTION perfmon.workload_trend(from_ts timestamptz, to_ts tim
 RETURNS TABLE (ts timestamptz, covered_s double precision, transactions bigint, tps double precision,
                calls bigint, calls_per_s double precision, mean_query_ms double precision,
                cache_hit_pct double precision)
-LANGUAGE sql STABLE
+LANGUAGE plpgsql STABLE
 -- Owner's rights: readers (reports, dashboards) may not read the history tables.
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+#variable_conflict use_column
+BEGIN
+    -- A bucket of 0 s or less (or NULL) used to become 1 s, or one bucket without a start,
+    -- silently: a BI tool's wrong parameter read as a chart.
+    IF bucket_s IS NULL OR bucket_s < 1 THEN
+        RAISE EXCEPTION 'pgperfmon: workload_trend bucket_s must be a positive number of seconds, got %',
+            coalesce(bucket_s::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. 3600 for hourly points';
+    ELSIF from_ts IS NULL OR to_ts IS NULL THEN
+        RAISE EXCEPTION 'pgperfmon: workload_trend needs from_ts and to_ts, got % and %',
+            coalesce(from_ts::text, 'NULL'), coalesce(to_ts::text, 'NULL')
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    RETURN QUERY
     -- The transactions, seconds and blocks are perfmon.server_workload's rows (the source of
     -- perfmon.server_totals too: a report's totals are the sums of these buckets); the
     -- statements are read as perfmon.statement_totals reads them. Hours already rolled up
@@ -19,7 +33,7 @@ AS $$
     WITH rolled AS (
         SELECT coalesce((SELECT value::timestamptz FROM perfmon.meta
                          WHERE key = 'rollup_hourly_until'), '-infinity') AS until,
-               make_interval(secs => greatest(bucket_s, 1)) AS width
+               make_interval(secs => bucket_s) AS width
     ),
     db AS (
         SELECT date_bin(r.width, w.ts, from_ts) AS bucket, sum(w.covered_s) AS seconds,
@@ -51,11 +65,13 @@ AS $$
            round((st.exec_ms / nullif(st.calls, 0))::numeric, 3)::float8,
            round((100 * db.hit / nullif(db.hit + db.read, 0))::numeric, 2)::float8
     FROM db FULL JOIN st ON st.bucket = db.bucket
-    ORDER BY 1
+    ORDER BY 1;
+END
 $$;
 COMMENT ON FUNCTION perfmon.workload_trend(timestamptz, timestamptz, integer) IS
     'The workload between two times in buckets of bucket_s seconds (start of each bucket): seconds '
     'covered by samples, transactions (commits + rollbacks, all databases) and per second (tps), '
     'statement calls and per second, mean statement execution time in ms (execution ms / calls, '
-    'all statements), buffer cache hit %. From from_ts (included) to to_ts (excluded); hourly rollups '
+    'all statements), buffer cache hit %. From from_ts (included) to to_ts (excluded); bucket_s must be '
+    'positive; hourly rollups '
     'for rolled-up hours, raw samples after.';
