@@ -232,6 +232,16 @@ def test_availability_from_sample_gaps(conn: psycopg.Connection) -> None:
     assert a["inputs"]["gaps"] == 2
 
 
+def test_availability_of_a_period_older_than_the_samples_kept_says_so(conn: psycopg.Connection) -> None:
+    end = anchor(conn)
+    add_samples(conn, minutes(end, 10))
+    a = health(conn, end - timedelta(days=60))["components"]["availability"]
+    assert a["score"] is None
+    assert "no sample kept from the period" in a["missing"][0]
+    assert "collection.retention_days, 30 days" in a["missing"][0]
+    assert "has not run" not in a["missing"][0]
+
+
 def test_availability_judges_a_gap_by_the_interval_its_samples_were_taken_at(
         conn: psycopg.Connection) -> None:
     # Six samples taken by perfmon.collect() at the 60 s interval, placed a minute apart

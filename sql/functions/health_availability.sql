@@ -28,9 +28,16 @@ BEGIN
       FROM perfmon.samples AS s
      WHERE s.server_id = 1 AND s.kind = 'sample' AND s.ts <= to_ts;
     IF first_ts IS NULL THEN
+        -- Samples after the period only: it is older than what retention keeps (or than
+        -- pgperfmon), which is no reason to look for a collector that has not run.
+        SELECT min(s.ts) INTO first_ts FROM perfmon.samples AS s WHERE s.server_id = 1 AND s.kind = 'sample';
         RETURN perfmon.health_component(jsonb_build_object('target_pct', target), '{}',
-            jsonb_build_array(jsonb_build_object('check', 'uptime', 'why',
-                'no sample taken by the end of the period: perfmon.collect() has not run (pg_cron job collect)')),
+            jsonb_build_array(jsonb_build_object('check', 'uptime', 'why', CASE
+                WHEN first_ts IS NULL
+                    THEN 'no sample taken by the end of the period: perfmon.collect() has not run (pg_cron job collect)'
+                ELSE format('no sample kept from the period: the oldest sample is of %s (samples older than '
+                            'collection.retention_days, %s days, are dropped)', first_ts,
+                            perfmon.setting('collection.retention_days')) END)),
             'uptime from sample gaps and restarts');
     END IF;
     win_from := greatest(from_ts, first_ts);
