@@ -449,6 +449,9 @@ def test_a_period_reaching_into_the_future_is_judged_up_to_now(conn: psycopg.Con
 def test_bad_period_is_refused(conn: psycopg.Connection) -> None:
     with pytest.raises(psycopg.errors.InvalidParameterValue, match="positive interval"):
         conn.execute("SELECT perfmon.health_score('-1 hour')")
+    for ending in ("infinity", "-infinity"):   # was "cannot subtract infinite timestamps"
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="ending must be a finite time"):
+            conn.execute("SELECT perfmon.health_score('1 hour', %s::timestamptz)", (ending,))
 
 
 def test_a_failing_component_is_reported_not_fatal(conn: psycopg.Connection) -> None:

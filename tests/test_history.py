@@ -513,5 +513,6 @@ def test_workload_trend_refuses_a_bucket_that_is_not_positive(conn: psycopg.Conn
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="bucket_s must be a positive"):
             conn.execute("SELECT * FROM perfmon.workload_trend(now() - interval '1 hour', now(), %s)",
                          (bucket,))
-    with pytest.raises(psycopg.errors.InvalidParameterValue, match="needs from_ts and to_ts"):
-        conn.execute("SELECT * FROM perfmon.workload_trend(NULL, now())")
+    for start in ("NULL", "'-infinity'"):
+        with pytest.raises(psycopg.errors.InvalidParameterValue, match="needs finite from_ts and to_ts"):
+            conn.execute(f"SELECT * FROM perfmon.workload_trend({start}, now())")

@@ -39,8 +39,8 @@ BEGIN
         RAISE EXCEPTION 'pgperfmon: health_score period must be a positive interval, got %', period
             USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. perfmon.health_score(''1 hour'')';
     END IF;
-    IF ending IS NULL THEN
-        RAISE EXCEPTION 'pgperfmon: health_score ending must be a time, got NULL'
+    IF ending IS NULL OR NOT isfinite(ending) THEN
+        RAISE EXCEPTION 'pgperfmon: health_score ending must be a finite time, got %', coalesce(ending::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
 

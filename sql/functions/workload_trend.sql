@@ -16,8 +16,8 @@ BEGIN
         RAISE EXCEPTION 'pgperfmon: workload_trend bucket_s must be a positive number of seconds, got %',
             coalesce(bucket_s::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value', HINT = 'e.g. 3600 for hourly points';
-    ELSIF from_ts IS NULL OR to_ts IS NULL THEN
-        RAISE EXCEPTION 'pgperfmon: workload_trend needs from_ts and to_ts, got % and %',
+    ELSIF from_ts IS NULL OR to_ts IS NULL OR NOT (isfinite(from_ts) AND isfinite(to_ts)) THEN
+        RAISE EXCEPTION 'pgperfmon: workload_trend needs finite from_ts and to_ts, got % and %',
             coalesce(from_ts::text, 'NULL'), coalesce(to_ts::text, 'NULL')
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
