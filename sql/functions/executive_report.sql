@@ -214,7 +214,7 @@ BEGIN
             'how', CASE WHEN costc -> 'inputs' -> 'cost_per_1k_transactions' IS NULL
                         THEN costc -> 'missing' ->> 0
                         ELSE format('business.instance_cost_per_hour x %s h covered by samples / %s commits x 1000 '
-                                    '(perfmon.server_history)',
+                                    '(perfmon.server_totals)',
                                     round((costc -> 'inputs' ->> 'covered_s')::numeric / 3600, 2),
                                     costc -> 'inputs' ->> 'commits') END),
         'revenue_at_risk', jsonb_build_object(
@@ -326,7 +326,7 @@ BEGIN
         'cache_hit_pct', jsonb_build_object(
             'value', round(100 * tx.hit / nullif(tx.blocks, 0), 2), 'unit', 'pct',
             'how', CASE WHEN coalesce(tx.blocks, 0) = 0 THEN 'no block access sampled in the period'
-                        ELSE format('shared buffer hits / %s block accesses, all databases (perfmon.server_history)',
+                        ELSE format('shared buffer hits / %s block accesses, all databases (perfmon.server_totals)',
                                     tx.blocks) END),
         'top_queries', top,
         'anomalies', anomalies,

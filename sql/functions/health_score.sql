@@ -135,7 +135,8 @@ BEGIN
                              || CASE WHEN judged_to < ending THEN ' (the period up to now)' ELSE '' END END),
         'transactions', jsonb_build_object(
             'value', (comps -> 'cost_efficiency' -> 'inputs' ->> 'commits')::numeric, 'unit', 'committed transactions',
-            'how', 'sum of the xact_commit deltas of all databases sampled in the period (perfmon.server_history)'),
+            'how', 'sum of the xact_commit deltas of all databases sampled in the period, hourly rollups for the '
+                   'hours rolled up (perfmon.server_totals)'),
         'cost_per_1k_transactions', jsonb_build_object(
             'value', (comps -> 'cost_efficiency' -> 'inputs' ->> 'cost_per_1k_transactions')::numeric, 'unit', cur,
             'how', coalesce(comps -> 'cost_efficiency' -> 'missing' ->> 0, comps -> 'cost_efficiency' ->> 'how')),
