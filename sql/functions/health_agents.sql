@@ -28,11 +28,13 @@ BEGIN
                extract(epoch FROM to_ts - l.ts) AS silent_s,
                perfmon.agent_interval_s(g.expected_interval_s) AS every_s
           FROM perfmon.agents AS g
+         -- its last heartbeat by the end, if recent enough to be judged (the lower bound
+         -- also keeps the older day partitions unread)
          CROSS JOIN LATERAL (SELECT b.ts, b.status FROM perfmon.agent_heartbeats AS b
                               WHERE b.agent_id = g.agent_id AND b.ts <= to_ts
+                                AND b.ts > from_ts - make_interval(
+                                        secs => perfmon.agent_interval_s(g.expected_interval_s) * down_after)
                               ORDER BY b.ts DESC LIMIT 1) AS l
-         WHERE l.ts > from_ts - make_interval(secs => perfmon.agent_interval_s(g.expected_interval_s)
-                                                      * down_after)
     )
     SELECT count(*) AS agents,
            count(*) FILTER (WHERE j.last_status <> 'down' AND NOT j.silent_s > j.every_s * stale_after) AS up,
