@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import threading
 import time
+from datetime import timedelta
 
 import psycopg
 import pytest
@@ -516,3 +517,96 @@ def test_workload_trend_refuses_a_bucket_that_is_not_positive(conn: psycopg.Conn
     for start in ("NULL", "'-infinity'"):
         with pytest.raises(psycopg.errors.InvalidParameterValue, match="needs finite from_ts and to_ts"):
             conn.execute(f"SELECT * FROM perfmon.workload_trend({start}, now())")
+
+
+def _waiting_on_a_lock(conn: psycopg.Connection, pid: int) -> bool:
+    return conn.execute("SELECT EXISTS (SELECT FROM pg_locks WHERE pid = %s AND NOT granted)",
+                        (pid,)).fetchone()[0]
+
+
+def _until(condition, what: str) -> None:
+    """Waits for a state of the server (a session waiting on a lock), not for a time."""
+    deadline = time.monotonic() + 30
+    while not condition():
+        assert time.monotonic() < deadline, f"never happened: {what}"
+        time.sleep(0.02)
+
+
+def test_maintain_partitions_by_hand_beside_collect_loses_no_sample(probe: psycopg.Connection,
+                                                                     installed: str) -> None:
+    """A DBA's maintain_partitions() while pg_cron's collect() is between two stages.
+
+    collect() holds the history table of each stage it ran until it commits; maintain_partitions()
+    locks each table it creates a partition of until it commits, in the order of their names. With
+    no lock taken first by both, the DBA's run waited on database_history (written by collect's
+    first stage) while holding activity_history, which a later stage of collect() wanted: a
+    deadlock (or collect's lock timeout), and the sample lost that stage's rows.
+    """
+    collect(probe)  # the baseline: the next sample writes deltas
+    # A stage between databases (ordinal 10) and the rest, waiting on a lock this test holds.
+    probe.execute("""
+        CREATE FUNCTION public.wait_for_the_test(ts timestamptz) RETURNS perfmon.collect_result
+        LANGUAGE sql SET lock_timeout = 0
+        AS $$ SELECT pg_advisory_xact_lock(4242); SELECT (0, 0, NULL)::perfmon.collect_result $$;
+        INSERT INTO perfmon.collectors (name, function_name, schedule, ordinal, description)
+        VALUES ('wait_for_the_test', 'public.wait_for_the_test', 'sample', 15, 'a pause the test controls');
+    """)
+    probe.execute("SELECT pg_advisory_lock(4242)")
+    sampled: list[dict] = []
+    maintained: list[object] = []
+
+    def sample(session: psycopg.Connection) -> None:
+        sampled.append(collect(session))
+
+    def maintain(session: psycopg.Connection) -> None:
+        # The DBA's run is not the deadlock's victim: the sample would be.
+        session.execute("SET deadlock_timeout = '10min'")
+        try:
+            maintained.extend(session.execute(
+                "SELECT * FROM perfmon.maintain_partitions(now() + interval '5 days')").fetchall())
+        except psycopg.Error as exc:
+            maintained.append(exc)
+
+    with psycopg.connect(installed, autocommit=True) as cron, \
+            psycopg.connect(installed, autocommit=True) as dba:
+        collector = threading.Thread(target=sample, args=(cron,))
+        collector.start()
+        _until(lambda: _waiting_on_a_lock(probe, cron.info.backend_pid), "collect() at the pause")
+        maintainer = threading.Thread(target=maintain, args=(dba,))
+        maintainer.start()
+        _until(lambda: _waiting_on_a_lock(probe, dba.info.backend_pid), "maintain_partitions() waiting")
+        probe.execute("SELECT pg_advisory_unlock(4242)")
+        collector.join(timeout=60)
+        maintainer.join(timeout=60)
+    assert not collector.is_alive() and not maintainer.is_alive()
+    errors = {k: v["error"] for k, v in sampled[0]["stages"].items() if "error" in v}
+    assert errors == {}
+    assert not [m for m in maintained if isinstance(m, Exception)], maintained
+    assert ("created", "activity_history_p" + time.strftime(
+        "%Y%m%d", time.gmtime(time.time() + 5 * 86400))) in maintained
+
+
+def test_collect_waits_for_a_maintain_partitions_left_open(probe: psycopg.Connection, installed: str) -> None:
+    """A DBA's maintain_partitions() in a transaction still open: the sample waits for it whole,
+    where each stage writing a table it had locked gave up after collection.lock_timeout_ms (1 s)."""
+    collect(probe)
+    sampled: list[dict] = []
+    with psycopg.connect(installed) as dba, psycopg.connect(installed, autocommit=True) as cron:
+        dba.execute("SELECT * FROM perfmon.maintain_partitions(now() + interval '5 days')").fetchall()
+        def sample() -> None:
+            try:
+                sampled.append(collect(cron))
+            except psycopg.Error as exc:
+                sampled.append({"stages": {"collect()": {"error": str(exc)}}})
+
+        collector = threading.Thread(target=sample)
+        collector.start()
+        # Until the sample has waited past its lock timeout (or, giving up, has finished).
+        _until(lambda: not collector.is_alive() or probe.execute(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = %s AND NOT granted "
+            "AND waitstart < clock_timestamp() - interval '3 seconds')",
+            (cron.info.backend_pid,)).fetchone()[0], "collect() waiting past its lock timeout")
+        dba.commit()
+        collector.join(timeout=60)
+    assert not collector.is_alive()
+    assert {k: v["error"] for k, v in sampled[0]["stages"].items() if "error" in v} == {}

@@ -26,7 +26,10 @@ DECLARE
     rolled_up boolean := false;
 BEGIN
     -- collect() and collect_sizes() both come here on a new UTC day: one at a time, so
-    -- that the second finds the first's partitions rather than creating them again.
+    -- that the second finds the first's partitions rather than creating them again. A
+    -- collection run holds this lock shared while it writes (perfmon.run_collectors()):
+    -- taken first, it orders the two, where the tables' locks taken in different orders
+    -- deadlocked.
     PERFORM pg_advisory_xact_lock(hashtext('perfmon.maintain_partitions'));
     -- And the rollup's lock before any table's: a drop below may roll up first, and a
     -- rollup job holding its lock must not wait for a partition this creates meanwhile.

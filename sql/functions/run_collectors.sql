@@ -30,11 +30,21 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.run_collectors'), hashtext(kind)) THEN
         RETURN jsonb_build_object('kind', kind, 'skipped', 'another run of this kind is in progress');
     END IF;
-    PERFORM set_config('lock_timeout', perfmon.setting('collection.lock_timeout_ms')::text, true);
-
     IF to_regclass(format('perfmon.%I', 'samples_p' || to_char(sample_ts AT TIME ZONE 'UTC', 'YYYYMMDD'))) IS NULL THEN
         PERFORM perfmon.maintain_partitions(sample_ts);
     END IF;
+    -- perfmon.maintain_partitions()'s lock, shared, before the first row is written: a
+    -- maintain_partitions() beside this run (a DBA's, the daily job's) waits for it to commit,
+    -- or this run waits for it, instead of each holding a history table the other wants next
+    -- (collect() writes them in the order of its stages, maintain_partitions() locks them in
+    -- the order of their names) until one is cancelled and the sample loses that stage's rows.
+    -- Taken after the partitions above (that lock, exclusive, again: two runs holding it shared
+    -- would each wait for the other to let go), and without lock_timeout, so that the sample
+    -- waits rather than being lost; the time budget starts once it is held.
+    PERFORM pg_advisory_xact_lock_shared(hashtext('perfmon.maintain_partitions'));
+    started := clock_timestamp();
+    sample_ts := started;
+    PERFORM set_config('lock_timeout', perfmon.setting('collection.lock_timeout_ms')::text, true);
 
     SELECT max(s.ts) INTO prev FROM perfmon.samples AS s
      WHERE s.server_id = 1 AND s.kind = run_collectors.kind AND s.ts > sample_ts - interval '2 days';
