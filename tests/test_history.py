@@ -610,3 +610,53 @@ def test_collect_waits_for_a_maintain_partitions_left_open(probe: psycopg.Connec
         collector.join(timeout=60)
     assert not collector.is_alive()
     assert {k: v["error"] for k, v in sampled[0]["stages"].items() if "error" in v} == {}
+
+
+def test_a_rollup_added_as_a_row_is_rolled_up_and_kept_from_retention(probe: psycopg.Connection) -> None:
+    """A new rollup is one row of perfmon.rollups: rollup() fills it, and maintain_partitions()
+    rolls its source up before retention drops it (it kept a list of its own of the tables the
+    rollups read, where a new rollup was forgotten and its raw days dropped unrolled)."""
+    probe.execute("""
+        CREATE TABLE perfmon.table_hourly (server_id integer NOT NULL, ts timestamptz NOT NULL,
+            rel_id integer NOT NULL, samples integer NOT NULL, seq_scan bigint) PARTITION BY RANGE (ts);
+        INSERT INTO perfmon.partitioned_tables (table_name, granularity, retention_key)
+        VALUES ('table_hourly', 'month', 'collection.rollup_hourly_retention_days');
+        INSERT INTO perfmon.rollups (target_table, source_table, bucket, key_columns, columns, aggregates)
+        VALUES ('table_hourly', 'table_history', 'hour', '{rel_id}', '{samples, seq_scan}',
+                '{count(*), sum(seq_scan)}');
+    """)
+    # Old partitions of table_history only (and of the sample log): none of a table the old
+    # list named, whose drop would have rolled up every rollup along with it.
+    probe.execute("SELECT perfmon.ensure_day_partitions(t, now() - interval '5 days', now()) "
+                  "FROM unnest(ARRAY['table_history', 'samples']) AS t")
+    probe.execute("""
+        DO $$ DECLARE m date; BEGIN
+            FOR m IN SELECT DISTINCT date_trunc('month', d)::date
+                     FROM generate_series((now() AT TIME ZONE 'UTC')::date - 5,
+                                          (now() AT TIME ZONE 'UTC')::date + 5, '1 day') d LOOP
+                EXECUTE format('CREATE TABLE perfmon.%I PARTITION OF perfmon.table_hourly '
+                               'FOR VALUES FROM (%L) TO (%L)', 'table_hourly_p' || to_char(m, 'YYYYMM'),
+                               m::timestamp AT TIME ZONE 'UTC', (m + interval '1 month') AT TIME ZONE 'UTC');
+            END LOOP;
+        END $$""")
+    probe.execute("""
+        INSERT INTO perfmon.samples (server_id, ts, kind, interval_s, duration_ms, stages)
+        SELECT 1, g, 'sample', 600, 1, '{}'
+        FROM generate_series(date_trunc('hour', now()) - interval '5 days', now(), interval '10 min') g;
+        INSERT INTO perfmon.table_history (server_id, ts, rel_id, seq_scan)
+        SELECT 1, g, 7, 3
+        FROM generate_series(date_trunc('hour', now()) - interval '5 days',
+                             date_trunc('hour', now()) - interval '1 hour', interval '10 min') g;
+    """)
+    probe.execute("INSERT INTO perfmon.meta (key, value) VALUES "
+                  "('rollup_hourly_until', date_trunc('hour', now()) - interval '5 days'), "
+                  "('rollup_daily_until', date_trunc('day', now(), 'UTC') - interval '5 days') "
+                  "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value")
+    probe.execute("UPDATE perfmon.config SET value = '2' WHERE key = 'collection.retention_days'")
+    sent = probe.execute("SELECT sum(seq_scan) FROM perfmon.table_history").fetchone()[0]
+    dropped = probe.execute("SELECT count(*) FROM perfmon.maintain_partitions() "
+                            "WHERE action = 'dropped' AND partition_name LIKE 'table_history%'").fetchone()[0]
+    assert dropped >= 3
+    rolled = probe.execute("SELECT sum(samples), sum(seq_scan), count(DISTINCT ts) FROM perfmon.table_hourly "
+                           "WHERE rel_id = 7").fetchone()
+    assert rolled == (sent // 3, sent, 5 * 24)  # every hour before the current one, once

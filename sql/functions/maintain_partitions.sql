@@ -6,9 +6,10 @@ AS $$
 -- For every table of perfmon.partitioned_tables: create partitions from the one
 -- before `at` to collection.partitions_ahead_days after it, and drop whole
 -- partitions whose newest possible row is older than the table's retention.
--- Before it drops a partition of a table the rollups read, it rolls up what is not yet
--- rolled up (perfmon.rollup), so that a rollup that fell behind (pg_cron off for days,
--- retention shorter than that) does not lose those days from the rollups as well.
+-- Before it drops a partition of a table a rollup reads (a source_table of perfmon.rollups,
+-- the registry perfmon.rollup() runs), it rolls up what is not yet rolled up, so that a
+-- rollup that fell behind (pg_cron off for days, retention shorter than that) does not
+-- lose those days from the rollups as well.
 -- Partitions are named <table>_pYYYYMMDD (day) or <table>_pYYYYMM (month), UTC.
 DECLARE
     t record;
@@ -82,8 +83,8 @@ BEGIN
         LOOP
             upper_ts := (p.start_day + step)::timestamp AT TIME ZONE 'UTC';
             IF upper_ts <= at - make_interval(days => keep_days) THEN
-                IF NOT rolled_up AND t.table_name IN ('database_history', 'statement_history',
-                        'server_history', 'database_hourly', 'statement_hourly', 'server_hourly') THEN
+                IF NOT rolled_up AND EXISTS (SELECT FROM perfmon.rollups AS r
+                                             WHERE r.source_table = t.table_name) THEN
                     PERFORM perfmon.rollup(at);
                     rolled_up := true;
                 END IF;

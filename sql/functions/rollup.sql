@@ -4,12 +4,12 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- Rolls every complete UTC hour before `upto` (and before the hour of the newest
--- sample) that is not rolled up yet into the *_hourly tables, and every complete
--- UTC day into the *_daily tables (from the hourly ones). Where it got to is kept in
--- perfmon.meta, so a run that missed hours catches up, and a rerun adds nothing
--- twice. Every truncation names UTC:
--- pg_cron runs with the server's TimeZone, and in a half-hour zone (Asia/Kolkata)
--- local hours would straddle UTC days.
+-- sample) that is not rolled up yet into the hourly rollups of perfmon.rollups, and
+-- every complete UTC day into the daily ones (from the hourly ones). Where it got to
+-- is kept in perfmon.meta, so a run that missed hours catches up, and a rerun adds
+-- nothing twice. Every truncation names UTC (perfmon.rollup_query()): pg_cron runs
+-- with the server's TimeZone, and in a half-hour zone (Asia/Kolkata) local hours
+-- would straddle UTC days.
 DECLARE
     hour_done timestamptz;
     day_done timestamptz;
@@ -17,6 +17,7 @@ DECLARE
     day_to timestamptz := date_trunc('day', upto, 'UTC');
     hours int := 0;
     days int := 0;
+    r perfmon.rollups;
 BEGIN
     -- The hourly job and a DBA's call may overlap: the second waits for the first to
     -- commit, then reads where it got to (so it adds nothing twice).
@@ -37,31 +38,9 @@ BEGIN
         RETURN jsonb_build_object('hours', 0, 'days', 0);
     END IF;
     IF hour_done < hour_to THEN
-        INSERT INTO perfmon.database_hourly
-        SELECT server_id, date_trunc('hour', ts, 'UTC'), datid, count(*),
-               sum(xact_commit), sum(xact_rollback), sum(blks_read), sum(blks_hit),
-               sum(tup_returned), sum(tup_fetched), sum(tup_inserted), sum(tup_updated),
-               sum(tup_deleted), sum(temp_files), sum(temp_bytes), sum(deadlocks), max(numbackends)
-        FROM perfmon.database_history
-        WHERE ts >= hour_done AND ts < hour_to
-        GROUP BY 1, 2, 3;
-
-        INSERT INTO perfmon.statement_hourly
-        SELECT server_id, date_trunc('hour', ts, 'UTC'), stmt_id, sum(calls), sum(exec_ms), sum(plan_ms),
-               sum(rows), sum(shared_hit), sum(shared_read), sum(temp_written), sum(wal_bytes)
-        FROM perfmon.statement_history
-        WHERE ts >= hour_done AND ts < hour_to
-        GROUP BY 1, 2, 3;
-
-        INSERT INTO perfmon.server_hourly
-        SELECT server_id, date_trunc('hour', ts, 'UTC'), count(*), max(sessions_total),
-               avg(sessions_active), max(sessions_active), max(blocked_sessions),
-               sum(checkpoints_timed), sum(checkpoints_req), sum(wal_bytes), max(max_xid_age),
-               coalesce(sum(interval_s) FILTER (WHERE interval_s > 0), 0)
-        FROM perfmon.server_history
-        WHERE ts >= hour_done AND ts < hour_to
-        GROUP BY 1, 2;
-
+        FOR r IN SELECT * FROM perfmon.rollups AS ro WHERE ro.bucket = 'hour' ORDER BY ro.target_table LOOP
+            EXECUTE perfmon.rollup_query(r) USING hour_done, hour_to;
+        END LOOP;
         hours := extract(epoch FROM hour_to - hour_done) / 3600;
         INSERT INTO perfmon.meta (key, value) VALUES ('rollup_hourly_until', hour_to::text)
         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
@@ -71,33 +50,9 @@ BEGIN
     day_to := least(day_to, date_trunc('day', greatest(hour_done, hour_to), 'UTC'));
     day_done := date_trunc('day', day_done, 'UTC');
     IF day_done < day_to THEN
-        INSERT INTO perfmon.database_daily
-        SELECT server_id, date_trunc('day', ts, 'UTC'), datid,
-               sum(samples), sum(xact_commit), sum(xact_rollback), sum(blks_read), sum(blks_hit),
-               sum(tup_returned), sum(tup_fetched), sum(tup_inserted), sum(tup_updated),
-               sum(tup_deleted), sum(temp_files), sum(temp_bytes), sum(deadlocks), max(max_backends)
-        FROM perfmon.database_hourly
-        WHERE ts >= day_done AND ts < day_to
-        GROUP BY 1, 2, 3;
-
-        INSERT INTO perfmon.statement_daily
-        SELECT server_id, date_trunc('day', ts, 'UTC'), stmt_id,
-               sum(calls), sum(exec_ms), sum(plan_ms), sum(rows), sum(shared_hit),
-               sum(shared_read), sum(temp_written), sum(wal_bytes)
-        FROM perfmon.statement_hourly
-        WHERE ts >= day_done AND ts < day_to
-        GROUP BY 1, 2, 3;
-
-        INSERT INTO perfmon.server_daily
-        SELECT server_id, date_trunc('day', ts, 'UTC'), sum(samples),
-               max(max_sessions), sum(avg_sessions_active * samples) / nullif(sum(samples), 0),
-               max(max_sessions_active), max(max_blocked_sessions), sum(checkpoints_timed),
-               sum(checkpoints_req), sum(wal_bytes), max(max_xid_age),
-               CASE WHEN count(covered_s) = count(*) THEN sum(covered_s) END
-        FROM perfmon.server_hourly
-        WHERE ts >= day_done AND ts < day_to
-        GROUP BY 1, 2;
-
+        FOR r IN SELECT * FROM perfmon.rollups AS ro WHERE ro.bucket = 'day' ORDER BY ro.target_table LOOP
+            EXECUTE perfmon.rollup_query(r) USING day_done, day_to;
+        END LOOP;
         days := extract(epoch FROM day_to - day_done) / 86400;
         INSERT INTO perfmon.meta (key, value) VALUES ('rollup_daily_until', day_to::text)
         ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value, updated_at = now();
@@ -106,6 +61,7 @@ BEGIN
 END
 $$;
 COMMENT ON FUNCTION perfmon.rollup(timestamptz) IS
-    'Rolls complete UTC hours (before upto and before the hour of the newest sample) into '
-    'perfmon.*_hourly and complete UTC days into perfmon.*_daily; '
+    'Rolls complete UTC hours (before upto and before the hour of the newest sample) into the hourly '
+    'rollups of perfmon.rollups (perfmon.*_hourly) and complete UTC days into the daily ones '
+    '(perfmon.*_daily); '
     'returns how many hours and days it added.';
