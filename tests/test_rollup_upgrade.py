@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from conftest import Server
 from test_upgrade import old_python, old_release
 
-from pgperfmon import cli
+from pgperfmon import cli, resources
 
 # Four UTC days D0..D3 of raw samples every 10 minutes, each statement delta a different value
 # (the index of the sample), so that a window shifted by half an hour sums to something else.
@@ -129,3 +129,49 @@ def test_half_hour_rollups_of_0_1_0_are_moved_to_utc_hours(server: Server, dbnam
         assert d1 == sum(range(147, 288))  # D1 from 00:30 (its first half hour went to D0 23:00)
         assert _one(conn, "SELECT sum(calls) FROM perfmon.statement_daily WHERE stmt_id = 0") == sent
         assert conn.execute("SELECT sum(samples) FROM perfmon.server_daily").fetchone()[0] == 4 * 144 - 1
+
+
+def test_hours_the_fixed_rollup_added_beside_half_hour_ones_are_rolled_up_again(
+        conn: psycopg.Connection, release: Path) -> None:
+    """A server that ran 0.1.0's rollup, then the fixed one (126d52b) before migration 027: the
+    fixed rollup went on from 0.1.0's rollup_hourly_until (:30) and wrote that hour's second half
+    as a UTC hour of its own. With every raw sample kept, the hours are their samples' UTC hours."""
+    conn.execute(HISTORY)
+    sent = _one(conn, "SELECT sum(n) FROM raw")
+    kolkata = "SELECT perfmon.rollup((SELECT d0 FROM b) + make_interval(hours => %s, mins => 7))"
+    conn.execute("SET TimeZone = 'Asia/Kolkata'")
+    conn.execute((release / "pgperfmon" / "_resources" / "sql" / "functions" / "rollup.sql").read_text())
+    for h in range(1, 31):
+        conn.execute(kolkata, (h,))
+    conn.execute(resources.path("sql", "functions", "rollup.sql").read_text())
+    for h in range(31, 41):
+        conn.execute(kolkata, (h,))
+    conn.execute("RESET TimeZone")
+    # 0.1.0's last hour D1 04:30-05:30, then the fixed rollup's 05:00 (from 05:30) and on.
+    assert _one(conn, "SELECT count(*) FROM perfmon.statement_hourly, b "
+                      "WHERE ts IN (d0 + interval '28.5 hours', d0 + interval '29 hours')") == 2
+
+    conn.execute(resources.path("sql", "migrations", "027_rollup_utc_hours.sql").read_text())
+    assert _one(conn, "SELECT count(*) FROM perfmon.statement_hourly "
+                      "WHERE ts <> date_trunc('hour', ts, 'UTC')") == 0
+    # The first hour, from 23:30 the day before (a day whose partition holds no row), is summed
+    # into that UTC hour; every later one is its raw samples' UTC hour.
+    hourly = _by_hour(conn, "SELECT ts, calls FROM perfmon.statement_hourly, b "
+                            "WHERE stmt_id = 0 AND ts >= d0 + interval '1 hour'")
+    raw = _by_hour(conn, "SELECT date_trunc('hour', ts, 'UTC'), sum(calls) FROM perfmon.statement_history, b "
+                         "WHERE stmt_id = 0 AND ts >= d0 + interval '1 hour' "
+                         "AND ts < d0 + interval '40 hours' GROUP BY 1")
+    assert hourly == raw
+    conn.execute("SET TimeZone = 'Asia/Kolkata'")
+    for h in range(41, 97):
+        conn.execute(kolkata, (h,))
+    conn.execute("RESET TimeZone")
+    assert _one(conn, "SELECT sum(calls) FROM perfmon.statement_hourly WHERE stmt_id = 0") == sent
+    assert _one(conn, "SELECT sum(calls) FROM perfmon.statement_daily WHERE stmt_id = 0") == sent
+    daily = _by_hour(conn, "SELECT ts, calls FROM perfmon.statement_daily, b "
+                           "WHERE stmt_id = 0 AND ts >= d0 + interval '1 day'")
+    raw_days = _by_hour(conn, "SELECT date_trunc('day', ts, 'UTC'), sum(calls) "
+                              "FROM perfmon.statement_history, b "
+                              "WHERE stmt_id = 0 AND ts >= d0 + interval '1 day' "
+                              "AND ts < d0 + interval '4 days' GROUP BY 1")
+    assert daily == raw_days
