@@ -38,9 +38,10 @@ BEGIN
     -- or this run waits for it, instead of each holding a history table the other wants next
     -- (collect() writes them in the order of its stages, maintain_partitions() locks them in
     -- the order of their names) until one is cancelled and the sample loses that stage's rows.
-    -- Taken after the partitions above (that lock, exclusive, again: two runs holding it shared
-    -- would each wait for the other to let go), and without lock_timeout, so that the sample
-    -- waits rather than being lost; the time budget starts once it is held.
+    -- Taken once the partitions above are made, as maintain_partitions() takes it exclusive:
+    -- collect() and collect_sizes() both holding it shared and then each wanting it exclusive
+    -- would wait for each other. Without lock_timeout, so that the sample waits rather than
+    -- being lost; the time budget starts once it is held.
     PERFORM pg_advisory_xact_lock_shared(hashtext('perfmon.maintain_partitions'));
     started := clock_timestamp();
     sample_ts := started;
