@@ -72,6 +72,27 @@ def test_data_dir_with_space_and_quote_works(home: Path) -> None:
     down_then_up_again(runner, home, dsn)
 
 
+# pg_ctl starts the server through /bin/sh with the data folder and log file in double
+# quotes: a double quote, a $ or a backtick there broke the start (or ran what followed).
+@pytest.mark.parametrize("home", ['pgpm-up "$HOME `true` $(true)" '], indirect=True)
+def test_data_dir_with_shell_characters_works(home: Path) -> None:
+    runner = CliRunner()
+    first = runner.invoke(cli.main, ["up", "--data-dir", str(home)])
+    assert first.exit_code == 0, first.output
+    dsn = first.stdout.strip().splitlines()[-1]
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT current_setting('data_directory')").fetchone() == (
+            str(home / "pgdata"),
+        )
+        assert conn.execute("SELECT extname FROM pg_extension WHERE extname = 'pg_cron'").fetchone()
+    cluster = embedded.Cluster(home)
+    cluster.restart()
+    with psycopg.connect(dsn) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    assert "database system is ready" in (home / "server.log").read_text()
+    down_then_up_again(runner, home, dsn)
+
+
 def test_server_process_is_not_root(home: Path) -> None:
     cluster = embedded.Cluster(home)
     cluster.up()

@@ -200,10 +200,7 @@ class Cluster:
     def is_running(self) -> bool:
         if not self.is_initialised():
             return False
-        result = self._run_as_server(
-            [str(self.binaries.bindir / "pg_ctl"), "status", "-D", str(self.pgdata)], check=False
-        )
-        return result.returncode == 0
+        return self._pg_ctl("status", check=False).returncode == 0
 
     # -- actions ------------------------------------------------------------
     def up(self, port: int | None = None) -> str:
@@ -254,17 +251,12 @@ class Cluster:
         """Stop the cluster; False when it was not running."""
         if not self.is_running():
             return False
-        self._run_as_server(
-            [str(self.binaries.bindir / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
-        )
+        self._pg_ctl("stop", "-m", "fast", "-w")
         return True
 
     def restart(self, mode: str = "fast") -> None:
         """Restart; mode "immediate" is a crash: no shutdown checkpoint, statistics lost."""
-        self._run_as_server(
-            [str(self.binaries.bindir / "pg_ctl"), "restart", "-D", str(self.pgdata),
-             "-m", mode, "-w", "-l", str(self.logfile)]
-        )
+        self._pg_ctl("restart", "-m", mode, "-w", "-l", self.logfile.name)
         self._wait_ready()
 
     def destroy(self) -> None:
@@ -272,20 +264,33 @@ class Cluster:
         shutil.rmtree(self.home, ignore_errors=True)
 
     # -- internals ----------------------------------------------------------
-    def _run_as_server(self, args: list[str], check: bool = True) -> subprocess.CompletedProcess:
+    def _run_as_server(
+        self, args: list[str], check: bool = True, env: dict[str, str] | None = None, cwd: Path | str = "/"
+    ) -> subprocess.CompletedProcess:
         kwargs: dict = {}
         if self._account:
             _name, uid, gid = self._account
             kwargs = {"user": uid, "group": gid, "extra_groups": []}
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env = {**{k: v for k, v in os.environ.items() if not k.startswith("PG")}, **(env or {})}
         env["LC_ALL"] = "C.UTF-8"
-        result = subprocess.run(args, capture_output=True, text=True, env=env, cwd="/", **kwargs)
+        result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, **kwargs)
         if check and result.returncode != 0:
             raise EmbeddedError(
                 f"{Path(args[0]).name} failed (exit {result.returncode}):\n"
                 f"{result.stdout}{result.stderr}"
             )
         return result
+
+    def _pg_ctl(self, action: str, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        """pg_ctl ACTION on the cluster. pg_ctl starts the server through /bin/sh with -D's
+        folder and -l's file pasted between double quotes, so a ", $ or backtick in the path
+        broke the start (or ran as a command): the folder goes in $PGDATA, which the server
+        reads itself (and postmaster.opts then holds no path), and the log file is named
+        relative to the home folder pg_ctl runs in."""
+        return self._run_as_server(
+            [str(self.binaries.bindir / "pg_ctl"), action, *args],
+            check=check, env={"PGDATA": str(self.pgdata)}, cwd=self.home,
+        )
 
     def _chown(self, target: Path) -> None:
         if self._account:
@@ -379,11 +384,7 @@ class Cluster:
         if not self.logfile.exists():
             self.logfile.touch()
         self._chown(self.logfile)
-        result = self._run_as_server(
-            [str(self.binaries.bindir / "pg_ctl"), "start", "-D", str(self.pgdata),
-             "-l", str(self.logfile), "-w", "-t", "60"],
-            check=False,
-        )
+        result = self._pg_ctl("start", "-l", self.logfile.name, "-w", "-t", "60", check=False)
         if result.returncode != 0 and self.is_running():
             # pg_ctl gave up waiting on a server still starting: stopped, not left behind.
             self.down()
