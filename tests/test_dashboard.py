@@ -303,6 +303,27 @@ def test_a_failing_panel_shows_the_error_and_the_rest_renders(site: Site, page: 
             conn.execute("GRANT SELECT ON perfmon.agent_health TO perfmon_reader")
 
 
+def test_sessions_ended_under_the_dashboard_are_replaced_without_showing_an_error(site: Site) -> None:
+    # A restart, a failover or pg_terminate_backend ends the pooled sessions while idle: each
+    # panel that next drew one showed "terminating connection due to administrator command".
+    srv = dashboard.Server(site.dsn, port=0, refresh_s=30).start()
+    try:
+        status, body, _ = get(f"{srv.url}/api/ops")
+        assert status == 200 and "Could not read" not in body
+        with psycopg.connect(site.dsn, autocommit=True) as conn:
+            ended = conn.execute(
+                "SELECT count(pg_terminate_backend(pid, 5000)) FROM pg_stat_activity "
+                "WHERE datname = %s AND application_name = 'pgperfmon dashboard'",
+                (site.dbname,)).fetchone()[0]
+        assert ended >= 2
+        status, body, _ = get(f"{srv.url}/api/ops")
+        assert status == 200
+        panels = json.loads(body)
+        assert [k for k, v in panels.items() if "Could not read" in v] == [], panels
+    finally:
+        srv.close()
+
+
 def test_an_empty_database_shows_no_data_notes(installed: str, page: Page, artifacts: Path) -> None:
     srv = dashboard.Server(installed, port=0, refresh_s=30).start()
     try:

@@ -78,10 +78,7 @@ class Pool:
             raise DashboardError("all database connections of the dashboard are busy")
         conn: psycopg.Connection | None = None
         try:
-            try:
-                conn = self._idle.get_nowait()
-            except queue.Empty:
-                conn = self.open()
+            conn = self._take_idle() or self.open()
             yield conn
         finally:
             if conn is not None:
@@ -90,6 +87,22 @@ class Pool:
                 else:
                     self._idle.put(conn)
             self._slots.release()
+
+    def _take_idle(self) -> psycopg.Connection | None:
+        """An idle connection whose session is still there. A restart, a failover or
+        pg_terminate_backend ends idle sessions without a word to the client, which finds out
+        only at its next query: that query would be a panel's, shown failing. An empty query
+        finds out first, and the session that ended is replaced."""
+        while True:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                return None
+            try:
+                conn.execute("")
+                return conn
+            except psycopg.Error:
+                conn.close()
 
     def close(self) -> None:
         while True:
