@@ -91,6 +91,34 @@ def test_invalid_file_names_key_value_and_expectation(tmp_path: Path, text: str,
     assert expected in str(err.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # YAML keeps the last of a key given twice: the first section's settings were dropped
+        # without a word (here interval_seconds: 30 fell back to 60).
+        ("collection:\n  interval_seconds: 30\nalerting:\n  enabled: false\ncollection:\n"
+         "  retention_days: 5\n",
+         "key 'collection' is given twice (lines 1 and 5); YAML would keep only the last"),
+        ("system:\n  thresholds:\n    cpu_pct: {warning: 70, warning: 99}\n",
+         "key 'warning' is given twice (lines 3 and 3)"),
+    ],
+)
+def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path, text: str, expected: str) -> None:
+    file = tmp_path / "twice.yml"
+    file.write_text(text)
+    with pytest.raises(config.ConfigError) as err:
+        config.load(file, env={})
+    assert expected in str(err.value)
+    assert f'in "{file}", line' in str(err.value)  # the file's name, not "<unicode string>"
+
+
+def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
+    file = tmp_path / "merge.yml"
+    file.write_text("collection:\n  <<: {interval_seconds: 30, retention_days: 5}\n  retention_days: 9\n")
+    cfg = config.load(file, env={})
+    assert (cfg.collection.interval_seconds, cfg.collection.retention_days) == (30, 9)
+
+
 @pytest.mark.parametrize(("var", "key", "default_critical"), [
     ("CPU_WARNING_THRESHOLD", "cpu_pct", 95), ("MEMORY_WARNING_THRESHOLD", "memory_pct", 95),
     ("DISK_WARNING_THRESHOLD", "disk_pct", 90)])

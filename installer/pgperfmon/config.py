@@ -7,6 +7,7 @@ functions read it with ``perfmon.setting(key)``.
 
 from __future__ import annotations
 
+import io
 import math
 import os
 import re
@@ -455,6 +456,30 @@ ENV_OVERRIDES: dict[str, str] = {
 }
 
 
+class _Loader(yaml.SafeLoader):
+    """yaml.safe_load's loader, refusing a key given twice in one mapping: YAML keeps the
+    last, so a second ``alerting:`` section dropped the first one's settings without a word.
+    A key that a merge (``<<:``) brings may still be set again, as YAML means it."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        lines: dict[Any, int] = {}
+        for key_node, _value in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = self.construct_object(key_node, deep=True)
+            try:
+                first = lines.get(key)
+            except TypeError:  # an unhashable key: the SafeLoader refuses it below
+                continue
+            line = key_node.start_mark.line + 1
+            if first is not None:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} is given twice (lines {first} and {line}); "
+                    "YAML would keep only the last", key_node.start_mark)
+            lines[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
 class ConfigError(Exception):
     """An invalid configuration; ``problems`` holds one line per bad key."""
 
@@ -515,8 +540,10 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None,
         except UnicodeDecodeError as exc:
             raise ConfigError(source, [f"not UTF-8 text: byte {exc.start} is {exc.object[exc.start]:#04x}"]
                               ) from None
+        stream = io.StringIO(text)
+        stream.name = source  # the file's name in the error's position, not "<unicode string>"
         try:
-            raw = yaml.safe_load(text)
+            raw = yaml.load(stream, Loader=_Loader)  # a SafeLoader, keys given twice refused
         except yaml.YAMLError as exc:
             raise ConfigError(source, [f"not valid YAML: {exc}"]) from None
         if raw is None:
