@@ -156,6 +156,15 @@ def test_environment_values_are_yaml_scalars_of_the_right_type() -> None:
     assert "collection.retention_days (from $PERFORMANCE_RETENTION_DAYS): got 7.0" in str(err.value)
 
 
+def test_an_override_does_not_hide_a_section_of_the_wrong_type(tmp_path: Path) -> None:
+    # The override replaced "collection: 5" by a mapping of its own, and the file was valid.
+    file = tmp_path / "c.yml"
+    file.write_text("collection: 5\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(file, env={"PERFORMANCE_COLLECTION_INTERVAL": "30"})
+    assert "collection: got 5; input should be a valid dictionary" in str(err.value)
+
+
 def test_bad_environment_value_names_the_variable() -> None:
     with pytest.raises(config.ConfigError) as err:
         config.load(None, env={"PERFORMANCE_COLLECTION_INTERVAL": "often"})

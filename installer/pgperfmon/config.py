@@ -506,16 +506,16 @@ def _describe_error(error: Mapping[str, Any], origin: Mapping[str, str]) -> str:
     return f"{key}{source}: got {shown}; {msg[0].lower()}{msg[1:]}"
 
 
-def _set_path(tree: dict, dotted: str, value: Any) -> None:
+def _set_path(tree: dict, dotted: str, value: Any) -> bool:
     node = tree
     *parents, leaf = dotted.split(".")
     for part in parents:
-        child = node.get(part)
+        child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            child = {}
-            node[part] = child
+            return False  # a section of the wrong type ("collection: 5") is left for validation
         node = child
     node[leaf] = value
+    return True
 
 
 def load(path: Path | str | None = None, env: Mapping[str, str] | None = None,
@@ -558,8 +558,8 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None,
                 value = yaml.safe_load(env[var])
             except yaml.YAMLError:
                 value = env[var]
-            _set_path(raw, dotted, value)
-            origin[dotted] = var
+            if _set_path(raw, dotted, value):
+                origin[dotted] = var
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
