@@ -723,6 +723,19 @@ def test_recover_command_names_an_unknown_action_and_says_when_there_is_nothing_
     assert quiet.output.strip() == "nothing to do: no action's condition holds"
 
 
+def test_recover_shows_a_table_named_with_a_line_break_on_one_line(
+        conn: psycopg.Connection, installed: str) -> None:
+    # The name went to the terminal as it is: a line break split the step's line and an
+    # escape sequence would clear the screen.
+    conn.execute('CREATE TABLE public."evil\n\x1b[2J" (customer_id int)')
+    conn.execute("SELECT perfmon.approve_index('public', %s, ARRAY['customer_id'])", ("evil\n\x1b[2J",))
+    result = CliRunner().invoke(cli.main, ["recover", "--dsn", installed, "--dry-run",
+                                           "--action", "create_approved_indexes"], color=True)
+    assert result.exit_code == 0, result.output
+    assert "  create_approved_indexes public.evil\\n\\x1b[2J: " in result.output, result.output
+    assert "\x1b" not in result.output
+
+
 def test_a_run_cancelled_while_it_acts_keeps_a_row_for_every_session_it_ended(
         enabled: psycopg.Connection, app_dsn: str) -> None:
     """A statement_timeout (or Ctrl-C) in the middle of a run rolled back the steps' rows of

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import secrets
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import psycopg
 import pytest
 from agent_login import agent_login
 from click.testing import CliRunner
+from psycopg import sql
 
 from pgperfmon import __version__, cli, config, deploy, embedded, status
 
@@ -196,3 +198,27 @@ def test_expected_errors_are_one_line_not_a_traceback(installed: str, server, db
         server.drop_database(bare)
     host = CliRunner().invoke(cli.main, ["agent", "--dsn", installed, "--host", "a\nb"])
     assert host.exit_code == 2 and "expected 1 to 200 printable characters" in host.output, host.output
+
+
+def test_a_database_named_with_a_line_break_and_an_escape_sequence_is_shown_on_its_lines(server) -> None:
+    # The name went to the terminal as it is: its line break forged a "healthy" line and split
+    # every job's line, and its escape sequence would clear the screen.
+    name = f"t_{secrets.token_hex(4)}\nhealthy \x1b[2J"
+    shown = name.replace("\n", "\\n").replace("\x1b", "\\x1b")
+    with psycopg.connect(server.admin_dsn, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        dsn = server.dsn(name)
+        deploy.install(dsn, config.load(None, env={}))
+        server.pause_jobs(name)
+        result = CliRunner().invoke(cli.main, ["status", "--dsn", dsn], color=True)
+        lines = result.output.splitlines()
+        assert lines[0] == f"database:  {shown}", result.output
+        assert "\x1b" not in result.output
+        start = lines.index("jobs:") + 1
+        end = next(i for i, line in enumerate(lines) if line.startswith("newest sample"))
+        assert end - start >= 5, result.output
+        assert all(line.startswith(f"  pgperfmon.{shown}.") for line in lines[start:end]), result.output
+        assert lines.count("healthy") <= 1 and "\nhealthy \n" not in result.output
+    finally:
+        server.drop_database(name)

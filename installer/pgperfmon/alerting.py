@@ -23,7 +23,7 @@ import click
 import psycopg
 from psycopg import sql
 
-from pgperfmon import db, resources
+from pgperfmon import db, rendering, resources
 
 CHANNEL = "perfmon_alerts"
 
@@ -346,9 +346,11 @@ def recover(dsn: str | None, dry_run: bool | None, actions: tuple[str, ...], as_
     for s in steps:
         target = s["target"]
         name = target.get("pid") or _table(target).as_string()  # quoted: "a.b"."c" is not "a"."b.c"
-        click.echo(f"  {s['action']} {name}: {s['decision']}"
-                   + (f" - {s['reason']}" if s.get("reason") else "")
-                   + (f" [verified: {s['verified']}]" if s.get("verified") is not None else ""))
+        # A table's name may hold a line break or an escape sequence: one line, shown as text.
+        click.echo(rendering.one_line(
+            f"  {s['action']} {name}: {s['decision']}"
+            + (f" - {s['reason']}" if s.get("reason") else "")
+            + (f" [verified: {s['verified']}]" if s.get("verified") is not None else "")))
 
 
 @click.command()

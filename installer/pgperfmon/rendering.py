@@ -87,6 +87,14 @@ def md_cell(value: Any) -> str:
     return md_code(value).replace("<", "&lt;").replace("[", "\\[")
 
 
+def one_line(text: str) -> str:
+    """``text`` as one line of plain text for a terminal or a log: a control character (a line break in a
+    database's name, an escape sequence that recolours or clears the screen) is written as
+    its Python escape, so the name is still told apart and forges no line of its own."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 class Notes:
     """Numbered "how it was computed" notes of a report: one number per figure."""
 

@@ -18,7 +18,7 @@ from typing import Any
 import psycopg
 from psycopg.rows import dict_row
 
-from pgperfmon import db, resources
+from pgperfmon import db, rendering, resources
 from pgperfmon.deploy import cron_database, cron_job_prefix
 
 # Capabilities whose absence makes pgperfmon degraded, not broken.
@@ -207,7 +207,7 @@ def render(status: Status) -> str:
     if status.installed:
         lines.append("jobs:" if status.jobs else "jobs:      none scheduled")
         # Job names hold the database's name: as wide as the longest, so the columns align.
-        width = max((len(job["jobname"]) for job in status.jobs), default=0)
+        width = max((len(rendering.one_line(job["jobname"])) for job in status.jobs), default=0)
         for job in status.jobs:
             if job["last_status"] is None:
                 last = "not run yet"
@@ -215,7 +215,7 @@ def render(status: Status) -> str:
                 last = f"{job['last_status']} at {job['last_start']:%Y-%m-%d %H:%M:%S%z}"
                 if job["last_duration_ms"] is not None:
                     last += f" in {job['last_duration_ms']} ms"
-            lines.append(f"  {job['jobname']:<{width}} {job['schedule']:<12} {last}")
+            lines.append(f"  {rendering.one_line(job['jobname']):<{width}} {job['schedule']:<12} {last}")
         if status.newest_sample is not None:
             lines.append(f"newest sample: {status.newest_sample_age_seconds:.0f} s ago")
         elif status.installed:
@@ -233,4 +233,4 @@ def render(status: Status) -> str:
         lines.extend(f"  - {p}" for p in status.problems)
     else:
         lines.append("healthy")
-    return "\n".join(lines)
+    return "\n".join(rendering.one_line(line) for line in lines)
