@@ -91,6 +91,19 @@ def test_markdown_cells_show_hostile_names_as_text() -> None:
     assert rendering.md_code("SELECT '<b>' || x[1]") == "SELECT '<b>' \\|\\| x[1]"
 
 
+def test_markdown_shows_control_characters_in_names_as_escapes() -> None:
+    # An escape sequence or a right-to-left override in a table, query or database name went
+    # into the Markdown as it was: read in a terminal (the report's standard output, cat) it
+    # recoloured or cleared the screen, or showed the text reordered.
+    assert rendering.md_cell("t\x1b[2J\u202eevil") == "t\\x1b\\[2J\\u202eevil"
+    assert rendering.md_code("SELECT 1 AS \"\x1b]0;x\x07\"") == 'SELECT 1 AS "\\x1b]0;x\\x07"'
+    r = report.Report(period="daily", data={"period": {"name": "daily"}}, trend=[],
+                      database="shop\x1b[31m", generated_at=datetime(2026, 1, 2, tzinfo=timezone.utc))
+    text = report.render_markdown(r)
+    assert text.splitlines()[0] == "# Daily report — database shop\\x1b\\[31m"
+    assert "\x1b" not in text
+
+
 # --------------------------------------------------------------------------- the three formats
 
 def test_json_is_executive_report_as_the_database_returns_it(prepared: psycopg.Connection,

@@ -75,9 +75,18 @@ def plain(value: Any) -> str:
     return str(value)
 
 
+def one_line(text: str) -> str:
+    """``text`` as one line of plain text for a terminal or a log: a control character (a line break in a
+    database's name, an escape sequence that recolours or clears the screen) is written as
+    its Python escape, so the name is still told apart and forges no line of its own."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
+                   for c in text)
+
+
 def md_code(value: Any) -> str:
-    """A Markdown table cell's code span: one line, pipes and backticks neutralised."""
-    text = " ".join(plain(value).split())
+    """A Markdown table cell's code span: one line, pipes and backticks neutralised, control
+    characters (an escape sequence, a right-to-left override) written as escapes."""
+    text = one_line(" ".join(plain(value).split()))
     return text.replace("|", "\\|").replace("`", "'")
 
 
@@ -85,14 +94,6 @@ def md_cell(value: Any) -> str:
     """A Markdown table cell: as md_code, and no HTML tag, autolink or link can open in it
     (a table or agent named <img onerror=...> or [x](url) is shown as text)."""
     return md_code(value).replace("<", "&lt;").replace("[", "\\[")
-
-
-def one_line(text: str) -> str:
-    """``text`` as one line of plain text for a terminal or a log: a control character (a line break in a
-    database's name, an escape sequence that recolours or clears the screen) is written as
-    its Python escape, so the name is still told apart and forges no line of its own."""
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii")
-                   for c in text)
 
 
 class Notes:
