@@ -93,6 +93,17 @@ def test_data_dir_with_shell_characters_works(home: Path) -> None:
     down_then_up_again(runner, home, dsn)
 
 
+@pytest.mark.parametrize("home", ["pgpm-up line\nbreak "], indirect=True)
+def test_data_dir_with_a_line_break_is_refused_before_anything_is_made(home: Path) -> None:
+    # PostgreSQL cannot use such a folder (initdb refuses it, postgresql.conf cannot quote it):
+    # the user got initdb's whole output ending in "shell command argument contains a newline".
+    result = CliRunner().invoke(cli.main, ["up", "--data-dir", str(home)])
+    assert result.exit_code == 1
+    assert result.output == (f"error: the data folder {str(home / 'pgdata')!r} holds a line break, "
+                             "which PostgreSQL cannot use: choose another --data-dir\n")
+    assert list(home.iterdir()) == []
+
+
 def test_server_process_is_not_root(home: Path) -> None:
     cluster = embedded.Cluster(home)
     cluster.up()

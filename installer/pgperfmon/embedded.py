@@ -213,6 +213,10 @@ class Cluster:
                 "PostgreSQL extensions that pgperfmon needs are not installed. "
                 f"On Debian/Ubuntu, as root: apt-get install -y {' '.join(required)}"
             )
+        if any(c in str(self.pgdata) for c in "\n\r"):
+            raise EmbeddedError(
+                f"the data folder {str(self.pgdata)!r} holds a line break, which PostgreSQL cannot "
+                "use: choose another --data-dir")
         if not self.is_initialised():
             self._initdb()
         if self.is_running():
