@@ -194,6 +194,32 @@ def test_operations_dashboard_refreshes_itself(site: Site, page: Page, artifacts
     page.screenshot(artifacts / "dashboard-ops-refreshed.png")
 
 
+def test_a_long_unbroken_agent_name_keeps_the_agents_columns_in_view(site: Site, browser: Browser) -> None:
+    # An agent name may be 200 characters: one without a space widened its table past the
+    # panel, so on a 1000 px screen the health column (is it down?) was 700 px out of view.
+    name = "A" * 190
+    with psycopg.connect(site.dsn, autocommit=True) as conn:
+        conn.execute("SELECT perfmon.agent_heartbeat(%s, 'ok', 20)", (name,))
+    narrow = browser.new_page()
+    try:
+        narrow.send("Emulation.setDeviceMetricsOverride", width=1000, height=800, deviceScaleFactor=1,
+                    mobile=False)
+        narrow.goto(f"{site.url}/ops")
+        assert narrow.wait_for(f"!!document.querySelector('#panel-agents tr[data-agent={json.dumps(name)}]')",
+                               timeout=10)
+        overflowing = narrow.evaluate(
+            "Array.from(document.querySelectorAll('section.panel'))"
+            ".filter(s => s.scrollWidth > s.clientWidth + 1).map(s => s.id)")
+        assert overflowing == []
+        health = narrow.evaluate("document.querySelector('#panel-agents th:nth-child(2)')"
+                                 ".getBoundingClientRect().right")
+        assert health < 1000
+    finally:
+        narrow.close()
+        with psycopg.connect(site.dsn, autocommit=True) as conn:
+            conn.execute("DELETE FROM perfmon.agents WHERE name = %s", (name,))
+
+
 # --------------------------------------------------------------------------- Executive
 
 def test_executive_dashboard_shows_the_reports_figures(site: Site, page: Page, artifacts: Path) -> None:
