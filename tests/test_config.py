@@ -119,6 +119,25 @@ def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
     assert (cfg.collection.interval_seconds, cfg.collection.retention_days) == (30, 9)
 
 
+@pytest.mark.parametrize("key", ["slack: {secret_env: %s}", "webhook: {signing_secret_env: %s}"])
+def test_a_secret_where_its_variable_name_belongs_is_refused_without_showing_it(
+        tmp_path: Path, key: str) -> None:
+    # The webhook URL pasted as secret_env was valid: stored in perfmon.config, printed by
+    # config show, and named as the "missing variable" in delivery errors.
+    token = "https://hooks.slack.com/services/T0/B0/s3cr3tT0k3n"
+    file = tmp_path / "c.yml"
+    file.write_text("alerting:\n  channels:\n    " + key % token + "\n")
+    result = CliRunner().invoke(cli.main, ["config", "validate", str(file)])
+    assert result.exit_code == 1
+    name = key.split(":")[0] + "." + key.split("{")[1].split(":")[0]
+    assert (f"alerting.channels.{name}: expected the name of the environment variable that holds "
+            "the secret (letters, digits and _), not the secret itself; the value is not shown"
+            ) in result.output
+    assert "s3cr3t" not in result.output
+    file.write_text("alerting:\n  channels:\n    " + key % "MY_HOOK_2" + "\n")
+    assert CliRunner().invoke(cli.main, ["config", "validate", str(file)]).exit_code == 0
+
+
 @pytest.mark.parametrize(("var", "key", "default_critical"), [
     ("CPU_WARNING_THRESHOLD", "cpu_pct", 95), ("MEMORY_WARNING_THRESHOLD", "memory_pct", 95),
     ("DISK_WARNING_THRESHOLD", "disk_pct", 90)])

@@ -349,7 +349,7 @@ def test_ingest_cli_loads_hostile_csv_without_a_traceback(
 
 STRING_KEYS = [
     ("alerting", "channels", "email", "smtp_host"), ("alerting", "channels", "email", "sender"),
-    ("alerting", "channels", "email", "username"), ("alerting", "channels", "slack", "secret_env"),
+    ("alerting", "channels", "email", "username"), ("alerting", "channels", "sms", "sender"),
     ("alerting", "channels", "sms", "gateway_url"), ("alerting", "channels", "sms", "account_sid"),
 ]
 LIST_KEYS = [("alerting", "channels", "email", "recipients"), ("collection", "exclude_schemas"),

@@ -333,22 +333,28 @@ class Levels(_Section):
         return self
 
 
+# The name of an environment variable, which secret_env and signing_secret_env hold: a value
+# that is not one is often the secret itself, pasted there; it must never be stored or shown.
+EnvName = Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", max_length=255)]
+SECRET_NAME_KEYS = ("secret_env", "signing_secret_env")
+
+
 class Channel(_Section):
     enabled: bool = False
     # The secret itself (URL with token, password) is read from this environment
     # variable at delivery time; it is never stored in the configuration.
-    secret_env: str | None = None
+    secret_env: EnvName | None = None
     min_level: Literal["info", "warning", "critical", "emergency"] = "warning"
 
 
 # Each channel's own default secret variable, so that a file turning a channel on with
 # `slack: {enabled: true}` keeps it (a default_factory on Channels would be lost).
 class SlackChannel(Channel):
-    secret_env: str | None = "PGPERFMON_SLACK_WEBHOOK_URL"
+    secret_env: EnvName | None = "PGPERFMON_SLACK_WEBHOOK_URL"
 
 
 class EmailChannel(Channel):
-    secret_env: str | None = "PGPERFMON_SMTP_PASSWORD"
+    secret_env: EnvName | None = "PGPERFMON_SMTP_PASSWORD"
     smtp_host: str = "localhost"
     smtp_port: Annotated[int, Field(ge=1, le=65535)] = 587
     starttls: bool = True
@@ -359,13 +365,13 @@ class EmailChannel(Channel):
 
 
 class WebhookChannel(Channel):
-    secret_env: str | None = "PGPERFMON_WEBHOOK_URL"
+    secret_env: EnvName | None = "PGPERFMON_WEBHOOK_URL"
     # The HMAC-SHA256 key of the X-Pgperfmon-Signature header, read from this variable.
-    signing_secret_env: str | None = "PGPERFMON_WEBHOOK_SIGNING_KEY"
+    signing_secret_env: EnvName | None = "PGPERFMON_WEBHOOK_SIGNING_KEY"
 
 
 class SmsChannel(Channel):
-    secret_env: str | None = "PGPERFMON_SMS_TOKEN"
+    secret_env: EnvName | None = "PGPERFMON_SMS_TOKEN"
     gateway_url: str | None = None
     account_sid: str | None = None  # user of the gateway's basic auth (Twilio: the account SID)
     sender: str | None = None       # the From number
@@ -501,6 +507,9 @@ def _describe_error(error: Mapping[str, Any], origin: Mapping[str, str]) -> str:
         msg = msg[len("Value error, "):]
     if error["type"] == "extra_forbidden":
         return f"{key}: unknown key{source}; expected one of the documented keys"
+    if error["loc"] and error["loc"][-1] in SECRET_NAME_KEYS:
+        return (f"{key}{source}: expected the name of the environment variable that holds the "
+                "secret (letters, digits and _), not the secret itself; the value is not shown")
     shown = repr(error["input"])
     shown = shown if len(shown) <= 80 else shown[:76] + "...'"  # a 10 kB value is not a message
     return f"{key}{source}: got {shown}; {msg[0].lower()}{msg[1:]}"
