@@ -215,6 +215,21 @@ def test_bad_input_gets_a_clear_error_and_keeps_the_previous_file(reported: str,
 
 # --------------------------------------------------------------------------- scheduled reports
 
+def test_a_report_written_to_a_link_goes_to_the_file_it_names(reported: str, tmp_path: Path) -> None:
+    # The report was written beside the link and renamed over it: the link (a published
+    # report's, /dev/stdout) became a plain file and the file it named kept last week's.
+    real = tmp_path / "published" / "report.md"
+    real.parent.mkdir()
+    real.write_text("last week's report")
+    link = tmp_path / "latest.md"
+    link.symlink_to(real)
+    code, out = run("report", "--dsn", reported, "--format", "md", "--output", str(link))
+    assert code == 0, out
+    assert link.is_symlink() and link.resolve() == real
+    assert real.read_text().startswith("# Weekly report")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["latest.md", "published", "report.md"]
+
+
 def test_configuration_of_reports_is_validated(tmp_path: Path) -> None:
     bad = tmp_path / "bad.yml"
     bad.write_text("reporting:\n  schedule: hourly\n  channels: [pager]\n  hour_utc: 24\n")

@@ -11,6 +11,7 @@ client. It reads as perfmon_reader (see reader.py).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -205,7 +206,15 @@ def command(dsn: str | None, period: str, fmt: str, output: Path | None) -> None
     if output is None:
         sys.stdout.write(text)
         return
-    tmp = output.with_name(output.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(output)
+    # Written beside the output and renamed over it, so a reader never sees half a report;
+    # a link, pipe or device (/dev/stdout) is written in place: renaming would replace it.
+    if output.is_symlink() or (output.exists() and not output.is_file()):
+        output.write_text(text, encoding="utf-8")
+    else:
+        tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+        try:
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(output)
+        finally:
+            tmp.unlink(missing_ok=True)
     click.echo(f"{fmt} report ({period}) written to {output}", err=True)
