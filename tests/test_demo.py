@@ -8,6 +8,7 @@ DBA first sees of pgperfmon, so a false alarm there is a fault.
 from __future__ import annotations
 
 import re
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from pgperfmon import cli, embedded
+from pgperfmon import cli, demo, embedded
 
 
 @pytest.fixture()
@@ -46,3 +47,12 @@ def test_the_demo_shows_the_monitor_at_work_without_false_alarms(home: Path) -> 
     assert not re.search(r"^\s+firing\s+(critical|emergency)\s", alerts, re.M), alerts
     assert re.search(r"^healthy$", out, re.M), out
     assert "Stop it with: pgperfmon down --data-dir" in out
+
+
+def test_the_report_command_it_prints_pastes_into_a_shell_whatever_the_data_dir() -> None:
+    # The DSN was put between double quotes: a --data-dir with ", $ or a backtick in its name
+    # broke the command pasted (or ran what the backtick held).
+    cluster = embedded.Cluster(Path(tempfile.gettempdir()) / 'it\'s "$HOME `id`"')
+    dsn = cluster.dsn("pgperfmon_demo")
+    words = shlex.split(demo.report_hint(dsn).split(": ", 1)[1])
+    assert words == ["pgperfmon", "report", "--dsn", dsn, "--output", "weekly.html"]

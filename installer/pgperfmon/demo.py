@@ -142,6 +142,13 @@ def run(data_dir: Path | None, seconds: int, serve_dashboards: bool = True) -> N
         _serve_dashboards(dsn)
 
 
+def report_hint(dsn: str) -> str:
+    """The report command to paste, the DSN quoted for the shell: its passfile's folder (the
+    --data-dir) may hold a space, a quote, a $ or a backtick."""
+    return ("The weekly report as one HTML file: pgperfmon report --dsn "
+            f"{shlex.quote(db.redact(dsn))} --output weekly.html")
+
+
 def _serve_dashboards(dsn: str) -> None:
     """The dashboards on 127.0.0.1:8050 (a free port if that one is taken), until Ctrl-C."""
     from pgperfmon import dashboard
@@ -153,8 +160,7 @@ def _serve_dashboards(dsn: str) -> None:
     click.secho("\nDashboards (refreshing every 10 s; Ctrl-C stops them, the cluster keeps running):",
                 bold=True)
     dashboard.print_urls(server)
-    click.echo(f"The weekly report as one HTML file: pgperfmon report --dsn \"{db.redact(dsn)}\" "
-               "--output weekly.html")
+    click.echo(report_hint(dsn))
     try:
         server.serve_forever()
     except KeyboardInterrupt:
