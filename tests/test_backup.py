@@ -3,9 +3,12 @@ with a message that names the damage; both are recorded for perfmon.backup_statu
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
 import psycopg
+import pytest
 from click.testing import CliRunner
 
 from pgperfmon import cli
@@ -29,6 +32,28 @@ def test_good_backup_is_verified_started_and_recorded(installed: str) -> None:
         state = conn.execute("SELECT state, lag_s FROM perfmon.backup_status "
                              "WHERE component = 'base_backup'").fetchone()
     assert state[0] == "ok" and state[1] < 600
+
+
+@pytest.mark.parametrize("relative", [False, True])
+def test_a_scratch_folder_named_with_shell_characters_works(installed: str, relative: bool,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # pg_verifybackup runs pg_waldump, and pg_ctl the server (with -D, -l and -o), through
+    # /bin/sh with the paths pasted in: a ", ', $ or backtick broke the verification and start.
+    # A relative folder was read from / by each tool. In the system's temporary folder, which
+    # the server's account may enter (pytest's may not).
+    scratch = Path(tempfile.mkdtemp(prefix='pgpm-backup it\'s "$HOME `true`" '))
+    scratch.chmod(0o711)
+    if relative:
+        monkeypatch.chdir(scratch.parent)
+    try:
+        result = CliRunner().invoke(cli.main, ["backup", "verify", "--dsn", installed, "--start",
+                                               "--scratch", scratch.name if relative else str(scratch)])
+        assert result.exit_code == 0, result.output
+        assert "pg_verifybackup: backup successfully verified" in result.output
+        assert "started: recovery completed" in result.output
+        assert list(scratch.iterdir()) == []
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def test_corrupted_backup_fails_with_a_clear_message(installed: str, tmp_path: Path) -> None:

@@ -56,13 +56,13 @@ def _tool(name: str) -> Path:
 
 
 def _run(step: str, args: list[str], env: dict[str, str] | None = None,
-         as_server: bool = False) -> str:
+         as_server: bool = False, cwd: Path | str = "/") -> str:
     kwargs: dict = {}
     account = embedded._server_account() if as_server else None
     if account:
         _name, uid, gid = account
         kwargs = {"user": uid, "group": gid, "extra_groups": []}
-    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd="/", **kwargs)
+    result = subprocess.run(args, capture_output=True, text=True, env=env, cwd=cwd, **kwargs)
     if result.returncode != 0:
         output = (result.stderr or result.stdout).strip().splitlines()
         # The tool's own error lines say what is wrong; show the first few.
@@ -104,7 +104,10 @@ def verify_folder(target: Path) -> str:
     if not (target / "backup_manifest").is_file():
         raise BackupError(f"pg_verifybackup failed: {target} holds no backup_manifest "
                           "(not a pg_basebackup of PostgreSQL 13 or newer)")
-    return _run("pg_verifybackup", [str(_tool("pg_verifybackup")), str(target)]).strip()
+    # pg_verifybackup runs pg_waldump through /bin/sh with the WAL folder pasted between double
+    # quotes: named relative to the folder it runs in, no ", $ or backtick of the path is there.
+    return _run("pg_verifybackup", [str(_tool("pg_verifybackup")), target.name],
+                cwd=target.parent).strip()
 
 
 def start_copy(target: Path, user: str) -> None:
@@ -125,16 +128,20 @@ def start_copy(target: Path, user: str) -> None:
             if account:
                 os.chown(target / name, account[1], account[2])
     socket_dir = target
-    options = (f"-c listen_addresses='' -c unix_socket_directories='{socket_dir}' "
+    # pg_ctl starts the server through /bin/sh with -D's folder, -l's file and -o pasted in:
+    # the folder goes in $PGDATA, and the log, socket folder and hba_file are named relative
+    # to it (the server works in its data folder), so no ", ', $ or backtick of the path is there.
+    options = ("-c listen_addresses='' -c unix_socket_directories=. "
                "-c port=5432 -c archive_mode=off -c shared_preload_libraries='' "
-               f"-c hba_file='{target / 'pg_hba.conf'}' -c max_wal_senders=0 -c wal_level=minimal "
+               "-c hba_file=pg_hba.conf -c max_wal_senders=0 -c wal_level=minimal "
                "-c max_connections=10")
     pg_ctl = str(embedded.find_binaries().bindir / "pg_ctl")
     log = target / "verify-start.log"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    env["PGDATA"] = str(target)
     try:
-        _run("starting the backup", [pg_ctl, "start", "-D", str(target), "-o", options,
-                                     "-l", str(log), "-w", "-t", "120"], env=env, as_server=True)
+        _run("starting the backup", [pg_ctl, "start", "-o", options, "-l", log.name, "-w", "-t", "120"],
+             env=env, as_server=True, cwd=target)
     except BackupError as exc:
         tail = log.read_text(errors="replace").strip().splitlines()[-5:] if log.exists() else []
         raise BackupError(f"{exc}\n  server log: " + "\n  ".join(tail)) from None
@@ -151,8 +158,8 @@ def start_copy(target: Path, user: str) -> None:
                     raise BackupError(f"the started backup does not answer: {exc}") from None
                 time.sleep(0.5)
     finally:
-        _run("stopping the backup", [pg_ctl, "stop", "-D", str(target), "-m", "fast", "-w"],
-             env=env, as_server=True)
+        _run("stopping the backup", [pg_ctl, "stop", "-m", "fast", "-w"], env=env, as_server=True,
+             cwd=target)
 
 
 def record(dsn: str, result: Result) -> int | None:
@@ -174,6 +181,10 @@ def verify(dsn: str, *, scratch: Path | None = None, backup_dir: Path | None = N
            start: bool = False, keep: bool = False, record_result: bool = True) -> Result:
     """Take (or take `backup_dir` as) a base backup, verify it, optionally start it; record it."""
     started = datetime.now(timezone.utc)
+    # The tools run in other folders than ours (/, the copy's): a relative path would be read
+    # from there (pg_basebackup wrote a relative --scratch under /).
+    scratch = scratch.resolve() if scratch is not None else None
+    backup_dir = backup_dir.resolve() if backup_dir is not None else None
     if backup_dir is not None:
         folder, target, owned = backup_dir, backup_dir, False
     else:
