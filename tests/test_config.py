@@ -112,6 +112,18 @@ def test_a_key_given_twice_is_refused_naming_both_lines(tmp_path: Path, text: st
     assert f'in "{file}", line' in str(err.value)  # the file's name, not "<unicode string>"
 
 
+def test_an_unknown_key_with_control_characters_is_shown_as_text(tmp_path: Path) -> None:
+    # The key went to the terminal as it was: an escape sequence cleared the screen, a line
+    # break forged a problem line of its own.
+    file = tmp_path / "c.yml"
+    file.write_text('collection:\n  "\\x1b[2J": 1\n  "x\\n  - fine": 2\n')
+    result = CliRunner().invoke(cli.main, ["config", "validate", str(file)], color=True)
+    assert result.exit_code == 1
+    assert result.output.splitlines()[1:] == [
+        "  - collection.'\\x1b[2J': unknown key; expected one of the documented keys",
+        "  - collection.'x\\n  - fine': unknown key; expected one of the documented keys"]
+
+
 def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
     file = tmp_path / "merge.yml"
     file.write_text("collection:\n  <<: {interval_seconds: 30, retention_days: 5}\n  retention_days: 9\n")

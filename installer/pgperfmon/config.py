@@ -498,7 +498,9 @@ class ConfigError(Exception):
 
 
 def _describe_error(error: Mapping[str, Any], origin: Mapping[str, str]) -> str:
-    key = ".".join(str(part) for part in error["loc"])
+    # A key of the file is the user's text: one with a control character (an escape sequence,
+    # a line break) is shown quoted and escaped, never as it is.
+    key = ".".join(str(part) if str(part).isprintable() else repr(part) for part in error["loc"])
     # A check of a whole section (warning <= critical) names the variables that set its keys.
     where = [var for dotted, var in origin.items() if key in (dotted, dotted.rpartition(".")[0])]
     source = f" (from {', '.join('$' + var for var in where)})" if where else ""
