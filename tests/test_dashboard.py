@@ -220,6 +220,30 @@ def test_a_long_unbroken_agent_name_keeps_the_agents_columns_in_view(site: Site,
             conn.execute("DELETE FROM perfmon.agents WHERE name = %s", (name,))
 
 
+def test_more_open_alerts_than_the_panel_lists_are_counted(installed: str, page: Page) -> None:
+    # The panel lists the 25 worst open alerts: with 30 open it showed 25 and never said that
+    # there were more, in the middle of an incident.
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO perfmon.alert_log (fingerprint, rule, target, state, level, value, first_seen, "
+            "fired_at, last_seen) SELECT 'flood:' || i, 'flood', 'app' || i, 'firing', 'warning', i, "
+            "now(), now(), now() FROM generate_series(1, 30) AS i")
+    srv = dashboard.Server(installed, port=0, refresh_s=30).start()
+    try:
+        page.goto(f"{srv.url}/ops")
+        assert page.evaluate("document.querySelectorAll('#panel-alerts tr[data-alert]').length") == 25
+        assert "the 25 worst of 30 open alerts; every one is in perfmon.alerts" in " ".join(
+            texts(page, "#panel-alerts .how"))
+        with psycopg.connect(installed, autocommit=True) as conn:
+            conn.execute("UPDATE perfmon.alert_log SET state = 'resolved', resolved_at = now() "
+                         "WHERE fingerprint > 'flood:2'")
+        page.goto(f"{srv.url}/ops")
+        assert page.evaluate("document.querySelectorAll('#panel-alerts tr[data-alert]').length") == 12
+        assert "worst of" not in " ".join(texts(page, "#panel-alerts .how"))
+    finally:
+        srv.close()
+
+
 # --------------------------------------------------------------------------- Executive
 
 def test_executive_dashboard_shows_the_reports_figures(site: Site, page: Page, artifacts: Path) -> None:
