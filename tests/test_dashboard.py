@@ -244,6 +244,23 @@ def test_more_open_alerts_than_the_panel_lists_are_counted(installed: str, page:
         srv.close()
 
 
+def test_a_missing_value_is_shown_empty_not_as_none(installed: str) -> None:
+    # An alert of a rule without a business impact (a custom rule, a rule since dropped)
+    # showed "None" in the impact column: Jinja writes None as that word.
+    with psycopg.connect(installed, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO perfmon.alert_log (fingerprint, rule, target, state, level, value, first_seen, "
+            "fired_at, last_seen) VALUES ('gone:app', 'gone', 'app', 'firing', 'warning', 1, now(), "
+            "now(), now())")
+    srv = dashboard.Server(installed, port=0, refresh_s=30).start()
+    try:
+        status, fragment, _ = get(f"{srv.url}/panel/ops/alerts")
+        assert status == 200 and "WARNING gone on app" in fragment
+        assert ">None<" not in fragment
+    finally:
+        srv.close()
+
+
 # --------------------------------------------------------------------------- Executive
 
 def test_executive_dashboard_shows_the_reports_figures(site: Site, page: Page, artifacts: Path) -> None:

@@ -122,6 +122,8 @@ def environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         undefined=jinja2.ChainableUndefined,
+        # A NULL from the database is an empty cell, not the word None.
+        finalize=lambda value: "" if value is None else value,
     )
     d = digest()
     env.filters.update(
