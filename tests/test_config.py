@@ -124,6 +124,15 @@ def test_an_unknown_key_with_control_characters_is_shown_as_text(tmp_path: Path)
         "  - collection.'x\\n  - fine': unknown key; expected one of the documented keys"]
 
 
+def test_a_file_of_one_long_line_is_refused_in_one_short_line(tmp_path: Path) -> None:
+    # "expected a mapping ..., got" quoted the whole text: a 3 MB line to the terminal.
+    file = tmp_path / "c.yml"
+    file.write_text("x" * 100_000 + "\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(file, env={})
+    assert err.value.problems == ["expected a mapping of sections at the top, got '" + "x" * 75 + "...'"]
+
+
 def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
     file = tmp_path / "merge.yml"
     file.write_text("collection:\n  <<: {interval_seconds: 30, retention_days: 5}\n  retention_days: 9\n")

@@ -497,6 +497,12 @@ class ConfigError(Exception):
         ))
 
 
+def _shown(value: Any) -> str:
+    """A value of the file for a message: a 10 kB value (or a whole file) is not a message."""
+    shown = repr(value)
+    return shown if len(shown) <= 80 else shown[:76] + "...'"
+
+
 def _describe_error(error: Mapping[str, Any], origin: Mapping[str, str]) -> str:
     # A key of the file is the user's text: one with a control character (an escape sequence,
     # a line break) is shown quoted and escaped, never as it is.
@@ -512,8 +518,7 @@ def _describe_error(error: Mapping[str, Any], origin: Mapping[str, str]) -> str:
     if error["loc"] and error["loc"][-1] in SECRET_NAME_KEYS:
         return (f"{key}{source}: expected the name of the environment variable that holds the "
                 "secret (letters, digits and _), not the secret itself; the value is not shown")
-    shown = repr(error["input"])
-    shown = shown if len(shown) <= 80 else shown[:76] + "...'"  # a 10 kB value is not a message
+    shown = _shown(error["input"])
     return f"{key}{source}: got {shown}; {msg[0].lower()}{msg[1:]}"
 
 
@@ -560,7 +565,7 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None,
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):
-            raise ConfigError(source, [f"expected a mapping of sections at the top, got {raw!r}"])
+            raise ConfigError(source, [f"expected a mapping of sections at the top, got {_shown(raw)}"])
     origin: dict[str, str] = {}
     for var, dotted in ENV_OVERRIDES.items():
         if var in env:
