@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
@@ -130,8 +131,10 @@ def test_unreachable_data_dir_is_explained(tmp_path: Path) -> None:
     import os
     if os.geteuid() != 0:
         pytest.fail("this test checks the root path; run the suite as root as CI does")
-    locked = tmp_path / "locked"
+    locked = tmp_path / "locked $HOME"
     locked.mkdir(mode=0o700)
     with pytest.raises(embedded.EmbeddedError) as err:
         embedded.Cluster(locked / "home").up()
     assert "cannot enter" in str(err.value)
+    # The command it suggests pastes into a shell: the folder quoted (a space, a $ in it).
+    assert str(err.value).endswith(f"or run: chmod o+x {shlex.quote(str(locked))}")

@@ -17,6 +17,7 @@ import json
 import os
 import pwd
 import secrets
+import shlex
 import shutil
 import socket
 import subprocess
@@ -344,8 +345,8 @@ class Cluster:
             if parent.stat().st_uid != uid and not mode & 0o001:
                 raise EmbeddedError(
                     f"the server runs as the system user '{name}', who cannot enter {parent} "
-                    f"(mode {oct(mode & 0o777)}): choose a --data-dir outside it or run "
-                    f"'chmod o+x {parent}'"
+                    f"(mode {oct(mode & 0o777)}): choose a --data-dir outside it or run: "
+                    f"chmod o+x {shlex.quote(str(parent))}"
                 )
 
     def _write_settings(self, port: int) -> None:
