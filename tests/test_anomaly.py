@@ -263,6 +263,45 @@ def test_the_episode_of_a_series_that_stops_ends_when_the_others_have_gone_on(
     assert result["episodes_ended_unscored"] == 1
 
 
+def test_a_long_lived_session_keeps_only_the_models_it_still_scores_with(conn: psycopg.Connection) -> None:
+    """A backend that scores every interval (a pool's, or the agent's schedule) kept each model it
+    had loaded while the model stayed current: that of a host removed, or of a feature disabled,
+    for ever, and a copy in each such backend."""
+    w = _workload(conn, "envelope")
+    db2 = conn.execute("SELECT series_id FROM perfmon.ingest_series(ARRAY['host.cpu.total_pct'], "
+                       "ARRAY['{\"host\": \"db2\"}'::jsonb], ARRAY[NULL::text])").fetchone()[0]
+    conn.execute("INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value) "
+                 "SELECT 1, %s, t, 20 + 6 * random() FROM generate_series(%s - interval '2 days', %s, "
+                 "interval '1 minute') AS t", (db2, w.ts - STEP, w.ts - STEP))
+    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 9
+    # The session's cache, as PL/Python keeps it (GD is shared by the session's functions).
+    conn.execute("CREATE FUNCTION public.cached_models() RETURNS int8[] LANGUAGE plpython3u AS "
+                 "$$ return sorted(GD.get('perfmon_anomaly_models', {})) $$")
+    current = ("SELECT coalesce(array_agg(model_id ORDER BY model_id), '{}') FROM perfmon.anomaly_models "
+               "WHERE current AND detector = 'envelope' AND NOT (feature = ANY (%s) OR series = ANY (%s))")
+
+    def analyze() -> list[int]:
+        w.write(w.rows(1))
+        conn.execute("SELECT perfmon.analyze()")
+        return conn.execute("SELECT public.cached_models()").fetchone()[0]
+
+    assert analyze() == conn.execute(current, ([], [])).fetchone()[0]
+    # db2 was removed hours ago (its model stays current: nothing retrains it; its samples of the
+    # last hours, which the scoring reads, are gone), a feature is disabled, the models of another
+    # deleted: none of theirs is kept.
+    conn.execute("DELETE FROM perfmon.metric_samples WHERE series_id = %s "
+                 "AND ts > now() - interval '3 hours'", (db2,))
+    conn.execute("UPDATE perfmon.anomaly_features SET enabled = false WHERE name = 'db.sessions.blocked'")
+    conn.execute("DELETE FROM perfmon.anomaly_models WHERE feature = 'db.query.mean_ms'")
+    gone = (["db.sessions.blocked", "db.query.mean_ms"], ['{"host": "db2"}'])
+    assert analyze() == conn.execute(current, gone).fetchone()[0]
+    assert conn.execute("SELECT count(*) FROM perfmon.anomaly_models WHERE current AND detector = 'envelope' "
+                        "AND series = '{\"host\": \"db2\"}'").fetchone()[0] == 1
+    # Retrained (db.query.mean_ms again): the new models replace the old ones.
+    conn.execute("SELECT perfmon.train_anomaly_models(true)")
+    assert analyze() == conn.execute(current, (["db.sessions.blocked"], gone[1])).fetchone()[0]
+
+
 @pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
 def test_a_changed_sensitivity_or_time_zone_retrains_at_the_next_training_run(
         conn: psycopg.Connection, detector: str) -> None:

@@ -613,38 +613,52 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(float(epoch), timezone.utc).isoformat()
 
 
-def _cached_models(plpy: Any, GD: dict, detectors: list[str]) -> dict[tuple[str, str, str], tuple[int, Any]]:
-    """Current models by (detector, feature, series); blobs are loaded once per session."""
-    cache = GD.setdefault("perfmon_anomaly_models", {})
-    current = plpy.execute(plpy.prepare(
+def _current_models(plpy: Any, detectors: list[str]) -> dict[tuple[str, str, str], int]:
+    """The ids of the current models of the detectors, by (detector, feature, series)."""
+    return {(r["detector"], r["feature"], r["series"]): r["model_id"] for r in plpy.execute(plpy.prepare(
         "SELECT model_id, detector, feature, series FROM perfmon.anomaly_models "
-        "WHERE current AND detector = ANY ($1)", ["text[]"]), [detectors])
-    missing = [r["model_id"] for r in current if r["model_id"] not in cache]
+        "WHERE current AND detector = ANY ($1)", ["text[]"]), [detectors])}
+
+
+def _cached_models(plpy: Any, GD: dict, wanted: dict[tuple[str, str, str], int]
+                   ) -> dict[tuple[str, str, str], tuple[int, Any]]:
+    """The loaded models of wanted (key -> model id), loaded once per session. Only those are
+    kept: a long-lived backend (a pool's, or one the agent's schedule reuses) kept every
+    model it had loaded while the model stayed current, that of a series no longer sent
+    (a host removed, a feature disabled) for ever, and each backend of a pool a copy."""
+    cache = GD.setdefault("perfmon_anomaly_models", {})
+    live = set(wanted.values())
+    for stale in [k for k in cache if k not in live]:
+        del cache[stale]
+    missing = [i for i in live if i not in cache]
     if missing:
         for r in plpy.execute(plpy.prepare(
                 "SELECT model_id, model FROM perfmon.anomaly_models WHERE model_id = ANY ($1)",
                 ["int8[]"]), [missing]):
             cache[r["model_id"]] = load(r["model"])
-    live = {r["model_id"] for r in current}
-    for stale in [k for k in cache if k not in live]:
-        del cache[stale]
-    return {(r["detector"], r["feature"], r["series"]): (r["model_id"], cache[r["model_id"]])
-            for r in current}
+    # A model deleted since its id was read is not scored with (nor kept).
+    return {k: (i, cache[i]) for k, i in wanted.items() if i in cache}
 
 
 def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dict[str, Any]]:
     """Scores of the feature samples of the last lookback_s seconds not scored yet (the newest
-    only, the first time): those perfmon.anomaly_scoring_values() calls scorable."""
+    only, the first time): those perfmon.anomaly_scoring_values() calls scorable. The models
+    kept loaded are those of the series read now (see _cached_models)."""
     per_metric = "envelope" if detector == "isolation_forest_multi" else detector
     detectors = [per_metric] + (["isolation_forest_multi"] if detector.startswith("isolation_forest") else [])
-    models = _cached_models(plpy, GD, detectors)
-    if not models:
+    current = _current_models(plpy, detectors)
+    if not current:
+        GD.pop("perfmon_anomaly_models", None)
         return []
     # Samples before the scorable ones are read too, so that the oldest of a catch-up have
     # a full moving mean like the newest.
     groups = list(plpy.execute(plpy.prepare(_SERIES_SQL.format(
         scorable=", array_agg(v.scorable ORDER BY v.ts) AS scorable",
         source="perfmon.anomaly_scoring_values($1, $2)"), ["text", "int4"]), [per_metric, lookback_s]))
+    read = {(per_metric, g["feature"], g["series"]) for g in groups}
+    multi_key = ("isolation_forest_multi", "multi", "")
+    models = _cached_models(plpy, GD, {k: i for k, i in current.items()
+                                       if k in read or (k == multi_key and groups)})
     out: list[dict[str, Any]] = []
     for g in groups:
         key = (per_metric, g["feature"], g["series"])
@@ -656,7 +670,7 @@ def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dic
         for i in (i for i, scorable in enumerate(g["scorable"]) if scorable):
             s = score(model, x[max(0, i - w + 1):i + 1], t[max(0, i - w + 1):i + 1])
             out.append(_row(per_metric, g["feature"], g["series"], t[i], s, model_id))
-    multi = models.get(("isolation_forest_multi", "multi", ""))
+    multi = models.get(multi_key)
     if multi is not None:
         out.extend(_score_multi(plpy, multi, groups, lookback_s))
     return out
