@@ -556,6 +556,57 @@ def test_a_detector_whose_python_package_cannot_be_imported_falls_back(conn: psy
     assert conn.execute("SELECT DISTINCT detector FROM perfmon.anomalies").fetchall() == [(runs,)]
 
 
+# Makes a package found but broken in this session's Python, as one built for another numpy is:
+# importlib.util.find_spec finds it, and importing it raises ValueError, not ImportError.
+BREAK_PACKAGE = """DO $$
+import importlib.abc, importlib.machinery, sys
+class Broken(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+    def find_spec(self, name, path, target=None):
+        if name == %r:
+            return importlib.machinery.ModuleSpec(name, self)
+    def create_module(self, spec):
+        return None
+    def exec_module(self, module):
+        raise ValueError("numpy.dtype size changed, may indicate binary incompatibility")
+sys.meta_path.insert(0, Broken())
+$$ LANGUAGE plpython3u"""
+
+
+@pytest.mark.parametrize(("broken", "runs"), [("sklearn", "envelope"), ("numpy", "envelope_sql")])
+def test_a_detector_whose_python_package_is_broken_falls_back(conn: psycopg.Connection, paused_cron: str,
+                                                              broken: str, runs: str) -> None:
+    """A scikit-learn that was found but failed to import (built for another numpy) was only looked
+    up: the isolation forest stayed chosen and every training failed, where a missing one fell back
+    to the envelope. The training, which imports it, finds it broken, and every session falls back."""
+    conn.execute(BREAK_PACKAGE % broken)
+    set_config(conn, "anomaly_detection.algorithm", "isolation_forest")
+    start = datetime.now(timezone.utc).replace(second=0, microsecond=0) - timedelta(days=1)
+    w = Workload(conn, start)
+    w.write(w.rows(1440))
+    trained = conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]
+    assert trained["detector"] == runs and trained["models"] >= 8, trained
+    assert conn.execute("SELECT perfmon.anomaly_detector()").fetchone()[0] == runs
+    label = {"numpy": "numpy", "sklearn": "scikit-learn"}[broken]
+    cap = dict((r[0], r[2]) for r in conn.execute("SELECT * FROM perfmon.capabilities()"))
+    assert cap["anomaly_detector"].startswith(
+        f"{runs} ({'SQL' if runs == 'envelope_sql' else 'PL/Python'}: anomaly_detection.algorithm "
+        f"isolation_forest needs {label}, which the server's Python cannot import: ValueError: "
+        "numpy.dtype size changed"), cap
+    for _ in range(5):
+        result = w.sample_and_score()
+        assert (result["detector"], result["anomalous"]) == (runs, 0), result
+    w.sample_and_score(cpu=98.0)
+    assert "host.cpu.total_pct" in [r[0] for r in _episodes(conn)]
+    if broken == "sklearn":
+        # Another session, which only looks scikit-learn up, chooses the same; one whose training
+        # imports it (unbroken) takes the forest back.
+        with psycopg.connect(paused_cron, autocommit=True) as other:
+            assert other.execute("SELECT perfmon.anomaly_detector()").fetchone()[0] == "envelope"
+            trained = other.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]
+            assert trained["detector"] == "isolation_forest", trained
+            assert other.execute("SELECT perfmon.anomaly_python_missing()").fetchone()[0] == {}
+
+
 def test_the_anomaly_detector_capability_says_the_configured_sql_envelope_is_chosen(
         conn: psycopg.Connection) -> None:
     set_config(conn, "anomaly_detection.algorithm", "envelope_sql")

@@ -26,12 +26,29 @@ def describe() -> dict[str, Any]:
     }
 
 
-def detector_packages_missing() -> dict[str, str]:
+# What the isolation forest's training imports (perfmon_py.anomaly.fit_iforest).
+FOREST_TRAINING_MODULES = ("sklearn.ensemble", "sklearn.preprocessing")
+
+
+def import_error(module_names: tuple[str, ...] | list[str]) -> str | None:
+    """Why the first of the modules that cannot be imported cannot (None when all can)."""
+    for name in module_names:
+        try:
+            importlib.import_module(name)
+        except Exception as exc:  # a broken build raises ValueError, AttributeError ... too
+            return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def detector_packages_missing(failed_imports: dict[str, str] | None = None) -> dict[str, str]:
     """The packages the PL/Python detectors need that the server's Python lacks, with why:
     numpy (every one of them: scoring and training) and scikit-learn (the isolation forest's
     training). numpy is imported, as scoring imports it anyway; scikit-learn is only looked
-    up (importlib.util.find_spec), since importing it would cost every scoring run far more
-    than the scoring - a broken but findable scikit-learn still fails at training."""
+    up (importlib.util.find_spec) here, since importing it would cost every scoring run (a
+    fresh backend each interval under pg_cron) about as much again as the scoring. Whether it
+    imports is tried where it is imported anyway, by the training (perfmon.anomaly_python_probe()),
+    and failed_imports (package -> why) is what that found: a scikit-learn that is found but
+    fails to import (built for another numpy, a broken dependency) counts as missing too."""
     import importlib.util
 
     missing: dict[str, str] = {}
@@ -46,4 +63,6 @@ def detector_packages_missing() -> dict[str, str]:
     else:
         if not found:
             missing["scikit-learn"] = "ModuleNotFoundError: No module named 'sklearn'"
+        elif "scikit-learn" in (failed_imports or {}):
+            missing["scikit-learn"] = failed_imports["scikit-learn"]
     return missing

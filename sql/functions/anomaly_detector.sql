@@ -30,5 +30,6 @@ $$;
 COMMENT ON FUNCTION perfmon.anomaly_detector() IS
     'Name of the anomaly detector that runs (perfmon.anomaly_detectors): anomaly_detection.algorithm, '
     'with auto = envelope; envelope_sql wherever PL/Python or the server''s numpy is not available, '
-    'envelope for isolation_forest without scikit-learn (perfmon.anomaly_python_missing(); '
+    'envelope for isolation_forest without scikit-learn, or with one the last training could not '
+    'import (perfmon.anomaly_python_missing(); '
     'pgperfmon status says why).';

@@ -82,7 +82,7 @@ BEGIN
                             algorithm, env ->> 'numpy')
             WHEN env ? 'scikit-learn'
                 THEN format(' (PL/Python: anomaly_detection.algorithm %s needs scikit-learn, which the '
-                            'server''s Python cannot find: %s; on Debian: apt-get install python3-sklearn)',
+                            'server''s Python cannot import: %s; on Debian: apt-get install python3-sklearn)',
                             algorithm, env ->> 'scikit-learn')
             ELSE ' (PL/Python)' END
             || CASE WHEN in_force THEN '' ELSE '; disabled' END;

@@ -17,6 +17,7 @@ DECLARE
     refitted boolean;
     started timestamptz := clock_timestamp();
     result jsonb;
+    probe_error text;
 BEGIN
     IF NOT perfmon.setting('anomaly_detection.enabled')::boolean THEN
         RETURN jsonb_build_object('detector', det, 'skipped', 'anomaly_detection.enabled is false');
@@ -25,6 +26,20 @@ BEGIN
     -- models again, then fail on the index that allows one current model per series.
     IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.train_anomaly_models')) THEN
         RETURN jsonb_build_object('detector', det, 'skipped', 'another training is running');
+    END IF;
+    -- anomaly_detector() only looks scikit-learn up: one that is found but fails to import
+    -- (built for another numpy) kept the forest chosen and failed every training. It is
+    -- imported here, where it would be anyway, and what was found decides in every session.
+    IF perfmon.setting('anomaly_detection.algorithm') #>> '{}' = 'isolation_forest'
+       AND to_regprocedure('perfmon.anomaly_python_probe()') IS NOT NULL THEN
+        EXECUTE 'SELECT perfmon.anomaly_python_probe()' INTO probe_error;
+        det := perfmon.anomaly_detector();
+        IF probe_error IS NOT NULL THEN
+            RAISE WARNING 'pgperfmon: anomaly_detection.algorithm isolation_forest needs scikit-learn, which '
+                          'the server''s Python cannot import (%): % is trained instead', probe_error, det
+                USING HINT = 'pgperfmon status says which detector runs; on Debian: '
+                             'apt-get install python3-sklearn';
+        END IF;
     END IF;
     -- A model keeps the margins of the sensitivity it was fitted with, and the envelope's
     -- profile the hours of its time zone: fitted with other settings than those in force,
@@ -69,7 +84,9 @@ $$;
 COMMENT ON FUNCTION perfmon.train_anomaly_models(boolean) IS
     'Retrains the anomaly models of the detector in force on the training window when they are '
     'older than anomaly_detection.retrain_interval_hours, were fitted with another '
-    'anomaly_detection.sensitivity or (envelopes) timezone, or force; returns {detector, models, ms}, '
+    'anomaly_detection.sensitivity or (envelopes) timezone, or force; where isolation_forest is '
+    'configured, first tries importing scikit-learn (perfmon.anomaly_python_probe()), the envelope '
+    'trained instead when it cannot; returns {detector, models, ms}, '
     'settings_changed when that was why, '
     'and non_finite: the feature values skipped for not being finite numbers (NaN, infinities), also '
     'raised as a WARNING.';
