@@ -22,7 +22,7 @@ import pytest
 from advisor_helpers import set_config
 from click.testing import CliRunner
 
-from pgperfmon import config, deploy
+from pgperfmon import config, db, deploy
 from pgperfmon.cli import main
 
 STEP = timedelta(minutes=1)
@@ -786,6 +786,34 @@ def _both_envelopes(dsn: str, tmp_path: Path, name: str, rows: list[list[str]]) 
     assert [float(r["score"]) for r in py] == pytest.approx([float(r["score"]) for r in sql], abs=1e-3)
     assert [r["is_anomaly"] for r in py] == [r["is_anomaly"] for r in sql]
     return py
+
+
+@pytest.mark.parametrize(("hidden", "detector", "instead"), [("numpy", "envelope", "envelope_sql"),
+                                                             ("sklearn", "isolation_forest", "envelope")])
+def test_a_backtest_of_a_detector_whose_python_package_is_missing_is_refused_naming_both(
+        installed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hidden: str, detector: str,
+        instead: str) -> None:
+    """--detector envelope on a server whose Python has no numpy failed on the PL/Python import,
+    a traceback naming neither the detector nor the one that runs without it."""
+    connect = db.connect
+
+    def without_package(dsn: str, **kwargs: object) -> psycopg.Connection:
+        conn = connect(dsn, **kwargs)  # the CLI's session, its Python as on a server without it
+        conn.execute(f"DO $$ import sys; sys.modules[{hidden!r}] = None $$ LANGUAGE plpython3u")
+        return conn
+
+    monkeypatch.setattr(db, "connect", without_package)
+    _series(tmp_path / "series.csv", 400, None)
+    out = tmp_path / "flags.csv"
+    code, output, _rows = _backtest(installed, [tmp_path / "series.csv"], out, "--detector", detector)
+    label = {"numpy": "numpy", "sklearn": "scikit-learn"}[hidden]
+    assert code == 1 and f"detector {detector} needs {label}, which the server's Python cannot import" \
+        in output, output
+    assert f"--detector {instead}" in output, output
+    assert not out.exists() and _backtest_series(installed) == 0
+    # What it names runs.
+    code, output, rows = _backtest(installed, [tmp_path / "series.csv"], out, "--detector", instead)
+    assert code == 0 and len(rows) == 400, output
 
 
 def test_backtest_where_pgperfmon_is_not_installed_says_so(dsn: str, tmp_path: Path) -> None:

@@ -23,6 +23,8 @@ DECLARE
     quiet int := perfmon.setting('anomaly_detection.episode_quiet_samples')::int;
     zone text := perfmon.anomaly_timezone();
     settings jsonb;
+    missing jsonb;
+    package text;
 BEGIN
     IF det = 'auto' THEN
         det := CASE WHEN perfmon.anomaly_detector() = 'envelope_sql' THEN 'envelope_sql' ELSE 'envelope' END;
@@ -38,13 +40,28 @@ BEGIN
             (settings ->> 'mean_margin')::float8, (settings ->> 'mean_window')::int,
             (settings ->> 'season_min_periods')::float8, (settings ->> 'season_min_explained')::float8, zone,
             window_s, refit_s, quiet);
-    ELSIF to_regprocedure('perfmon.anomaly_backtest_py(integer,text,text,jsonb,double precision,double precision,integer,text)') IS NULL THEN
+        RETURN;
+    END IF;
+    IF to_regprocedure('perfmon.anomaly_backtest_py(integer,text,text,jsonb,double precision,double precision,integer,text)') IS NULL THEN
         RAISE EXCEPTION 'pgperfmon: detector % needs PL/Python, which is not available here', det
             USING HINT = 'backtest envelope_sql instead';
-    ELSE
-        RETURN QUERY EXECUTE 'SELECT * FROM perfmon.anomaly_backtest_py($1, $2, $3, $4, $5, $6, $7, $8)'
-            USING series_id, det, sens, params, window_s, refit_s, quiet, zone;
     END IF;
+    -- Without numpy (or, for the forest, scikit-learn) the PL/Python backtest failed on its
+    -- first import, a Python traceback naming neither the detector nor what runs instead.
+    EXECUTE 'SELECT perfmon.anomaly_python_missing()' INTO missing;
+    package := CASE WHEN missing ? 'numpy' THEN 'numpy'
+                    WHEN det = 'isolation_forest' AND missing ? 'scikit-learn' THEN 'scikit-learn' END;
+    IF package IS NOT NULL THEN
+        RAISE EXCEPTION 'pgperfmon: detector % needs %, which the server''s Python cannot import: %',
+                        det, package, missing ->> package
+            USING HINT = CASE WHEN package = 'numpy'
+                THEN 'backtest envelope_sql instead (the envelope in SQL; pgperfmon anomalies backtest '
+                     '--detector envelope_sql), or install numpy (on Debian: apt-get install python3-numpy)'
+                ELSE 'backtest envelope instead (pgperfmon anomalies backtest --detector envelope), or '
+                     'install scikit-learn (on Debian: apt-get install python3-sklearn)' END;
+    END IF;
+    RETURN QUERY EXECUTE 'SELECT * FROM perfmon.anomaly_backtest_py($1, $2, $3, $4, $5, $6, $7, $8)'
+        USING series_id, det, sens, params, window_s, refit_s, quiet, zone;
 END
 $$;
 COMMENT ON FUNCTION perfmon.anomaly_backtest(integer, text, text, jsonb) IS
