@@ -558,12 +558,30 @@ def _fill(m: np.ndarray, centre: np.ndarray) -> np.ndarray:
     return np.where(np.isfinite(m), m, centre)
 
 
+# The training's one read: the finite values, fitted, and the others, said as
+# perfmon.anomaly_non_finite_skipped() says them (reading those apart cost a second pass).
+_TRAINING_SQL = """
+    SELECT v.feature, v.series,
+           array_agg(extract(epoch FROM v.ts)::float8 ORDER BY v.ts) FILTER (WHERE v.finite) AS t,
+           array_agg(v.value ORDER BY v.ts) FILTER (WHERE v.finite) AS x,
+           (min(v.ts) FILTER (WHERE v.finite))::text AS t0, (max(v.ts) FILTER (WHERE v.finite))::text AS t1,
+           CASE WHEN NOT bool_and(v.finite) THEN jsonb_build_object(
+               'feature', v.feature, 'series', v.series, 'samples', count(*) FILTER (WHERE NOT v.finite),
+               'last_ts', max(v.ts) FILTER (WHERE NOT v.finite),
+               'last_value', (array_agg(v.value::text ORDER BY v.ts DESC) FILTER (WHERE NOT v.finite))[1])
+           END AS non_finite
+      FROM perfmon.anomaly_feature_readings($1, $2) AS v
+     GROUP BY v.feature, v.series
+     ORDER BY v.feature, v.series"""
+
+
 def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: str,
                  zone: str = "UTC") -> dict[str, Any]:
-    groups = list(plpy.execute(plpy.prepare(
-        _SERIES_SQL.format(scorable="", source="perfmon.anomaly_feature_values($1, $2)"),
-        ["timestamptz", "timestamptz"]),
-        [since, until]))
+    """Fits and stores the models; returns {models} and non_finite, the values that are not finite
+    numbers it skipped (as perfmon.anomaly_non_finite_skipped() gives them), when there were any."""
+    read = list(plpy.execute(plpy.prepare(_TRAINING_SQL, ["timestamptz", "timestamptz"]), [since, until]))
+    non_finite = [json.loads(r["non_finite"]) for r in read if r["non_finite"] is not None]
+    groups = [r for r in read if r["x"] is not None]
     insert = plpy.prepare(
         "INSERT INTO perfmon.anomaly_models (detector, feature, series, features, trained_from, "
         "trained_to, samples, params, model, train_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
@@ -606,7 +624,7 @@ def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: 
                                   _iso(bins[0]), _iso(bins[-1]), len(bins), params, blob,
                                   (time.perf_counter() - start) * 1000])
             stored += 1
-    return {"models": stored}
+    return {"models": stored, **({"non_finite": non_finite} if non_finite else {})}
 
 
 def _iso(epoch: float) -> str:

@@ -18,6 +18,7 @@ DECLARE
     started timestamptz := clock_timestamp();
     result jsonb;
     probe_error text;
+    non_finite jsonb;
 BEGIN
     IF NOT perfmon.setting('anomaly_detection.enabled')::boolean THEN
         RETURN jsonb_build_object('detector', det, 'skipped', 'anomaly_detection.enabled is false');
@@ -58,9 +59,14 @@ BEGIN
     zone := perfmon.anomaly_timezone();  -- checked when used: it reads pg_timezone_names
     IF det = 'envelope_sql' THEN
         result := perfmon.train_anomaly_models_sql(since, until, sens, zone);
+        -- The SQL envelope's read keeps the finite values only: the others are read apart.
+        non_finite := perfmon.anomaly_non_finite_skipped(since, until, 'training');
     ELSE
+        -- The PL/Python training reads the values that are not finite with the others.
         EXECUTE 'SELECT perfmon.train_anomaly_models_py($1, $2, $3, $4, $5)' INTO result
             USING det, since, until, sens, zone;
+        non_finite := perfmon.anomaly_non_finite_warning(result -> 'non_finite', 'training');
+        result := result - 'non_finite';
     END IF;
     -- Retention of anomalous samples and closed episodes.
     DELETE FROM perfmon.anomaly_samples AS a
@@ -76,7 +82,7 @@ BEGIN
     RETURN result || jsonb_build_object('detector', det, 'ms',
         round(extract(epoch FROM clock_timestamp() - started)::numeric * 1000, 1))
         || jsonb_strip_nulls(jsonb_build_object(
-               'non_finite', perfmon.anomaly_non_finite_skipped(since, until, 'training'),
+               'non_finite', non_finite,
                'settings_changed', CASE WHEN refitted AND NOT force THEN
                    'the models were fitted with another sensitivity or time zone' END));
 END
