@@ -732,7 +732,7 @@ def test_recover_shows_a_table_named_with_a_line_break_on_one_line(
     result = CliRunner().invoke(cli.main, ["recover", "--dsn", installed, "--dry-run",
                                            "--action", "create_approved_indexes"], color=True)
     assert result.exit_code == 0, result.output
-    assert "  create_approved_indexes public.evil\\n\\x1b[2J: " in result.output, result.output
+    assert '  create_approved_indexes "public"."evil\\n\\x1b[2J": ' in result.output, result.output
     assert "\x1b" not in result.output
 
 
