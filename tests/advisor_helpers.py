@@ -119,5 +119,5 @@ def start_standby(primary: embedded.Cluster, standby: embedded.Cluster, slot: st
     shutil.copy(primary.passfile, standby.passfile)  # the same superuser and password
     # Not standby.up(): it creates pg_cron's extension, which a read-only standby refuses.
     standby._write_settings(embedded.free_port())
-    assert standby._start(), standby._log_tail()
+    assert (failure := standby._start()) is None, failure
     standby._wait_ready()

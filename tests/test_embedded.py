@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shlex
 import shutil
+import socket
 import tempfile
 from pathlib import Path
 
@@ -103,6 +104,41 @@ def test_data_dir_with_a_line_break_is_refused_before_anything_is_made(home: Pat
     assert result.output == (f"error: the data folder {str(home / 'pgdata')!r} holds a line break, "
                              "which PostgreSQL cannot use: choose another --data-dir\n")
     assert list(home.iterdir()) == []
+
+
+def test_a_start_that_fails_before_the_server_logs_anything_shows_pg_ctls_words(home: Path) -> None:
+    # pg_ctl's shell cannot open the log file, so the server never runs and never writes:
+    # the error ended at "see server.log:" as pg_ctl's own output was dropped.
+    cluster = embedded.Cluster(home)
+    cluster.up()
+    cluster.down()
+    cluster.logfile.chmod(0o400)  # read-only for the server's account, root's or not
+    result = CliRunner().invoke(cli.main, ["up", "--data-dir", str(home)])
+    assert result.exit_code == 1
+    assert result.output.startswith("error: the server did not start:\npg_ctl said:\n"), result.output
+    assert "cannot create server.log: Permission denied" in result.output
+    assert "pg_ctl: could not start server" in result.output
+    assert result.output.rstrip().endswith(f"the server wrote nothing to {cluster.logfile}")
+    assert not cluster.is_running()
+
+
+def test_a_port_already_taken_is_named_with_this_starts_log_lines(home: Path) -> None:
+    cluster = embedded.Cluster(home)
+    cluster.up()
+    cluster.down()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(embedded.EmbeddedError) as err:
+            cluster.up(port=port)
+    message = str(err.value)
+    assert message.startswith(f"the server did not start on port {port}:\npg_ctl said:\n")
+    assert "pg_ctl: could not start server" in message
+    assert f"the end of {cluster.logfile}:\n" in message
+    assert "Address already in use" in message
+    # Only what this start wrote: not the lines of the earlier up and down.
+    assert "ready to accept connections" not in message
 
 
 def test_server_process_is_not_root(home: Path) -> None:

@@ -230,15 +230,13 @@ class Cluster:
         for attempt in range(3):
             chosen = port or (self.port if attempt == 0 and self.port else None) or free_port()
             self._write_settings(chosen)
-            if self._start():
+            failure = self._start()
+            if failure is None:
                 break
             if port is not None:
-                raise EmbeddedError(
-                    f"the server did not start on port {port}; see {self.logfile}:\n"
-                    + self._log_tail()
-                )
+                raise EmbeddedError(f"the server did not start on port {port}:\n{failure}")
         else:
-            raise EmbeddedError(f"the server did not start; see {self.logfile}:\n" + self._log_tail())
+            raise EmbeddedError(f"the server did not start:\n{failure}")
         try:
             self._wait_ready()
             self._bootstrap()
@@ -385,21 +383,35 @@ class Cluster:
         state = {"port": port, "user": SUPERUSER, "pgdata": str(self.pgdata)}
         self.state_file.write_text(json.dumps(state, indent=2) + "\n")
 
-    def _start(self) -> bool:
+    def _start(self) -> str | None:
+        """Start the server; None once it runs, else what went wrong: pg_ctl's own output
+        and what the server wrote to its log on this start. The log alone said nothing when
+        the server never got to write (the shell pg_ctl runs could not open the log file):
+        the message ended at 'see server.log:'."""
         if not self.logfile.exists():
             self.logfile.touch()
         self._chown(self.logfile)
+        log_start = self.logfile.stat().st_size
         result = self._pg_ctl("start", "-l", self.logfile.name, "-w", "-t", "60", check=False)
-        if result.returncode != 0 and self.is_running():
+        if result.returncode == 0:
+            return None
+        if self.is_running():
             # pg_ctl gave up waiting on a server still starting: stopped, not left behind.
             self.down()
-        return result.returncode == 0
+        said = f"{result.stdout}{result.stderr}".strip() or f"nothing (exit {result.returncode})"
+        return f"pg_ctl said:\n{said}\n{self._log_tail(log_start)}"
 
-    def _log_tail(self, lines: int = 20) -> str:
+    def _log_tail(self, since: int, lines: int = 20) -> str:
+        """The last lines the server wrote to its log after byte ``since``, introduced."""
         try:
-            return "\n".join(self.logfile.read_text(errors="replace").splitlines()[-lines:])
-        except FileNotFoundError:
-            return "(no log)"
+            with self.logfile.open("rb") as log:
+                log.seek(since)
+                text = log.read().decode(errors="replace")
+        except OSError as exc:
+            return f"its log {self.logfile} cannot be read: {exc.strerror}"
+        if not text.strip():
+            return f"the server wrote nothing to {self.logfile}"
+        return f"the end of {self.logfile}:\n" + "\n".join(text.splitlines()[-lines:])
 
     def _wait_ready(self, timeout: float = 30.0) -> None:
         import psycopg
