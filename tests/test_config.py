@@ -133,6 +133,50 @@ def test_a_file_of_one_long_line_is_refused_in_one_short_line(tmp_path: Path) ->
     assert err.value.problems == ["expected a mapping of sections at the top, got '" + "x" * 75 + "...'"]
 
 
+def test_aliases_that_expand_past_any_configuration_are_refused(tmp_path: Path) -> None:
+    # A "billion laughs": each level a list of nine aliases of the level before. It loads as
+    # a few shared lists, but the message quoting the bad value wrote out all 9^levels
+    # copies before cutting it to 80 characters (seconds and gigabytes at 9 levels).
+    levels = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    levels += [f"l{i}: &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]" for i in range(1, 7)]
+    file = tmp_path / "laughs.yml"
+    file.write_text("\n".join(levels) + "\ncollection: {interval_seconds: *l6}\n")
+    result = CliRunner().invoke(cli.main, ["config", "validate", str(file)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"error: invalid configuration in {file}:",
+        "  - not valid YAML: this value's aliases expand it to more than 10,000 values (aliases of "
+        "aliases, a 'billion laughs'?); a configuration needs no such size",
+        f'  in "{file}", line 5, column 5']
+
+
+def test_aliases_in_an_environment_value_are_refused_the_same() -> None:
+    # The variable's value is YAML too: refused as YAML, it is taken as the text it is.
+    text = "- &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + "".join(
+        f"- &l{i} [{', '.join([f'*l{i - 1}'] * 9)}]\n" for i in range(1, 7))
+    with pytest.raises(config.ConfigError) as err:
+        config.load(None, env={"PERFORMANCE_COLLECTION_INTERVAL": text})
+    assert err.value.problems == [
+        "collection.interval_seconds (from $PERFORMANCE_COLLECTION_INTERVAL): got "
+        + repr(text)[:76] + "...'; input should be a valid integer"]
+
+
+def test_an_alias_inside_its_own_value_is_refused(tmp_path: Path) -> None:
+    file = tmp_path / "loop.yml"
+    file.write_text("collection: &c {exclude: *c}\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.load(file, env={})
+    assert "the alias *c stands for a value that holds it" in str(err.value)
+
+
+def test_aliases_a_configuration_uses_still_load(tmp_path: Path) -> None:
+    file = tmp_path / "shared.yml"
+    file.write_text("system:\n  thresholds:\n    cpu_pct: &levels {warning: 70, critical: 90}\n"
+                    "    memory_pct: *levels\n    disk_pct: *levels\n")
+    cfg = config.load(file, env={})
+    assert cfg.system.thresholds.disk_pct.critical == cfg.system.thresholds.memory_pct.warning + 20 == 90
+
+
 def test_a_merge_key_may_be_overridden(tmp_path: Path) -> None:
     file = tmp_path / "merge.yml"
     file.write_text("collection:\n  <<: {interval_seconds: 30, retention_days: 5}\n  retention_days: 9\n")

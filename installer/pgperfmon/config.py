@@ -462,10 +462,52 @@ ENV_OVERRIDES: dict[str, str] = {
 }
 
 
+# How many values (scalars, lists, mappings) a value may stand for once its YAML aliases are
+# expanded: the whole default configuration is about 150.
+MAX_EXPANDED_VALUES = 10_000
+
+
 class _Loader(yaml.SafeLoader):
     """yaml.safe_load's loader, refusing a key given twice in one mapping: YAML keeps the
     last, so a second ``alerting:`` section dropped the first one's settings without a word.
-    A key that a merge (``<<:``) brings may still be set again, as YAML means it."""
+    A key that a merge (``<<:``) brings may still be set again, as YAML means it.
+
+    It also refuses aliases that expand too far. Nine aliases of a list of nine aliases of
+    ... (a "billion laughs") load as a few shared lists, but whatever walks the value (a
+    message quoting it, validation) meets every one of its 9^levels copies: seconds and
+    gigabytes from a 1 kB file. Each node's expanded size is counted as it is composed."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self._expanded: dict[int, tuple[int, bool]] = {}  # id(node) -> (values, holds an alias)
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
+        alias = self.peek_event() if self.check_event(yaml.AliasEvent) else None
+        node = super().compose_node(parent, index)
+        if alias is not None:
+            if id(node) not in self._expanded:  # still being composed: it holds its own alias
+                raise yaml.composer.ComposerError(
+                    None, None, f"the alias *{alias.anchor} stands for a value that holds it: "
+                    "a configuration cannot refer to itself", alias.start_mark)
+            values, _ = self._expanded[id(node)]
+            self._expanded[id(node)] = (values, True)
+            return node
+        if isinstance(node, yaml.SequenceNode):
+            children = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [child for pair in node.value for child in pair]
+        else:
+            children = []
+        counted = [self._expanded[id(child)] for child in children]
+        values = 1 + sum(n for n, _ in counted)
+        aliased = any(a for _, a in counted)
+        if values > MAX_EXPANDED_VALUES and aliased:
+            raise yaml.composer.ComposerError(
+                None, None, f"this value's aliases expand it to more than {MAX_EXPANDED_VALUES:,} "
+                "values (aliases of aliases, a 'billion laughs'?); a configuration needs no such "
+                "size", node.start_mark)
+        self._expanded[id(node)] = (values, aliased)
+        return node
 
     def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
         lines: dict[Any, int] = {}
@@ -571,7 +613,7 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None,
         if var in env:
             # YAML scalars, so that "30", "true" and "medium" mean what they say.
             try:
-                value = yaml.safe_load(env[var])
+                value = yaml.load(env[var], Loader=_Loader)  # as the file: no billion laughs
             except yaml.YAMLError:
                 value = env[var]
             if _set_path(raw, dotted, value):
