@@ -7,8 +7,10 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import html
 import json
 import re
+import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -387,6 +389,56 @@ def test_sessions_ended_under_the_dashboard_are_replaced_without_showing_an_erro
         assert status == 200
         panels = json.loads(body)
         assert [k for k, v in panels.items() if "Could not read" in v] == [], panels
+    finally:
+        srv.close()
+
+
+def tcp_settings(conn: psycopg.Connection) -> dict[str, int]:
+    """What the kernel holds for the session's socket: keepalive, its timings, user timeout."""
+    with socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM) as sock:  # a dup
+        return {"keepalive": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
+                "idle_s": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
+                "interval_s": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
+                "count": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
+                "user_timeout_ms": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)}
+
+
+def test_sessions_give_up_on_a_server_that_stops_answering(site: Site) -> None:
+    # With the network to the server blackholed mid-query, a panel's session waited on its
+    # socket for hours: the pool's slots filled and every panel said the connections were busy.
+    with site.server.pool.connection() as conn:
+        assert tcp_settings(conn) == {"keepalive": 1, "idle_s": 30, "interval_s": 10, "count": 3,
+                                      "user_timeout_ms": 60_000}
+        assert conn.execute("SHOW statement_timeout").fetchone() == {"statement_timeout": "15s"}
+
+
+def test_the_dsns_own_timeouts_are_kept(site: Site) -> None:
+    dsn = make_conninfo(site.dsn, keepalives_idle="7", tcp_user_timeout="5000",
+                        options="-c statement_timeout=2500")
+    pool = dashboard.Pool(dsn, size=1)
+    try:
+        with pool.connection() as conn:
+            assert conn.execute("SHOW statement_timeout").fetchone() == {"statement_timeout": "2500ms"}
+            assert tcp_settings(conn) == {"keepalive": 1, "idle_s": 7, "interval_s": 10, "count": 3,
+                                          "user_timeout_ms": 5000}
+    finally:
+        pool.close()
+
+
+def test_a_panel_past_its_statement_timeout_says_so_and_frees_its_connection(site: Site) -> None:
+    # One connection in the pool, so that the second request shows it was given back.
+    srv = dashboard.Server(make_conninfo(site.dsn, options="-c statement_timeout=1000"), port=0,
+                           refresh_s=30, pool_size=1).start()
+    try:
+        with psycopg.connect(site.dsn) as locker:  # the lock is held until the transaction ends
+            locker.execute("LOCK TABLE perfmon.agent_health IN ACCESS EXCLUSIVE MODE")
+            status, body, _ = get(f"{srv.url}/panel/ops/agents")
+        assert status == 200
+        assert ("Could not read perfmon.agent_health: canceling statement due to statement timeout "
+                "— the dashboard ends a panel's query after its statement_timeout: does another "
+                "session hold a lock on what it reads (perfmon.blocking_locks)?") in html.unescape(body)
+        status, body, _ = get(f"{srv.url}/panel/ops/agents")
+        assert status == 200 and "Could not read" not in body and "checkout" in body
     finally:
         srv.close()
 

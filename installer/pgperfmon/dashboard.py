@@ -462,6 +462,9 @@ def _error_text(exc: BaseException) -> str:
         text = primary + (f" (hint: {hint})" if hint else "")
         if isinstance(exc, psycopg.errors.UndefinedFunction | psycopg.errors.UndefinedTable):
             text += " — this pgperfmon is older than the dashboard: run pgperfmon install to upgrade"
+        if isinstance(exc, psycopg.errors.QueryCanceled):
+            text += (" — the dashboard ends a panel's query after its statement_timeout: does another "
+                     "session hold a lock on what it reads (perfmon.blocking_locks)?")
         return db.redact(text)
     if isinstance(exc, db.ConnectError | reader.ReaderError | DashboardError):
         return db.redact(str(exc))

@@ -17,6 +17,13 @@ from pgperfmon import resources
 APPLICATION_NAME = "pgperfmon"
 # libpq's connection keywords: words of a DSN that are never a password.
 _KEYWORDS = {d.keyword.decode() for d in psycopg.pq.Conninfo.get_defaults()}
+# A server that stops answering mid-query (the network to it blackholed, its host gone)
+# sends no reset: a session waits on its socket as long as the kernel keeps it, two hours
+# and more, and statement_timeout cannot end it (the server that would is the one gone).
+# TCP keepalive probes after 30 s of silence, every 10 s, 3 unanswered, and at most 60 s
+# for data the server does not acknowledge, end it within about a minute.
+KEEPALIVES = {"keepalives": "1", "keepalives_idle": "30", "keepalives_interval": "10",
+              "keepalives_count": "3", "tcp_user_timeout": "60000"}
 
 
 class ConnectError(Exception):
@@ -71,13 +78,19 @@ def with_dbname(dsn: str, dbname: str) -> str:
     return make_conninfo(dsn, dbname=dbname)
 
 
-def connect(dsn: str, *, autocommit: bool = False, **kwargs: object) -> psycopg.Connection:
-    """Connect, or raise ConnectError with a message that names the target but no secret."""
+def connect(dsn: str, *, autocommit: bool = False, keepalives: bool = False,
+            **kwargs: object) -> psycopg.Connection:
+    """Connect, or raise ConnectError with a message that names the target but no secret.
+
+    keepalives: give up on a server that stopped answering (KEEPALIVES), each setting
+    unless the DSN gives its own."""
     try:
-        conninfo_to_dict(dsn)
+        parsed = conninfo_to_dict(dsn)
     except (psycopg.ProgrammingError, UnicodeDecodeError) as exc:
         reason = redact(str(exc).strip(), dsn_secrets(dsn))
         raise ConnectError(f"the DSN is malformed: {reason}") from None
+    if keepalives:
+        kwargs = {**{k: v for k, v in KEEPALIVES.items() if k not in parsed}, **kwargs}
     try:
         return psycopg.connect(
             dsn,

@@ -24,8 +24,15 @@ class ReaderError(Exception):
 
 
 def connect(dsn: str, application: str, statement_timeout_ms: int = 15_000) -> psycopg.Connection:
-    """An autocommit connection acting as perfmon_reader, rows as dicts."""
-    conn = db.connect(dsn, autocommit=True)
+    """An autocommit connection acting as perfmon_reader, rows as dicts.
+
+    A statement ends after ``statement_timeout_ms`` (a view waiting on a lock another session
+    holds) and the session after about a minute without an answer from the server
+    (db.KEEPALIVES): a dashboard's panel would otherwise hold its pool slot for as long, and
+    with every slot held every panel said the connections were busy. A statement_timeout
+    of the DSN's own (options=-c statement_timeout=..., $PGOPTIONS) and keepalive settings
+    it gives are kept."""
+    conn = db.connect(dsn, autocommit=True, keepalives=True)
     try:
         user, role = conn.execute(
             "SELECT session_user, EXISTS (SELECT FROM pg_roles WHERE rolname = %s)",
@@ -39,8 +46,10 @@ def connect(dsn: str, application: str, statement_timeout_ms: int = 15_000) -> p
                 f"the login {user} may not act as {READER_ROLE}, the only role the {application} "
                 f"reads through; as a superuser run: GRANT {READER_ROLE} TO \"{user}\";") from None
         conn.execute("SET default_transaction_read_only = on")
-        conn.execute("SELECT set_config('statement_timeout', %s, false), "
-                     "set_config('application_name', %s, false)",
+        # source 'client': set by the DSN's options or $PGOPTIONS, which the user meant.
+        conn.execute("SELECT set_config('statement_timeout', CASE WHEN source = 'client' "
+                     "THEN setting ELSE %s END, false), set_config('application_name', %s, false) "
+                     "FROM pg_catalog.pg_settings WHERE name = 'statement_timeout'",
                      (str(int(statement_timeout_ms)), f"pgperfmon {application}"))
     except BaseException:
         conn.close()
