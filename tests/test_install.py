@@ -442,3 +442,35 @@ def test_an_install_that_deadlocks_with_a_running_job_starts_again(installed: st
         thread.join(120)
     assert "report" in outcome, outcome
     assert "started again 1 time(s) after a deadlock with a running job" in outcome["report"].notes
+
+
+def test_an_upgrade_over_a_stored_value_this_release_refuses_changes_nothing(installed: str,
+                                                                           tmp_path: Path) -> None:
+    """0.1.0 stored an allow_tables pattern without its schema, and a webhook URL pasted as
+    secret_env; this release refuses both. Without --config the upgrade re-validates what is
+    stored: it must stop naming each key, change nothing, and go through once a file fixes them."""
+    rows_query = "SELECT key, value, updated_at FROM perfmon.config ORDER BY key"
+    bad = {"optimization.auto_recovery.vacuum_tables.allow_tables": '["Orders"]',
+           "alerting.channels.webhook.secret_env": '"https://hooks.example/T0/B0/secret-path"'}
+    with psycopg.connect(installed, autocommit=True) as conn:
+        for key, value in bad.items():
+            conn.execute("UPDATE perfmon.config SET value = %s::jsonb WHERE key = %s", (value, key))
+        before = conn.execute(rows_query).fetchall()
+    runner = CliRunner()
+    refused = runner.invoke(cli.main, ["upgrade", "--dsn", installed])
+    assert refused.exit_code == 1, refused.output
+    for key in bad:
+        assert key in refused.output, refused.output
+    assert "secret-path" not in refused.output
+    assert "run the upgrade again with --config FILE" in refused.output
+    with psycopg.connect(installed) as conn:
+        assert conn.execute(rows_query).fetchall() == before
+    fixed = tmp_path / "fixed.yml"
+    fixed.write_text("optimization:\n  auto_recovery:\n    vacuum_tables:\n"
+                     "      allow_tables: ['public.\"Orders\"']\n"
+                     "alerting:\n  channels:\n    webhook:\n      secret_env: PGPERFMON_WEBHOOK_URL\n")
+    result = runner.invoke(cli.main, ["upgrade", "--dsn", installed, "--config", str(fixed)])
+    assert result.exit_code == 0, result.output
+    with psycopg.connect(installed) as conn:
+        stored = dict(conn.execute("SELECT key, value FROM perfmon.config"))
+    assert stored["optimization.auto_recovery.vacuum_tables.allow_tables"] == ['public."Orders"']

@@ -621,7 +621,11 @@ def load(path: Path | str | None = None, env: Mapping[str, str] | None = None,
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe_error(e, origin) for e in exc.errors()]) from None
+        problems = [_describe_error(e, origin) for e in exc.errors()]
+        if stored is not None:  # values an earlier release took, which this one refuses
+            problems.append("nothing was changed: run the upgrade again with --config FILE "
+                            "giving the corrected values")
+        raise ConfigError(source, problems) from None
 
 
 def flatten(config: Config) -> dict[str, Any]:
