@@ -324,6 +324,27 @@ def test_database_component_from_known_history(conn: psycopg.Connection) -> None
     assert d["inputs"]["max_replay_lag_s"] == 90
 
 
+def test_statement_totals_are_this_servers_only(conn: psycopg.Connection) -> None:
+    """Every history table carries server_id (1 = this server): another server's statements,
+    raw or rolled up, are not this one's calls (they were in its slow-query share)."""
+    end = anchor(conn)
+    hour = end.replace(minute=0, second=0) - timedelta(hours=3)
+    sid = add_statement(conn, "SELECT 1", 1)
+    add_statement_history(conn, sid, end - timedelta(minutes=5), 4, 40)
+    conn.execute("INSERT INTO perfmon.statement_history (server_id, ts, stmt_id, calls, exec_ms) "
+                 "VALUES (2, %s, %s, 100, 900000)", (end - timedelta(minutes=5), sid))
+    conn.execute("INSERT INTO perfmon.statement_hourly (server_id, ts, stmt_id, calls, exec_ms) "
+                 "VALUES (1, %s, %s, 6, 60), (2, %s, %s, 1000, 9000000)", (hour, sid, hour, sid))
+    conn.execute("INSERT INTO perfmon.meta (key, value) VALUES ('rollup_hourly_until', %s) "
+                 "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                 ((hour + timedelta(hours=1)).isoformat(),))
+    got = conn.execute("SELECT calls, exec_ms FROM perfmon.statement_totals(%s, %s)",
+                       (end - timedelta(hours=4), end)).fetchall()
+    assert got == [(10, 100)]
+    d = health(conn, end, "4 hours")["components"]["database"]
+    assert d["inputs"]["calls"] == 10 and d["inputs"]["slow_calls"] == 0
+
+
 def test_cost_efficiency_from_configured_cost_and_commits(conn: psycopg.Connection) -> None:
     end = anchor(conn)
     # perfmon.server_totals reads [from, to), as the rollups and perfmon.workload_trend do

@@ -7,6 +7,7 @@ LANGUAGE sql STABLE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
+    -- This server's (server_id 1) statements, as every reader of the history.
     -- Hours already rolled up come from perfmon.statement_hourly (a period start
     -- inside such an hour is rounded up to the next hour); the rest from raw samples.
     -- Every range is half-open, [from, to), as perfmon.rollup() rolls [hour, hour + 1h):
@@ -22,12 +23,12 @@ AS $$
         SELECT h.stmt_id, h.calls, h.exec_ms, h.plan_ms, h.rows, h.shared_hit, h.shared_read,
                h.temp_written, h.wal_bytes
         FROM perfmon.statement_hourly AS h, rolled
-        WHERE h.ts >= from_ts AND h.ts < least(to_ts, rolled.until)
+        WHERE h.server_id = 1 AND h.ts >= from_ts AND h.ts < least(to_ts, rolled.until)
         UNION ALL
         SELECT s.stmt_id, s.calls, s.exec_ms, s.plan_ms, s.rows, s.shared_hit, s.shared_read,
                s.temp_written, s.wal_bytes
         FROM perfmon.statement_history AS s, rolled
-        WHERE s.ts >= greatest(from_ts, rolled.until) AND s.ts < to_ts
+        WHERE s.server_id = 1 AND s.ts >= greatest(from_ts, rolled.until) AND s.ts < to_ts
     ) AS u
     GROUP BY u.stmt_id
 $$;
