@@ -89,7 +89,8 @@ def test_nothing_measured_gives_no_score_and_says_why(conn: psycopg.Connection) 
 
 def test_system_component_from_known_host_samples(conn: psycopg.Connection) -> None:
     end = anchor(conn)
-    times = minutes(end, 4, 600)  # 4 samples, 10 minutes apart, within the hour
+    # 4 samples, 10 minutes apart, within the hour [end - 1 h, end): one at end is the next hour's
+    times = minutes(end - timedelta(minutes=1), 4, 600)
     cpu = [80, 95, 80, 95]        # mean 87.5
     mem = [40, 50, 60, 50]        # mean 50
     disk = [70, 85, 80, 75]       # fullest 85
@@ -118,8 +119,8 @@ def test_agents_and_apdex_from_known_heartbeats(conn: psycopg.Connection) -> Non
     batch = add_agent(conn, "batch", end - timedelta(minutes=10), last_status="down")  # down
     add_agent(conn, "retired", end - timedelta(days=3))     # not heard from in the period: left out
     responses = [100, 200, 300, 400, 500, 600, 1000, 2000, 2500, 5000]
-    for i, ms in enumerate(responses):                      # a minute apart, the last at the end
-        add_heartbeat(conn, web, end - timedelta(minutes=9 - i), ms, errors=1 if i == 3 else 0)
+    for i, ms in enumerate(responses):            # a minute apart, the last a minute before the end
+        add_heartbeat(conn, web, end - timedelta(minutes=10 - i), ms, errors=1 if i == 3 else 0)
     add_heartbeat(conn, batch, end - timedelta(minutes=10), None, status="down")
     h = health(conn, end)
 
@@ -245,7 +246,8 @@ def test_availability_of_a_period_older_than_the_samples_kept_says_so(conn: psyc
 def test_availability_judges_a_gap_by_the_interval_its_samples_were_taken_at(
         conn: psycopg.Connection) -> None:
     # Six samples taken by perfmon.collect() at the 60 s interval, placed a minute apart
-    # with one 4-minute gap: 180 s down. Changing collection.interval_seconds afterwards
+    # with one 4-minute gap: 180 s down (the last a minute before the end, which is the next
+    # period's: [from, to)). Changing collection.interval_seconds afterwards
     # changes neither: at 10 s the minute-apart samples are not gaps, at 300 s the 4 minutes
     # still are one.
     end = anchor(conn)
@@ -254,7 +256,7 @@ def test_availability_judges_a_gap_by_the_interval_its_samples_were_taken_at(
         conn.execute("SELECT perfmon.collect()")
     moved = conn.execute(
         "UPDATE perfmon.samples AS s SET ts = %s - make_interval(mins => o.minutes_before) "
-        "FROM (SELECT ts, (ARRAY[8, 7, 6, 5, 4, 0])[row_number() OVER (ORDER BY ts)] AS minutes_before "
+        "FROM (SELECT ts, (ARRAY[9, 8, 7, 6, 5, 1])[row_number() OVER (ORDER BY ts)] AS minutes_before "
         "      FROM perfmon.samples WHERE kind = 'sample') AS o "
         "WHERE s.kind = 'sample' AND s.ts = o.ts", (end,)).rowcount
     assert moved == 6
@@ -287,7 +289,7 @@ def test_availability_counts_a_restart_once(conn: psycopg.Connection) -> None:
 
 def test_database_component_from_known_history(conn: psycopg.Connection) -> None:
     end = anchor(conn)
-    times = minutes(end, 60)
+    times = minutes(end - timedelta(minutes=1), 60)   # [end - 1 h, end)
     add_server_history(conn, times, blks_hit=900, blks_read=100,   # cache hit 90 %
                        sessions_total=[85 if i == 7 else 20 for i in range(60)],  # peak 85 of 100
                        blocked_sessions=[1 if i % 10 == 0 else 0 for i in range(60)],  # 6 of 60 samples
@@ -343,6 +345,60 @@ def test_statement_totals_are_this_servers_only(conn: psycopg.Connection) -> Non
     assert got == [(10, 100)]
     d = health(conn, end, "4 hours")["components"]["database"]
     assert d["inputs"]["calls"] == 10 and d["inputs"]["slow_calls"] == 0
+
+
+def test_adjacent_periods_count_a_sample_on_their_boundary_once(conn: psycopg.Connection) -> None:
+    """Every component reads [from, to), as perfmon.server_totals and the rollups do: a sample
+    exactly at the boundary of two adjacent periods (yesterday, today) is the later one's, in
+    every component, and one at a period's start is its own. Each sample carries its own
+    value, so which period counted it shows."""
+    set_config(conn, business__apdex_target_ms=500)
+    b = anchor(conn) - timedelta(hours=2)
+    edges = [b - timedelta(hours=1), b, b + timedelta(hours=1)]  # the edges of two 1-hour periods
+    add_samples(conn, edges)
+    add_server_history(conn, edges, sessions_total=[10, 20, 30], xact_commit=[1, 10, 100])
+    sid = add_statement(conn, "SELECT 1", 1)
+    for t, calls in zip(edges, [1, 10, 100], strict=True):
+        add_statement_history(conn, sid, t, calls, calls)
+    conn.cursor().executemany(
+        "INSERT INTO perfmon.replication_history (server_id, ts, kind, name, replay_lag_s) "
+        "VALUES (1, %s, 'replica', 'r1', %s)", list(zip(edges, [1, 2, 4], strict=True)))
+    web = add_agent(conn, "web", edges[-1])
+    for t, cpu, ms in zip(edges, [10, 20, 40], [100, 1000, 5000], strict=True):
+        add_host_metric(conn, "host.cpu.total_pct", cpu, t)
+        add_heartbeat(conn, web, t, ms)
+    conn.execute("INSERT INTO perfmon.server_starts (server_id, started_at) VALUES (1, %s), (1, %s)",
+                 (b - timedelta(days=10), b))
+
+    def counted(ending: datetime) -> dict:
+        c = health(conn, ending)["components"]
+        d, a, u = c["database"]["inputs"], c["agents"]["inputs"], c["user_satisfaction"]["inputs"]
+        return {"database samples": d["samples"], "peak_connections_pct": d["peak_connections_pct"],
+                "calls": d["calls"], "max_replay_lag_s": d["max_replay_lag_s"],
+                "commits": c["cost_efficiency"]["inputs"]["commits"],
+                "host samples": c["system"]["inputs"]["samples"],
+                "cpu_avg_pct": c["system"]["inputs"]["cpu_avg_pct"],
+                "heartbeats": a["heartbeats"], "p95_response_ms": a["p95_response_ms"],
+                "apdex responses": u["total"], "satisfied": u["satisfied"], "tolerating": u["tolerating"],
+                "availability samples": c["availability"]["inputs"]["samples"],
+                "restarts": c["availability"]["inputs"]["restarts"]}
+
+    yesterday, today = counted(b), counted(b + timedelta(hours=1))
+    assert yesterday == {"database samples": 1, "peak_connections_pct": 10, "calls": 1, "max_replay_lag_s": 1,
+                         "commits": 1, "host samples": 1, "cpu_avg_pct": 10, "heartbeats": 1,
+                         "p95_response_ms": 100, "apdex responses": 1, "satisfied": 1, "tolerating": 0,
+                         "availability samples": 1, "restarts": 0}
+    assert today == {"database samples": 1, "peak_connections_pct": 20, "calls": 10, "max_replay_lag_s": 2,
+                     "commits": 10, "host samples": 1, "cpu_avg_pct": 20, "heartbeats": 1,
+                     "p95_response_ms": 1000, "apdex responses": 1, "satisfied": 0, "tolerating": 1,
+                     "availability samples": 1, "restarts": 1}
+    # The two periods together: each of the samples in [b - 1 h, b + 1 h) once, the restart once.
+    two = health(conn, b + timedelta(hours=1), "2 hours")["components"]
+    assert two["database"]["inputs"]["samples"] == 2 and two["database"]["inputs"]["calls"] == 11
+    assert two["cost_efficiency"]["inputs"]["commits"] == 11
+    assert two["system"]["inputs"]["samples"] == 2 and two["agents"]["inputs"]["heartbeats"] == 2
+    assert two["user_satisfaction"]["inputs"]["total"] == 2
+    assert two["availability"]["inputs"]["samples"] == 2 and two["availability"]["inputs"]["restarts"] == 1
 
 
 def test_cost_efficiency_from_configured_cost_and_commits(conn: psycopg.Connection) -> None:
@@ -425,7 +481,7 @@ def test_risk_and_recommendations(conn: psycopg.Connection) -> None:
     assert h["risk_level"] == "low"   # overall (0.2 x 73.3 + 0.2 x 100) / 0.4 = 86.7
 
     # A check at 0 raises the risk to at least high, whatever the mean.
-    add_host_metric(conn, "host.disk.used_pct", 100, end, mount="/data")
+    add_host_metric(conn, "host.disk.used_pct", 100, end - timedelta(minutes=1), mount="/data")
     h = health(conn, end)
     assert h["components"]["system"]["checks"]["disk"] == 0
     assert h["overall"] >= 60 and h["risk_level"] == "high"

@@ -31,8 +31,8 @@ BEGIN
          -- its last heartbeat by the end, if recent enough to be judged (the lower bound
          -- also keeps the older day partitions unread)
          CROSS JOIN LATERAL (SELECT b.ts, b.status FROM perfmon.agent_heartbeats AS b
-                              WHERE b.agent_id = g.agent_id AND b.ts <= to_ts
-                                AND b.ts > from_ts - make_interval(
+                              WHERE b.agent_id = g.agent_id AND b.ts < to_ts
+                                AND b.ts >= from_ts - make_interval(
                                         secs => perfmon.agent_interval_s(g.expected_interval_s) * down_after)
                               ORDER BY b.ts DESC LIMIT 1) AS l
     )
@@ -55,7 +55,7 @@ BEGIN
            percentile_cont(0.95) WITHIN GROUP (ORDER BY b.response_ms) AS p95
       INTO h
       FROM perfmon.agent_heartbeats AS b
-     WHERE b.ts > from_ts AND b.ts <= to_ts;
+     WHERE b.ts >= from_ts AND b.ts < to_ts;
     inputs := jsonb_build_object(
         'agents', a.agents, 'agents_up', a.up, 'agents_down', a.down,
         'up_pct', round(100.0 * a.up / a.agents, 2), 'heartbeats', h.heartbeats,

@@ -45,7 +45,7 @@ BEGIN
 
     WITH s AS (
         SELECT x.ts, coalesce(x.expected_interval_s, iv) AS every_s FROM perfmon.samples AS x
-         WHERE x.server_id = 1 AND x.kind = 'sample' AND x.ts >= win_from AND x.ts <= to_ts
+         WHERE x.server_id = 1 AND x.kind = 'sample' AND x.ts >= win_from AND x.ts < to_ts
         UNION ALL
         (SELECT x.ts, coalesce(x.expected_interval_s, iv) FROM perfmon.samples AS x
           WHERE x.server_id = 1 AND x.kind = 'sample' AND x.ts < win_from
@@ -53,8 +53,8 @@ BEGIN
     ),
     seq AS (
         SELECT lag(p.ts) OVER w AS prev, p.ts AS next, greatest(lag(p.every_s) OVER w, p.every_s) AS every_s
-        -- the end of the period as a last sample, at the interval configured now (a
-        -- duplicate of a sample at to_ts is a zero gap, harmless)
+        -- the end of the period as a last sample, at the interval configured now (a sample
+        -- at exactly to_ts is the next period's first, as in every component: [from, to))
         FROM (SELECT s.ts, s.every_s FROM s UNION ALL SELECT to_ts, iv) AS p
         WINDOW w AS (ORDER BY p.ts)
     ),
@@ -63,11 +63,13 @@ BEGIN
         FROM seq AS q
         WHERE extract(epoch FROM q.next - q.prev) > 1.5 * q.every_s
     ),
+    -- Restarts are counted in [win_from, to_ts) as every sample; one at exactly to_ts still
+    -- gives this period the downtime before it (the next period's share of it is nothing).
     starts AS (
         SELECT DISTINCT st.started_at
         FROM (SELECT r.started_at FROM perfmon.server_starts AS r WHERE r.server_id = 1
               UNION SELECT pg_postmaster_start_time()) AS st
-        WHERE st.started_at > win_from AND st.started_at <= to_ts
+        WHERE st.started_at >= win_from AND st.started_at <= to_ts
           AND EXISTS (SELECT FROM perfmon.server_starts AS e
                       WHERE e.server_id = 1 AND e.started_at < st.started_at)
     ),
@@ -94,7 +96,7 @@ BEGIN
     SELECT coalesce((SELECT sum(extract(epoch FROM m.hi - m.lo))
                      FROM (SELECT min(lo) AS lo, max(hi) AS hi FROM islands GROUP BY grp) AS m), 0)::float8 AS down_s,
            (SELECT count(*) FROM gaps AS g WHERE g.hi > win_from AND g.lo < to_ts) AS gaps,
-           (SELECT count(*) FROM starts) AS restarts,
+           (SELECT count(*) FROM starts AS st WHERE st.started_at < to_ts) AS restarts,
            (SELECT count(*) FROM s WHERE s.ts >= win_from) AS samples
       INTO d;
 

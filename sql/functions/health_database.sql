@@ -31,7 +31,7 @@ BEGIN
            max(h.max_xid_age)::float8 AS xid_age, max(h.max_mxid_age)::float8 AS mxid_age
       INTO s
       FROM perfmon.server_history AS h
-     WHERE h.server_id = 1 AND h.ts > from_ts AND h.ts <= to_ts;
+     WHERE h.server_id = 1 AND h.ts >= from_ts AND h.ts < to_ts;
     inputs := inputs || jsonb_build_object('samples', s.samples);
 
     IF s.samples = 0 THEN
@@ -81,7 +81,7 @@ BEGIN
     SELECT count(DISTINCT h.name) AS replicas, coalesce(max(h.replay_lag_s), 0) AS max_lag
       INTO r
       FROM perfmon.replication_history AS h
-     WHERE h.server_id = 1 AND h.kind = 'replica' AND h.ts > from_ts AND h.ts <= to_ts;
+     WHERE h.server_id = 1 AND h.kind = 'replica' AND h.ts >= from_ts AND h.ts < to_ts;
     inputs := inputs || jsonb_build_object('replicas', r.replicas);
     IF r.replicas > 0 THEN
         inputs := inputs || jsonb_build_object('max_replay_lag_s', round(r.max_lag::numeric, 3));

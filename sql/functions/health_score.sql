@@ -10,7 +10,10 @@ AS $$
 -- The health score over the period ending at `ending` (docs/health.md): every enabled
 -- component of perfmon.health_components, each in its own subtransaction (a failing
 -- one is reported missing with its error); overall, technical and business are the
--- weighted means of the components that have a score, weights renormalised.
+-- weighted means of the components that have a score, weights renormalised. Every
+-- component reads its samples half-open, [from, judged_to), as perfmon.rollup() rolls
+-- hours and perfmon.server_totals reads them: a sample at exactly the boundary of two
+-- adjacent periods (yesterday, today) counts in the later one only, in every component.
 DECLARE
     from_ts timestamptz := ending - period;
     -- What has not happened yet is not measured: the components judge the period up to

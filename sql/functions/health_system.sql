@@ -20,7 +20,7 @@ BEGIN
            max(m.disk_max_used_pct) AS disk
       INTO h
       FROM perfmon.host_metrics AS m
-     WHERE m.ts > from_ts AND m.ts <= to_ts;
+     WHERE m.ts >= from_ts AND m.ts < to_ts;
     inputs := jsonb_build_object('samples', h.samples, 'hosts', h.hosts,
                                  'cpu_avg_pct', round(h.cpu::numeric, 2),
                                  'memory_avg_pct', round(h.mem::numeric, 2),

@@ -22,7 +22,7 @@ BEGIN
            count(*)
       INTO satisfied, tolerating, total
       FROM perfmon.agent_heartbeats AS b
-     WHERE b.ts > from_ts AND b.ts <= to_ts
+     WHERE b.ts >= from_ts AND b.ts < to_ts
        AND (b.response_ms IS NOT NULL OR b.status IN ('error', 'down'));
     IF total = 0 THEN
         source := 'statements';
