@@ -88,14 +88,15 @@ def add_heartbeat(conn: psycopg.Connection, agent_id: int, ts: datetime, respons
 
 def add_recommendation(conn: psycopg.Connection, target: str, severity: str = "warning",
                        evidence: dict | None = None, benefit: float | None = None,
-                       rule: str = "index_advice") -> int:
+                       rule: str = "index_advice", seen: datetime | None = None) -> int:
+    """An open finding, first seen (and open since) `seen`, else now."""
     return conn.execute(
         "INSERT INTO perfmon.recommendation_log (fingerprint, rule, kind, severity, target, finding, "
         "evidence, benefit, benefit_unit, confidence, first_seen, last_seen, status_changed) "
-        "VALUES (md5(%s), %s, 'index', %s, %s, %s, %s, %s, '%% cost reduction', 'high', now(), now(), now()) "
-        "RETURNING id",
+        "VALUES (md5(%s), %s, 'index', %s, %s, %s, %s, %s, '%% cost reduction', 'high', "
+        "coalesce(%s, now()), coalesce(%s, now()), coalesce(%s, now())) RETURNING id",
         (target, rule, severity, target, f"finding about {target}", json.dumps(evidence or {}),
-         benefit)).fetchone()[0]
+         benefit, seen, seen, seen)).fetchone()[0]
 
 
 def health(conn: psycopg.Connection, ending: datetime, period: str = "1 hour") -> dict:

@@ -487,14 +487,60 @@ def test_risk_and_recommendations(conn: psycopg.Connection) -> None:
     assert h["overall"] >= 60 and h["risk_level"] == "high"
 
     # Open advisor findings come first (critical first), with their id and SQL.
-    rid = add_recommendation(conn, "public.t(a)", severity="critical", benefit=80)
-    add_recommendation(conn, "public.u(b)", severity="info", benefit=10)
+    found = end - timedelta(minutes=10)
+    rid = add_recommendation(conn, "public.t(a)", severity="critical", benefit=80, seen=found)
+    add_recommendation(conn, "public.u(b)", severity="info", benefit=10, seen=found)
     recs = health(conn, end)["recommendations"]
     assert recs[0]["source"] == "perfmon.recommendations" and recs[0]["id"] == rid
     assert recs[0]["severity"] == "critical" and recs[0]["component"] == "database"
     assert recs[1]["source"] == "perfmon.health_score" and recs[1]["severity"] == "critical"
     assert len(recs) <= 5
     assert {"title", "severity", "source", "component"} <= set(recs[0])
+
+
+def test_recommendations_of_a_past_period_are_what_was_open_then(conn: psycopg.Connection) -> None:
+    """A score of yesterday lists the findings and alerts open yesterday, not those open now."""
+    end = anchor(conn)
+    past = end - timedelta(days=1)                # yesterday's hour: [past - 1 h, past)
+    before = past - timedelta(hours=2)
+    still_open = add_recommendation(conn, "public.a(x)", seen=before)
+    found_now = add_recommendation(conn, "public.b(y)", seen=end - timedelta(minutes=10))
+    found_then = add_recommendation(conn, "public.c(z)", seen=past - timedelta(minutes=30))
+    conn.execute("UPDATE perfmon.recommendation_log SET status = 'resolved', status_changed = %s, "
+                 "status_reason = 'no longer found' WHERE id = %s",
+                 (past - timedelta(minutes=10), found_then))
+
+    def alert(rule: str, fired: datetime, resolved: datetime | None) -> int:
+        return conn.execute(
+            "INSERT INTO perfmon.alert_log (fingerprint, rule, target, state, level, value, first_seen, "
+            "fired_at, last_seen, resolved_at) VALUES (%s, %s, 'db', %s, 'warning', 1, %s, %s, %s, %s) "
+            "RETURNING alert_id", (rule + ":db", rule, "resolved" if resolved else "firing", fired, fired,
+                                   resolved or end, resolved)).fetchone()[0]
+
+    firing_now = alert("fired_now", end - timedelta(minutes=5), None)
+    resolved_then = alert("resolved_then", past - timedelta(minutes=50), past - timedelta(minutes=20))
+    # firing now, and an episode yesterday before it was reopened (kept in its 'reopened' event)
+    reopened = alert("reopened", end - timedelta(minutes=10), None)
+    conn.execute(
+        "INSERT INTO perfmon.alert_events (alert_id, event, level, details) "
+        "VALUES (%s, 'reopened', 'warning', jsonb_build_object('previous', jsonb_build_object("
+        "'fired_at', %s::timestamptz, 'resolved_at', %s::timestamptz, 'level', 'critical')))",
+        (reopened, past - timedelta(minutes=40), past - timedelta(minutes=30)))
+
+    def listed(ending: datetime) -> tuple[set[int], set[int]]:
+        recs = health(conn, ending)["recommendations"]
+        return ({r["id"] for r in recs if r["source"] == "perfmon.recommendations"},
+                {r["id"] for r in recs if r["source"] == "perfmon.alerts"})
+
+    assert listed(past) == ({still_open, found_then}, {resolved_then, reopened})
+    assert listed(end) == ({still_open, found_now}, {firing_now, reopened})
+    # yesterday's episode of the reopened alert at the level it had then
+    recs = health(conn, past)["recommendations"]
+    episode = next(r for r in recs if r["id"] == reopened)
+    assert episode["severity"] == "critical" and "(resolved at " in episode["title"]
+    assert "first sighting and last status change only" in health(conn, past)["recommendations_how"]
+    # a day before anything was found or fired: nothing
+    assert listed(before - timedelta(hours=1)) == (set(), set())
 
 
 def test_a_period_reaching_into_the_future_is_judged_up_to_now(conn: psycopg.Connection) -> None:

@@ -81,31 +81,53 @@ BEGIN
                  WHEN agg.overall < 80 THEN 'medium'
                  ELSE 'low' END;
 
-    -- Top 5 things to do, worst first: open advisor findings, firing alerts, then the
-    -- checks of this score below 50.
-    WITH items AS (
+    -- Top 5 things to do, worst first: advisor findings and alerts open in the period (not
+    -- those open now: a score of last week lists last week's), then the checks of this score
+    -- below 50. An alert episode runs from fired_at to resolved_at; the episodes before a
+    -- reopening are kept in its 'reopened' events. The advisor's log keeps a finding's first
+    -- sighting and its last status change only: a finding is known open in the period when
+    -- it is open now and has been since before the period's end, or was first found in it.
+    WITH episodes AS (
+        SELECT l.alert_id, l.rule, l.target, l.level, l.value, l.fired_at, l.resolved_at
+        FROM perfmon.alert_log AS l
+        WHERE l.server_id = 1 AND l.fired_at IS NOT NULL
+        UNION ALL
+        SELECT l.alert_id, l.rule, l.target, e.details #>> '{previous,level}', NULL,
+               (e.details #>> '{previous,fired_at}')::timestamptz,
+               (e.details #>> '{previous,resolved_at}')::timestamptz
+        FROM perfmon.alert_events AS e
+        JOIN perfmon.alert_log AS l ON l.alert_id = e.alert_id
+        WHERE l.server_id = 1 AND e.event = 'reopened' AND e.details #>> '{previous,fired_at}' IS NOT NULL
+    ),
+    items AS (
         SELECT array_position(ARRAY['critical', 'warning', 'info'], r.severity) AS sev, 1 AS src,
                r.benefit AS weight,
                jsonb_build_object('title', r.finding, 'severity', r.severity,
                                   'source', 'perfmon.recommendations',
                                   'component', CASE WHEN r.rule = 'storage_forecast' THEN 'system' ELSE 'database' END,
-                                  'id', r.id, 'target', r.target, 'apply_sql', r.apply_sql) AS item
+                                  'id', r.id, 'target', r.target, 'apply_sql', r.apply_sql,
+                                  'first_seen', r.first_seen, 'status_now', r.status) AS item
         FROM perfmon.recommendation_log AS r
-        WHERE r.server_id = 1 AND r.status = 'open'
+        WHERE r.server_id = 1 AND judged_to > from_ts
+          AND ((r.status = 'open' AND r.status_changed < judged_to)
+               OR (r.first_seen >= from_ts AND r.first_seen < judged_to))
         UNION ALL
         SELECT CASE WHEN a.level IN ('critical', 'emergency') THEN 1 WHEN a.level = 'warning' THEN 2 ELSE 3 END,
                2, a.value::numeric,
                jsonb_build_object('title', format('%s alert %s on %s: %s', a.level, a.rule, a.target,
-                                                  coalesce(ru.recommended_actions, 'see perfmon.alerts')),
+                                                  coalesce(ru.recommended_actions, 'see perfmon.alerts'))
+                                           || CASE WHEN a.resolved_at IS NOT NULL
+                                                   THEN format(' (resolved at %s)', a.resolved_at) ELSE '' END,
                                   'severity', CASE WHEN a.level = 'emergency' THEN 'critical' ELSE a.level END,
                                   'source', 'perfmon.alerts',
                                   'component', CASE WHEN ru.metric LIKE 'host.%' THEN 'system'
                                                     WHEN ru.metric LIKE 'agent.%' THEN 'agents'
                                                     ELSE 'database' END,
-                                  'id', a.alert_id, 'target', a.target)
-        FROM perfmon.alert_log AS a
+                                  'id', a.alert_id, 'target', a.target,
+                                  'fired_at', a.fired_at, 'resolved_at', a.resolved_at)
+        FROM episodes AS a
         LEFT JOIN perfmon.alert_rules AS ru ON ru.name = a.rule
-        WHERE a.server_id = 1 AND a.state = 'firing'
+        WHERE a.fired_at < judged_to AND (a.resolved_at IS NULL OR a.resolved_at > from_ts)
         UNION ALL
         SELECT CASE WHEN ch.value::numeric = 0 THEN 1 ELSE 2 END, 3, 100 - ch.value::numeric,
                jsonb_build_object('title', format('%s %s scores %s/100: %s', e.key, ch.key, ch.value,
@@ -153,7 +175,13 @@ BEGIN
         'ts', ending, 'from', from_ts, 'period_s', round(span_s)::bigint, 'judged_to', judged_to,
         'overall', agg.overall, 'technical', agg.technical, 'business', agg.business,
         'coverage_pct', agg.coverage, 'risk_level', risk,
-        'components', comps, 'recommendations', recs, 'business_impact', impact);
+        'components', comps, 'recommendations', recs,
+        'recommendations_how', 'at most 5, worst first: advisor findings open in the period (open now and '
+            'since before its end, or first found in it; perfmon.recommendation_log keeps a finding''s first '
+            'sighting and last status change only, so one found before the period and no longer open is '
+            'not listed), alert episodes firing in it (fired_at to resolved_at, their level now), and this '
+            'score''s checks below 50',
+        'business_impact', impact);
 END
 $$;
 COMMENT ON FUNCTION perfmon.health_score(interval, timestamptz) IS
@@ -162,5 +190,6 @@ COMMENT ON FUNCTION perfmon.health_score(interval, timestamptz) IS
     'and business (weighted means of the components present), coverage_pct (% of the weights present), '
     'risk_level, each component (database, system, agents, availability, user_satisfaction, '
     'cost_efficiency) with score, weight, inputs (units in key names), checks, missing and how, the top 5 '
-    'recommendations, and business impact figures {value, unit, how}. Computes, stores nothing; see '
+    'recommendations of the period (findings and alerts open in it, weak checks; recommendations_how), '
+    'and business impact figures {value, unit, how}. Computes, stores nothing; see '
     'docs/health.md.';
