@@ -660,3 +660,100 @@ def test_a_rollup_added_as_a_row_is_rolled_up_and_kept_from_retention(probe: psy
     rolled = probe.execute("SELECT sum(samples), sum(seq_scan), count(DISTINCT ts) FROM perfmon.table_hourly "
                            "WHERE rel_id = 7").fetchone()
     assert rolled == (sent // 3, sent, 5 * 24)  # every hour before the current one, once
+
+
+def _errors_of_parts(result: dict) -> dict:
+    """The errors of analyze()'s parts, and of each alert rule (a rule's error costs its alerts)."""
+    rules = result.get("alerts", {}).get("rules", {})
+    return {name: v["error"] for name, v in [*result.items(), *rules.items()]
+            if isinstance(v, dict) and "error" in v}
+
+
+def test_maintain_partitions_by_hand_beside_analyze_costs_no_part(probe: psycopg.Connection,
+                                                                  installed: str) -> None:
+    """A DBA's maintain_partitions() while pg_cron's analyze() is between two parts.
+
+    analyze() holds the history tables its parts read until it commits (the anomalies part:
+    metric_samples, server_history, statement_history); maintain_partitions() locks the tables
+    it creates partitions of in the order of their names. The DBA's run waited on metric_samples
+    holding activity_history and analyze_runs, which analyze() wanted next: a deadlock that cost
+    the alerts part, and the whole run at its insert into analyze_runs.
+    """
+    collect(probe)
+    collect(probe)
+    # The first alert rule waits on a lock this test holds: analyze() has scored the anomalies
+    # (and holds the history tables it read) and has yet to evaluate the alerts.
+    probe.execute("""
+        CREATE FUNCTION public.wait_for_the_test() RETURNS TABLE (t text, v float8, l text, d jsonb)
+        LANGUAGE sql SET lock_timeout = 0
+        AS $$ SELECT pg_advisory_xact_lock(4242); SELECT NULL::text, NULL::float8, NULL::text, NULL::jsonb
+              WHERE false $$;
+        INSERT INTO perfmon.alert_rules (name, metric, unit, query, warning_threshold,
+                                         business_impact, affected_systems, recommended_actions, description)
+        VALUES ('a_pause', 'x', 'none', 'SELECT * FROM public.wait_for_the_test()', 0, 'x', '{}', 'x',
+                'a pause the test controls');
+    """)
+    probe.execute("SELECT pg_advisory_lock(4242)")
+    analyzed: list[object] = []
+    maintained: list[object] = []
+
+    def analyze(session: psycopg.Connection) -> None:
+        try:
+            analyzed.append(session.execute("SELECT perfmon.analyze()").fetchone()[0])
+        except psycopg.Error as exc:
+            analyzed.append(exc)
+
+    def maintain(session: psycopg.Connection) -> None:
+        session.execute("SET deadlock_timeout = '10min'")  # the victim would be analyze()
+        try:
+            maintained.extend(session.execute(
+                "SELECT * FROM perfmon.maintain_partitions(now() + interval '5 days')").fetchall())
+        except psycopg.Error as exc:
+            maintained.append(exc)
+
+    with psycopg.connect(installed, autocommit=True) as cron, \
+            psycopg.connect(installed, autocommit=True) as dba:
+        analyzer = threading.Thread(target=analyze, args=(cron,))
+        analyzer.start()
+        _until(lambda: _waiting_on_a_lock(probe, cron.info.backend_pid), "analyze() at the pause")
+        maintainer = threading.Thread(target=maintain, args=(dba,))
+        maintainer.start()
+        _until(lambda: _waiting_on_a_lock(probe, dba.info.backend_pid), "maintain_partitions() waiting")
+        probe.execute("SELECT pg_advisory_unlock(4242)")
+        analyzer.join(timeout=60)
+        maintainer.join(timeout=60)
+    assert not analyzer.is_alive() and not maintainer.is_alive()
+    assert not isinstance(analyzed[0], Exception), analyzed
+    assert _errors_of_parts(analyzed[0]) == {}
+    assert not [m for m in maintained if isinstance(m, Exception)], maintained
+
+
+def test_analyze_waits_for_a_maintain_partitions_left_open(probe: psycopg.Connection, installed: str) -> None:
+    """A DBA's maintain_partitions() in a transaction still open: analyze() waits for it whole,
+    where the alerts part gave up at its lock timeout (2 s) on a history table it had locked.
+    (With anomaly detection on, the anomalies part waited first, without a timeout.)"""
+    collect(probe)
+    collect(probe)
+    probe.execute("UPDATE perfmon.config SET value = 'false' WHERE key = 'anomaly_detection.enabled'")
+    analyzed: list[object] = []
+    with psycopg.connect(installed) as dba, psycopg.connect(installed, autocommit=True) as cron:
+        dba.execute("SELECT * FROM perfmon.maintain_partitions(now() + interval '5 days')").fetchall()
+
+        def analyze() -> None:
+            try:
+                analyzed.append(cron.execute("SELECT perfmon.analyze()").fetchone()[0])
+            except psycopg.Error as exc:
+                analyzed.append(exc)
+
+        analyzer = threading.Thread(target=analyze)
+        analyzer.start()
+        # Until analyze() has waited past the alerts part's lock timeout (or, giving up, has finished).
+        _until(lambda: not analyzer.is_alive() or probe.execute(
+            "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = %s AND NOT granted "
+            "AND waitstart < clock_timestamp() - interval '3 seconds')",
+            (cron.info.backend_pid,)).fetchone()[0], "analyze() waiting past the alerts' lock timeout")
+        dba.commit()
+        analyzer.join(timeout=60)
+    assert not analyzer.is_alive()
+    assert not isinstance(analyzed[0], Exception), analyzed
+    assert _errors_of_parts(analyzed[0]) == {}

@@ -21,6 +21,26 @@ DECLARE
     t0 timestamptz := clock_timestamp();
     total_ms double precision;
 BEGIN
+    -- The partitions this run writes (health_history's month, analyze_runs' day) first, if
+    -- missing: perfmon.maintain_partitions() takes the lock below exclusive, and two runs
+    -- (this and a collection run) holding it shared and then wanting it exclusive would wait
+    -- for each other.
+    IF to_regclass(format('perfmon.%I', 'analyze_runs_p' || to_char(t0 AT TIME ZONE 'UTC', 'YYYYMMDD'))) IS NULL
+       OR to_regclass(format('perfmon.%I', 'health_history_p' || to_char(now() AT TIME ZONE 'UTC', 'YYYYMM')))
+          IS NULL THEN
+        PERFORM perfmon.maintain_partitions(now());
+    END IF;
+    -- perfmon.maintain_partitions()'s lock, shared, before the first table is read, as
+    -- perfmon.run_collectors() holds it: a maintain_partitions() beside this run (a DBA's, the
+    -- daily job's) waits for it to commit, or this run waits for it. Without it, each held
+    -- history tables the other wanted next (this run keeps those its parts read until it
+    -- commits, maintain_partitions() locks them in the order of their names): a deadlock
+    -- cost a part, or the whole run at its insert into analyze_runs, and against a
+    -- maintain_partitions() left open the alert rules gave up at their lock timeout. No
+    -- lock_timeout of its own, so that the run waits rather than being lost; its time starts
+    -- once the lock is held.
+    PERFORM pg_advisory_xact_lock_shared(hashtext('perfmon.maintain_partitions'));
+    t0 := clock_timestamp();
     FOREACH part IN ARRAY ARRAY['anomalies', 'alerts', 'recovery', 'health'] LOOP
         part_start := clock_timestamp();
         IF part = 'anomalies' AND to_regprocedure('perfmon.score_anomalies()') IS NULL THEN

@@ -28,9 +28,9 @@ DECLARE
 BEGIN
     -- collect() and collect_sizes() both come here on a new UTC day: one at a time, so
     -- that the second finds the first's partitions rather than creating them again. A
-    -- collection run holds this lock shared while it writes (perfmon.run_collectors()):
-    -- taken first, it orders the two, where the tables' locks taken in different orders
-    -- deadlocked.
+    -- collection run and an analysis run hold this lock shared while they read and write
+    -- (perfmon.run_collectors(), perfmon.analyze()): taken first, it orders them and this,
+    -- where the tables' locks taken in different orders deadlocked.
     PERFORM pg_advisory_xact_lock(hashtext('perfmon.maintain_partitions'));
     -- And the rollup's lock before any table's: a drop below may roll up first, and a
     -- rollup job holding its lock must not wait for a partition this creates meanwhile.
