@@ -808,3 +808,65 @@ def test_a_run_cancelled_while_it_plans_a_later_action_keeps_the_rows_of_earlier
         finally:
             conn.execute("RESET statement_timeout")
             holder.rollback()
+
+
+def test_a_run_gives_up_at_its_lock_timeout_before_writing_its_audit(
+        enabled: psycopg.Connection, installed: str, idle_session) -> None:
+    """perfmon.recovery_steps held by another transaction (a DBA's LOCK, a VACUUM FULL): the run
+    waited for it until statement_timeout (for ever under pg_cron), holding the recovery lock so
+    that every watch tick was skipped. It gives up at optimization.auto_recovery.lock_timeout_ms,
+    saying so, before acting on anything."""
+    conn = enabled
+    _session, pid = idle_session
+    set_config(conn, optimization__auto_recovery__lock_timeout_ms=100,
+               optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=[APP_ROLE])
+    conn.execute("SELECT pg_sleep(0.2)")
+    with closing(psycopg.connect(installed)) as holder:
+        holder.execute("LOCK TABLE perfmon.recovery_steps IN SHARE MODE")
+        conn.execute("SET statement_timeout = '20s'")  # where the run used to wait: an error, not a hang
+        try:
+            with pytest.raises(psycopg.errors.LockNotAvailable,
+                               match=r"^pgperfmon: recovery gave up recording a step of "
+                                     r"terminate_idle_in_transaction before acting: perfmon.recovery_runs or "
+                                     r"perfmon.recovery_steps stayed locked longer than "
+                                     r"optimization.auto_recovery.lock_timeout_ms \(100ms\)\n"):
+                conn.execute("SELECT perfmon.recover('manual')")
+        finally:
+            conn.execute("RESET statement_timeout")
+            holder.rollback()
+    assert alive(conn, pid)
+    assert conn.execute("SELECT count(*) FROM perfmon.recovery_runs").fetchone() == (0,)
+    assert conn.execute("SHOW lock_timeout").fetchone() == ("0",)  # the run's own, not the session's
+
+
+def test_a_lock_held_past_lock_timeout_while_planning_a_later_action_keeps_the_rows_of_earlier_ones(
+        enabled: psycopg.Connection, installed: str, idle_session) -> None:
+    """The index approvals held by another transaction while the run plans create_approved_indexes,
+    after it terminated a session: the run stops at lock_timeout_ms, says why, and keeps the row of
+    the session it ended (an error would roll it back)."""
+    conn = enabled
+    _session, pid = idle_session
+    approve_orders_index(conn)
+    set_config(conn, optimization__auto_recovery__lock_timeout_ms=100,
+               optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=[APP_ROLE])
+    conn.execute("SELECT pg_sleep(0.2)")
+    with closing(psycopg.connect(installed)) as holder:
+        holder.execute("LOCK TABLE perfmon.index_approvals IN ACCESS EXCLUSIVE MODE")
+        conn.execute("SET statement_timeout = '20s'")  # where the run used to wait: cancelled, not a hang
+        try:
+            result = conn.execute("SELECT perfmon.recover('manual')").fetchone()[0]
+        finally:
+            conn.execute("RESET statement_timeout")
+            holder.rollback()
+    assert not alive(conn, pid)
+    assert steps(conn, "terminate_idle_in_transaction") == [("done", None, True, pid)]
+    assert result.get("stopped") == (
+        "pgperfmon: recovery gave up planning create_approved_indexes: a table it reads stayed locked "
+        "longer than optimization.auto_recovery.lock_timeout_ms (100ms)")
+    assert "cancelled" not in result
+    assert conn.execute("SELECT finished_at IS NOT NULL FROM perfmon.recovery_runs WHERE run_id = %s",
+                        (result["run_id"],)).fetchone() == (True,)

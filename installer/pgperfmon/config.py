@@ -282,7 +282,8 @@ class AutoRecovery(_Section):
     watch_interval_seconds: Annotated[int, Field(ge=1, le=60)] = 1
     verify_timeout_ms: Annotated[int, Field(ge=100, le=60_000)] = 3000
     # How long pgperfmon recover's VACUUM or ANALYZE waits for its table's lock before it gives
-    # up (failed): without it, a long transaction holding the table kept the run waiting for ever.
+    # up (failed), and perfmon.recover() for any lock while it plans and records its steps:
+    # without it, a long transaction holding the table kept the run waiting for ever.
     lock_timeout_ms: Annotated[int, Field(ge=10, le=600_000)] = 5000
     cancel_long_queries: SessionAction = Field(default_factory=SessionAction)
     terminate_idle_in_transaction: SessionAction = Field(default_factory=SessionAction)

@@ -5,6 +5,9 @@ CREATE OR REPLACE FUNCTION perfmon.recover(trigger text DEFAULT 'manual', dry_ru
 RETURNS jsonb
 LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
+-- Replaced at once by optimization.auto_recovery.lock_timeout_ms (below); the clause makes
+-- that change end with this function, not last the rest of the caller's transaction.
+SET lock_timeout = '5s'
 AS $$
 -- Automatic runs (dry_run NULL) do nothing unless optimization.auto_recovery.enabled and
 -- run only the enabled actions. An explicit dry run plans every action and changes
@@ -35,6 +38,8 @@ DECLARE
     ver_detail text;
     ver_at timestamptz;
     cancelled boolean := false;
+    stopped text;
+    had_run boolean;
     waiting bigint[];
     deferred bigint[] := '{}';
 BEGIN
@@ -53,6 +58,12 @@ BEGIN
     IF NOT pg_try_advisory_xact_lock(hashtext('perfmon.recover')) THEN
         RETURN jsonb_build_object('skipped', 'another recovery run is in progress');
     END IF;
+    -- Its own lock_timeout, the one its deferred steps' VACUUM/ANALYZE wait at most: a
+    -- table the plan reads or the audit is written to, held by another transaction (a
+    -- DBA's LOCK or ALTER TABLE, a VACUUM FULL), kept the run waiting until
+    -- statement_timeout (for ever under pg_cron, which does not enforce it), holding
+    -- perfmon.recover's lock, so that every watch tick meanwhile was skipped.
+    PERFORM set_config('lock_timeout', coalesce(g ->> 'lock_timeout_ms', '5000') || 'ms', true);
     PERFORM pg_stat_clear_snapshot();
     <<playbook>>
     FOR p IN SELECT * FROM perfmon.recovery_playbook AS b
@@ -67,61 +78,87 @@ BEGIN
                                         'verify_timeout_ms', g -> 'verify_timeout_ms');
         act_enabled := coalesce((params ->> 'enabled')::boolean, false);
         CONTINUE WHEN NOT act_enabled AND dry_run IS NULL;
-        -- Deferred steps of earlier runs that no pgperfmon recover is running (it holds
-        -- their lock while it does): this plan replaces them.
-        waiting := NULL;
-        IF NOT p.in_database AND act_enabled AND NOT dry THEN
-            SELECT array_agg(s.step_id) INTO waiting FROM perfmon.recovery_steps AS s
-             WHERE s.action = p.name AND s.decision = 'deferred'
-               AND pg_try_advisory_xact_lock(hashtext('perfmon.recovery_step'), (s.step_id % 2147483647)::int);
-        END IF;
         -- A cancel while planning a later action rolled back the rows of sessions the run had
         -- already signalled, as one while acting did (below): the run stops here the same way.
+        -- So does a lock held past lock_timeout.
         BEGIN
+            -- Deferred steps of earlier runs that no pgperfmon recover is running (it holds
+            -- their lock while it does): this plan replaces them.
+            waiting := NULL;
+            IF NOT p.in_database AND act_enabled AND NOT dry THEN
+                SELECT array_agg(s.step_id) INTO waiting FROM perfmon.recovery_steps AS s
+                 WHERE s.action = p.name AND s.decision = 'deferred'
+                   AND pg_try_advisory_xact_lock(hashtext('perfmon.recovery_step'), (s.step_id % 2147483647)::int);
+            END IF;
             EXECUTE format('SELECT coalesce(jsonb_agg(to_jsonb(x)), ''[]'') FROM %s($1) AS x',
                            p.plan_function::regproc) USING params INTO plan;
-        EXCEPTION WHEN query_canceled THEN
-            IF run IS NULL THEN
-                RAISE;  -- nothing recorded, nothing done: an error as usual
-            END IF;
-            cancelled := true;
-            EXIT playbook;
+        EXCEPTION
+            WHEN query_canceled THEN
+                IF run IS NULL THEN
+                    RAISE;  -- nothing recorded, nothing done: an error as usual
+                END IF;
+                cancelled := true;
+                EXIT playbook;
+            WHEN lock_not_available THEN
+                stopped := format('pgperfmon: recovery gave up planning %s: a table it reads stayed locked '
+                                  'longer than optimization.auto_recovery.lock_timeout_ms (%s)',
+                                  p.name, current_setting('lock_timeout'));
+                IF run IS NULL THEN
+                    RAISE EXCEPTION '%', stopped USING ERRCODE = 'lock_not_available';
+                END IF;
+                EXIT playbook;
         END;
         FOR c IN SELECT * FROM jsonb_to_recordset(plan)
                      AS x(target jsonb, statement text, refusal text, condition_since timestamptz) LOOP
-            verdict := CASE
-                WHEN c.refusal IS NOT NULL THEN 'refused'
-                WHEN NOT act_enabled THEN 'disabled'
-                WHEN dry THEN 'dry_run'
-                WHEN (SELECT count(*) FROM perfmon.recovery_steps AS s
-                      WHERE s.action = p.name AND s.decision IN ('done', 'failed', 'deferred')
-                        AND s.detected_at > clock_timestamp() - interval '1 hour'
-                        AND NOT s.step_id = ANY (coalesce(waiting, '{}')))
-                     >= coalesce((g ->> 'max_actions_per_hour')::int, 0) THEN 'rate_limited'
-                WHEN NOT p.in_database THEN 'deferred'
-                ELSE 'done' END;
-            reason := CASE verdict
-                WHEN 'refused' THEN c.refusal
-                WHEN 'disabled' THEN format('optimization.auto_recovery.%s.enabled is off', p.name)
-                WHEN 'dry_run' THEN 'dry run: nothing was changed'
-                WHEN 'rate_limited' THEN CASE WHEN g ->> 'max_actions_per_hour' IS NULL
-                                              THEN 'max_actions_per_hour is not set: no action is allowed'
-                                              ELSE format('%s actions in the last hour (max_actions_per_hour)',
-                                                          g ->> 'max_actions_per_hour') END
-                WHEN 'deferred' THEN 'runs outside a transaction: waits for pgperfmon recover' END;
-            -- Unattended runs repeat every second or minute: record a candidate that is not
-            -- acted on once per 5 minutes, not every time.
-            CONTINUE WHEN verdict IN ('refused', 'disabled', 'dry_run', 'rate_limited')
-                AND trigger IN ('watch', 'analyze')
-                AND EXISTS (SELECT FROM perfmon.recovery_steps AS s
-                            WHERE s.action = p.name AND s.target ->> 'key' = c.target ->> 'key'
-                              AND s.decision = verdict AND s.detected_at > clock_timestamp() - interval '5 minutes');
-            IF run IS NULL THEN
-                INSERT INTO perfmon.recovery_runs (trigger, dry_run) VALUES (trigger, dry) RETURNING run_id INTO run;
-            END IF;
-            INSERT INTO perfmon.recovery_steps (run_id, action, target, statement, decision, reason, condition_since)
-            VALUES (run, p.name, c.target, c.statement, verdict, reason, c.condition_since)
-            RETURNING step_id INTO step;
+            -- The audit reads its tables and writes its rows before the action: a lock on them
+            -- held past lock_timeout stops the run before it acts, keeping the rows of the steps
+            -- before.
+            had_run := run IS NOT NULL;
+            BEGIN
+                verdict := CASE
+                    WHEN c.refusal IS NOT NULL THEN 'refused'
+                    WHEN NOT act_enabled THEN 'disabled'
+                    WHEN dry THEN 'dry_run'
+                    WHEN (SELECT count(*) FROM perfmon.recovery_steps AS s
+                          WHERE s.action = p.name AND s.decision IN ('done', 'failed', 'deferred')
+                            AND s.detected_at > clock_timestamp() - interval '1 hour'
+                            AND NOT s.step_id = ANY (coalesce(waiting, '{}')))
+                         >= coalesce((g ->> 'max_actions_per_hour')::int, 0) THEN 'rate_limited'
+                    WHEN NOT p.in_database THEN 'deferred'
+                    ELSE 'done' END;
+                reason := CASE verdict
+                    WHEN 'refused' THEN c.refusal
+                    WHEN 'disabled' THEN format('optimization.auto_recovery.%s.enabled is off', p.name)
+                    WHEN 'dry_run' THEN 'dry run: nothing was changed'
+                    WHEN 'rate_limited' THEN CASE WHEN g ->> 'max_actions_per_hour' IS NULL
+                                                  THEN 'max_actions_per_hour is not set: no action is allowed'
+                                                  ELSE format('%s actions in the last hour (max_actions_per_hour)',
+                                                              g ->> 'max_actions_per_hour') END
+                    WHEN 'deferred' THEN 'runs outside a transaction: waits for pgperfmon recover' END;
+                -- Unattended runs repeat every second or minute: record a candidate that is not
+                -- acted on once per 5 minutes, not every time.
+                CONTINUE WHEN verdict IN ('refused', 'disabled', 'dry_run', 'rate_limited')
+                    AND trigger IN ('watch', 'analyze')
+                    AND EXISTS (SELECT FROM perfmon.recovery_steps AS s
+                                WHERE s.action = p.name AND s.target ->> 'key' = c.target ->> 'key'
+                                  AND s.decision = verdict AND s.detected_at > clock_timestamp() - interval '5 minutes');
+                IF run IS NULL THEN
+                    INSERT INTO perfmon.recovery_runs (trigger, dry_run) VALUES (trigger, dry) RETURNING run_id INTO run;
+                END IF;
+                INSERT INTO perfmon.recovery_steps (run_id, action, target, statement, decision, reason,
+                                                    condition_since)
+                VALUES (run, p.name, c.target, c.statement, verdict, reason, c.condition_since)
+                RETURNING step_id INTO step;
+            EXCEPTION WHEN lock_not_available THEN
+                stopped := format('pgperfmon: recovery gave up recording a step of %s before acting: '
+                                  'perfmon.recovery_runs or perfmon.recovery_steps stayed locked longer '
+                                  'than optimization.auto_recovery.lock_timeout_ms (%s)',
+                                  p.name, current_setting('lock_timeout'));
+                IF NOT had_run THEN
+                    RAISE EXCEPTION '%', stopped USING ERRCODE = 'lock_not_available';
+                END IF;
+                EXIT playbook;
+            END;
             ver := NULL;
             IF verdict = 'deferred' THEN
                 deferred := deferred || step;
@@ -190,6 +227,11 @@ BEGIN
     IF run IS NOT NULL THEN
         UPDATE perfmon.recovery_runs AS r SET finished_at = clock_timestamp(), plan = steps WHERE r.run_id = run;
     END IF;
+    IF stopped IS NOT NULL THEN
+        -- Returned, not raised: an error would roll back the steps already recorded.
+        RAISE WARNING '%', stopped USING DETAIL = format('The %s step(s) recorded before are kept (run %s).',
+                                                         jsonb_array_length(steps), run);
+    END IF;
     IF cardinality(deferred) > 0 AND trigger <> 'cli' THEN
         RAISE NOTICE 'pgperfmon: % recovery step(s) wait for pgperfmon recover (step_id %)', cardinality(deferred),
                      array_to_string(deferred, ', ')
@@ -197,7 +239,8 @@ BEGIN
                            'run pgperfmon recover --dsn ..., which plans them again and runs them.';
     END IF;
     RETURN jsonb_build_object('run_id', run, 'dry_run', dry, 'steps', steps)
-           || CASE WHEN cancelled THEN '{"cancelled": true}'::jsonb ELSE '{}' END;
+           || CASE WHEN cancelled THEN '{"cancelled": true}'::jsonb ELSE '{}' END
+           || CASE WHEN stopped IS NOT NULL THEN jsonb_build_object('stopped', stopped) ELSE '{}' END;
 END
 $$;
 COMMENT ON FUNCTION perfmon.recover(text, boolean, boolean, boolean, text[]) IS
