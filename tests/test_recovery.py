@@ -737,39 +737,68 @@ def test_recover_shows_a_table_named_with_a_line_break_on_one_line(
 
 
 def test_a_run_cancelled_while_it_acts_keeps_a_row_for_every_session_it_ended(
-        enabled: psycopg.Connection, app_dsn: str) -> None:
+        enabled: psycopg.Connection, installed: str, app_dsn: str) -> None:
     """A statement_timeout (or Ctrl-C) in the middle of a run rolled back the steps' rows of
-    sessions already terminated: actions without an audit row. Timeouts from short to long,
-    until one falls while the run acts; at each, every session ended has its row."""
+    sessions already terminated: actions without an audit row. The run is cancelled while it
+    waits for the 8th of 20 sessions to exit (its exit waits on a lock this test holds on its
+    temporary table): the 7 sessions ended before have their rows, and so has the 8th.
+
+    (Cancelled by a statement_timeout tried from short to long, this once failed on a loaded
+    machine: whether any timeout fell while the run acted depended on how fast it planned.)"""
     conn = enabled
     set_config(conn, optimization__auto_recovery__max_actions_per_hour=10_000,
+               optimization__auto_recovery__verify_timeout_ms=60_000,  # never over before the cancel
                optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
                optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
                optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=[APP_ROLE])
-    cancelled_while_acting = False
-    for timeout_ms in (10, 20, 30, 40, 60, 80, 120, 160, 240, 320):
-        sessions = [psycopg.connect(app_dsn) for _ in range(20)]
-        try:
-            pids = [s.execute("SELECT pg_backend_pid()").fetchone()[0] for s in sessions]
-            conn.execute("SELECT pg_sleep(0.2)")  # idle in transaction past after_seconds
-            conn.execute(f"SET statement_timeout = {timeout_ms}")
-            try:
-                result = conn.execute("SELECT perfmon.watch()").fetchone()[0]
-            except psycopg.errors.QueryCanceled:  # while planning: nothing was done
-                result = {}
-            conn.execute("RESET statement_timeout")
-            ended = {pid for pid in pids if not alive(conn, pid)}
-            recorded = {pid for decision, _r, _v, pid in steps(conn, "terminate_idle_in_transaction")
-                        if decision in ("done", "failed")}
-            assert ended <= recorded, (timeout_ms, result, ended - recorded)
-        finally:
-            for s in sessions:
-                s.close()
-        if result.get("cancelled"):
-            cancelled_while_acting = True
-            assert 0 < len(ended) < len(pids)
-            break
-    assert cancelled_while_acting, "no timeout fell while the run acted: the test showed nothing"
+    sessions = [psycopg.connect(app_dsn) for _ in range(20)]
+    stuck = sessions[7]
+    stuck.execute("CREATE TEMP TABLE held_at_exit (x int)")
+    stuck.commit()
+    temp_schema = stuck.execute(
+        "SELECT nspname FROM pg_namespace WHERE oid = pg_my_temp_schema()").fetchone()[0]
+    outcome: list = []
+    try:
+        # Idle in a transaction, oldest first in this order: the run ends them in this order.
+        pids = [s.execute("SELECT pg_backend_pid()").fetchone()[0] for s in sessions]
+        conn.execute("SELECT pg_sleep(0.2)")  # idle in transaction past after_seconds
+        with closing(psycopg.connect(installed)) as holder, \
+                psycopg.connect(installed, autocommit=True) as watcher:
+            holder.execute(sql.SQL("LOCK TABLE {}.held_at_exit IN ACCESS SHARE MODE").format(
+                sql.Identifier(temp_schema)))
+
+            def watch() -> None:
+                try:
+                    outcome.append(watcher.execute("SELECT perfmon.watch()").fetchone()[0])
+                except psycopg.Error as exc:
+                    outcome.append(exc)
+
+            run = threading.Thread(target=watch)
+            run.start()
+            # The 8th session, signalled, waits at its exit to drop its temporary table: the run
+            # is in pg_terminate_backend(), waiting for it to end.
+            assert wait_for(lambda: conn.execute(
+                "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = %s AND NOT granted)",
+                (pids[7],)).fetchone()[0], timeout=30)
+            conn.execute("SELECT pg_cancel_backend(%s)", (watcher.info.backend_pid,))
+            run.join(timeout=60)
+            holder.rollback()
+        assert not run.is_alive()
+        assert wait_for(lambda: not alive(conn, pids[7]), timeout=30)
+        result = outcome[0]
+        assert not isinstance(result, Exception), result
+        ended = {pid for pid in pids if not alive(conn, pid)}
+        recorded = {pid for decision, _r, _v, pid in steps(conn, "terminate_idle_in_transaction")
+                    if decision in ("done", "failed")}
+        assert ended == set(pids[:8])
+        assert ended <= recorded, (result, ended - recorded)
+        assert result.get("cancelled") is True
+        assert conn.execute(
+            "SELECT decision, result FROM perfmon.recovery_actions WHERE (target ->> 'pid')::int = %s",
+            (pids[7],)).fetchall() == [("failed", "cancelled while acting: the signal may have been sent")]
+    finally:
+        for s in sessions:
+            s.close()
 
 
 def test_a_run_cancelled_while_it_plans_a_later_action_keeps_the_rows_of_earlier_ones(
