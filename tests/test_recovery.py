@@ -899,3 +899,55 @@ def test_a_lock_held_past_lock_timeout_while_planning_a_later_action_keeps_the_r
     assert "cancelled" not in result
     assert conn.execute("SELECT finished_at IS NOT NULL FROM perfmon.recovery_runs WHERE run_id = %s",
                         (result["run_id"],)).fetchone() == (True,)
+
+
+def test_a_run_cancelled_while_it_records_a_later_step_keeps_the_rows_of_earlier_ones(
+        enabled: psycopg.Connection, installed: str, app_dsn: str) -> None:
+    """A cancel while the run waited to record its second step (its insert waiting on another
+    transaction's row of the same step_id) rolled back the row of the session it had already
+    terminated: the run stops there as a cancel while acting or planning does."""
+    conn = enabled
+    set_config(conn, optimization__auto_recovery__lock_timeout_ms=60_000,  # never over before the cancel
+               optimization__auto_recovery__terminate_idle_in_transaction__enabled=True,
+               optimization__auto_recovery__terminate_idle_in_transaction__after_seconds=0.1,
+               optimization__auto_recovery__terminate_idle_in_transaction__allow_roles=[APP_ROLE])
+    sessions = [psycopg.connect(app_dsn) for _ in range(2)]
+    outcome: list = []
+    try:
+        pids = [s.execute("SELECT pg_backend_pid()").fetchone()[0] for s in sessions]
+        conn.execute("SELECT pg_sleep(0.2)")
+        with closing(psycopg.connect(installed)) as holder, \
+                psycopg.connect(installed, autocommit=True) as watcher:
+            # The step_id the run's second step will take, held by an open transaction's row.
+            second = holder.execute(
+                "SELECT CASE WHEN is_called THEN last_value + 2 ELSE last_value + 1 END "
+                "FROM perfmon.recovery_steps_step_id_seq").fetchone()[0]
+            holder.execute(
+                "WITH r AS (INSERT INTO perfmon.recovery_runs (trigger, dry_run) VALUES ('test', true) "
+                "RETURNING run_id) "
+                "INSERT INTO perfmon.recovery_steps (step_id, run_id, action, target, decision) "
+                "OVERRIDING SYSTEM VALUE SELECT %s, run_id, 'test', '{}', 'dry_run' FROM r", (second,))
+
+            def watch() -> None:
+                try:
+                    outcome.append(watcher.execute("SELECT perfmon.watch()").fetchone()[0])
+                except psycopg.Error as exc:
+                    outcome.append(exc)
+
+            run = threading.Thread(target=watch)
+            run.start()
+            assert wait_for(lambda: conn.execute(
+                "SELECT EXISTS (SELECT FROM pg_locks WHERE pid = %s AND NOT granted)",
+                (watcher.info.backend_pid,)).fetchone()[0], timeout=30)
+            conn.execute("SELECT pg_cancel_backend(%s)", (watcher.info.backend_pid,))
+            run.join(timeout=60)
+            holder.rollback()
+        assert not run.is_alive()
+        result = outcome[0]
+        assert not isinstance(result, Exception), result
+        assert result.get("cancelled") is True
+        assert not alive(conn, pids[0]) and alive(conn, pids[1])
+        assert steps(conn, "terminate_idle_in_transaction") == [("done", None, True, pids[0])]
+    finally:
+        for s in sessions:
+            s.close()

@@ -149,15 +149,24 @@ BEGIN
                                                     condition_since)
                 VALUES (run, p.name, c.target, c.statement, verdict, reason, c.condition_since)
                 RETURNING step_id INTO step;
-            EXCEPTION WHEN lock_not_available THEN
-                stopped := format('pgperfmon: recovery gave up recording a step of %s before acting: '
-                                  'perfmon.recovery_runs or perfmon.recovery_steps stayed locked longer '
-                                  'than optimization.auto_recovery.lock_timeout_ms (%s)',
-                                  p.name, current_setting('lock_timeout'));
-                IF NOT had_run THEN
-                    RAISE EXCEPTION '%', stopped USING ERRCODE = 'lock_not_available';
-                END IF;
-                EXIT playbook;
+            EXCEPTION
+                WHEN lock_not_available THEN
+                    stopped := format('pgperfmon: recovery gave up recording a step of %s before acting: '
+                                      'perfmon.recovery_runs or perfmon.recovery_steps stayed locked longer '
+                                      'than optimization.auto_recovery.lock_timeout_ms (%s)',
+                                      p.name, current_setting('lock_timeout'));
+                    IF NOT had_run THEN
+                        RAISE EXCEPTION '%', stopped USING ERRCODE = 'lock_not_available';
+                    END IF;
+                    EXIT playbook;
+                -- A cancel here (its insert waiting for a lock, say) rolled back the rows of the
+                -- sessions signalled before: the run stops as a cancel while planning does.
+                WHEN query_canceled THEN
+                    IF NOT had_run THEN
+                        RAISE;
+                    END IF;
+                    cancelled := true;
+                    EXIT playbook;
             END;
             ver := NULL;
             IF verdict = 'deferred' THEN
