@@ -18,7 +18,7 @@ from psycopg.types.json import Jsonb
 from helpers import flush
 from pgperfmon import alerting, cli
 
-APP_ROLE = "perfmon_test_app"
+APP_ROLE = "recovery_test_app"  # not perfmon_*: test_install counts those roles as its own
 
 
 @pytest.fixture()
