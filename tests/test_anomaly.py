@@ -303,6 +303,47 @@ def test_a_long_lived_session_keeps_only_the_models_it_still_scores_with(conn: p
 
 
 @pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
+def test_the_training_retires_the_models_of_series_that_stopped_sending(
+        conn: psycopg.Connection, detector: str) -> None:
+    # A host removed, a feature disabled: nothing retrained or replaced their models, which
+    # stayed current for ever (and the episode of the host with them, which no scoring ends).
+    w = _workload(conn, detector)
+    db2 = conn.execute("SELECT series_id FROM perfmon.ingest_series(ARRAY['host.cpu.total_pct'], "
+                       "ARRAY['{\"host\": \"db2\"}'::jsonb], ARRAY[NULL::text])").fetchone()[0]
+    history = ("INSERT INTO perfmon.metric_samples (server_id, series_id, ts, value) "
+               "SELECT 1, %s, t, 20 + 6 * random() FROM generate_series(%s - interval '2 days', %s, "
+               "interval '1 minute') AS t")
+    conn.execute(history, (db2, w.ts - STEP, w.ts - STEP))
+    assert conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]["models"] >= 9
+    models = ("SELECT feature, series, current FROM perfmon.anomaly_models WHERE detector = %s "
+              "AND (series = '{\"host\": \"db2\"}' OR feature = 'db.sessions.blocked') ORDER BY 1, 2, 3")
+    conn.execute("INSERT INTO perfmon.anomaly_episodes (server_id, detector, feature, series, started_at, "
+                 "last_seen_at, peak_score, peak_at) VALUES (1, %s, 'host.cpu.total_pct', "
+                 "'{\"host\": \"db2\"}', now() - interval '3 days', now() - interval '3 days', 3, "
+                 "now() - interval '3 days')", (detector,))
+    # db2 sent nothing in the training window, a feature is disabled.
+    conn.execute("DELETE FROM perfmon.metric_samples WHERE series_id = %s", (db2,))
+    conn.execute("UPDATE perfmon.anomaly_features SET enabled = false WHERE name = 'db.sessions.blocked'")
+    trained = conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]
+    assert [(r["feature"], r["series"]) for r in trained["retired"]] == [
+        ("db.sessions.blocked", ""), ("host.cpu.total_pct", '{"host": "db2"}')], trained
+    assert {r["detector"] for r in trained["retired"]} == {detector}
+    assert conn.execute(models, (detector,)).fetchall() == []
+    assert conn.execute("SELECT ended_at = last_seen_at FROM perfmon.anomaly_episodes "
+                        "WHERE series = '{\"host\": \"db2\"}'").fetchall() == [(True,)]
+    # The series sent in the window are kept; a second training retires nothing more.
+    assert conn.execute("SELECT count(*) FROM perfmon.anomaly_models WHERE current AND detector = %s",
+                        (detector,)).fetchone()[0] >= 7
+    assert "retired" not in conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]
+    # Both come back: the next training gives them models again.
+    conn.execute(history, (db2, w.ts - STEP, w.ts - STEP))
+    conn.execute("UPDATE perfmon.anomaly_features SET enabled = true WHERE name = 'db.sessions.blocked'")
+    assert "retired" not in conn.execute("SELECT perfmon.train_anomaly_models(true)").fetchone()[0]
+    assert conn.execute(models, (detector,)).fetchall() == [
+        ("db.sessions.blocked", "", True), ("host.cpu.total_pct", '{"host": "db2"}', True)]
+
+
+@pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
 def test_a_changed_sensitivity_or_time_zone_retrains_at_the_next_training_run(
         conn: psycopg.Connection, detector: str) -> None:
     # A model keeps the margins it was fitted with: a DBA who lowered the sensitivity

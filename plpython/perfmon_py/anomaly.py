@@ -577,8 +577,9 @@ _TRAINING_SQL = """
 
 def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: str,
                  zone: str = "UTC") -> dict[str, Any]:
-    """Fits and stores the models; returns {models} and non_finite, the values that are not finite
-    numbers it skipped (as perfmon.anomaly_non_finite_skipped() gives them), when there were any."""
+    """Fits and stores the models and deletes those of the series with no value in the window;
+    returns {models}, retired (the current models deleted) and non_finite, the values that are not
+    finite numbers it skipped (as perfmon.anomaly_non_finite_skipped() gives them), when there were any."""
     read = list(plpy.execute(plpy.prepare(_TRAINING_SQL, ["timestamptz", "timestamptz"]), [since, until]))
     non_finite = [json.loads(r["non_finite"]) for r in read if r["non_finite"] is not None]
     groups = [r for r in read if r["x"] is not None]
@@ -624,7 +625,19 @@ def train_models(plpy: Any, detector: str, since: str, until: str, sensitivity: 
                                   _iso(bins[0]), _iso(bins[-1]), len(bins), params, blob,
                                   (time.perf_counter() - start) * 1000])
             stored += 1
-    return {"models": stored, **({"non_finite": non_finite} if non_finite else {})}
+    # The models of the series with no value in the window (a host removed, a feature
+    # disabled) would stay current for ever: perfmon.retire_anomaly_models() deletes them.
+    seen = [(g["feature"], g["series"]) for g in groups]
+    detectors = [per_metric]
+    if detector in ("isolation_forest", "isolation_forest_multi"):
+        detectors.append("isolation_forest_multi")
+        if have.any():
+            seen.append(("multi", ""))
+    retired = json.loads(plpy.execute(plpy.prepare(
+        "SELECT perfmon.retire_anomaly_models($1, $2, $3) AS r", ["text[]", "text[]", "text[]"]),
+        [detectors, [f for f, _ in seen], [s for _, s in seen]])[0]["r"])
+    return {"models": stored, **({"retired": retired} if retired else {}),
+            **({"non_finite": non_finite} if non_finite else {})}
 
 
 def _iso(epoch: float) -> str:

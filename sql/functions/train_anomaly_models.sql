@@ -4,7 +4,8 @@ LANGUAGE plpgsql
 SET search_path = pg_catalog, pg_temp
 AS $$
 -- Fits the detector in force (perfmon.anomaly_detector()) on the last
--- anomaly_detection.training_window_days of every feature and stores the models.
+-- anomaly_detection.training_window_days of every feature and stores the models; those
+-- of the series with no value in the window are deleted (perfmon.retire_anomaly_models()).
 -- Runs hourly from pg_cron; does nothing until the current models are older than
 -- anomaly_detection.retrain_interval_hours, or were fitted with other settings (or force).
 DECLARE
@@ -92,7 +93,8 @@ COMMENT ON FUNCTION perfmon.train_anomaly_models(boolean) IS
     'older than anomaly_detection.retrain_interval_hours, were fitted with another '
     'anomaly_detection.sensitivity or (envelopes) timezone, or force; where isolation_forest is '
     'configured, first tries importing scikit-learn (perfmon.anomaly_python_probe()), the envelope '
-    'trained instead when it cannot; returns {detector, models, ms}, '
-    'settings_changed when that was why, '
+    'trained instead when it cannot; deletes the models of the series with no value in the window '
+    '(perfmon.retire_anomaly_models()); returns {detector, models, ms}, '
+    'settings_changed when that was why, retired: the current models deleted, '
     'and non_finite: the feature values skipped for not being finite numbers (NaN, infinities), also '
     'raised as a WARNING.';

@@ -24,16 +24,19 @@ DECLARE
     season_min_periods float8 := (settings ->> 'season_min_periods')::float8;
     season_min_explained float8 := (settings ->> 'season_min_explained')::float8;
     n int;
+    retired jsonb;
 BEGIN
     CREATE TEMP TABLE IF NOT EXISTS perfmon_new_models (LIKE perfmon.anomaly_models) ON COMMIT DROP;
     TRUNCATE perfmon_new_models;
+    CREATE TEMP TABLE IF NOT EXISTS perfmon_seen_values (feature text, series text) ON COMMIT DROP;
+    TRUNCATE perfmon_seen_values;
     WITH v AS MATERIALIZED (
         SELECT f.feature, f.series, f.ts, f.value,
                perfmon.hour_of_day(f.ts, zone) AS hour, perfmon.hour_of_week(f.ts, zone) AS week_hour,
                avg(f.value) OVER (PARTITION BY f.feature, f.series ORDER BY f.ts
                                   ROWS BETWEEN mean_window - 1 PRECEDING AND CURRENT ROW) AS mean
         FROM perfmon.anomaly_feature_values(since, until) AS f
-    ), g AS (
+    ), grouped AS (
         SELECT v.feature, v.series, count(*) AS n, min(v.ts) AS t0, max(v.ts) AS t1,
                min(v.value) AS vmin, max(v.value) AS vmax,
                percentile_cont(ARRAY[0.05, 0.5, 0.95]) WITHIN GROUP (ORDER BY v.value) AS vq,
@@ -42,7 +45,13 @@ BEGIN
                var_pop(v.value) AS variance, count(DISTINCT v.hour) AS hours,
                count(DISTINCT v.week_hour) AS week_hours
         FROM v GROUP BY v.feature, v.series
-        HAVING perfmon.enough_to_train(count(*), extract(epoch FROM max(v.ts) - min(v.ts)),
+    ), seen AS (
+        -- Every series with a value in the window, enough to train on or not: the others'
+        -- models are retired below.
+        INSERT INTO perfmon_seen_values SELECT grouped.feature, grouped.series FROM grouped
+    ), g AS (
+        SELECT * FROM grouped
+         WHERE perfmon.enough_to_train(grouped.n, extract(epoch FROM grouped.t1 - grouped.t0),
                                        extract(epoch FROM until - since))
     ), profile AS (
         -- The daily and the weekly profile: the median of each hour of the day (bins 24),
@@ -121,10 +130,17 @@ BEGIN
       FROM perfmon_new_models;
     GET DIAGNOSTICS n = ROW_COUNT;
     DROP TABLE perfmon_new_models;
-    RETURN jsonb_build_object('models', n);
+    -- The models of the series with no value in the window (a host removed, a feature
+    -- disabled) would stay current for ever.
+    SELECT perfmon.retire_anomaly_models(ARRAY['envelope_sql'], array_agg(s.feature), array_agg(s.series))
+      INTO retired FROM perfmon_seen_values AS s;
+    DROP TABLE perfmon_seen_values;
+    RETURN jsonb_build_object('models', n)
+        || CASE WHEN retired <> '[]' THEN jsonb_build_object('retired', retired) ELSE '{}' END;
 END
 $$;
 COMMENT ON FUNCTION perfmon.train_anomaly_models_sql(timestamptz, timestamptz, text, text) IS
     'Fits the SQL envelope (detector envelope_sql) of every anomaly feature with enough samples '
     '(perfmon.enough_to_train) between two times and makes those models current; zone: the time '
-    'zone of the daily profile; returns {models}.';
+    'zone of the daily profile; deletes the models of the series with no value between them '
+    '(perfmon.retire_anomaly_models()); returns {models}, and retired: the current models deleted.';
