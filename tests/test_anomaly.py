@@ -343,6 +343,31 @@ def test_the_training_retires_the_models_of_series_that_stopped_sending(
         ("db.sessions.blocked", "", True), ("host.cpu.total_pct", '{"host": "db2"}', True)]
 
 
+@pytest.mark.parametrize("change", ["envelope_sql", "disabled"])
+def test_a_session_whose_python_scoring_stops_drops_the_models_it_had_loaded(
+        conn: psycopg.Connection, change: str) -> None:
+    """PL/Python's scoring drops the models it no longer scores with, but when it no longer runs
+    (the detector changed to envelope_sql, anomaly detection disabled) a long-lived backend kept
+    those it had loaded for ever."""
+    w = _workload(conn, "envelope")
+    # The session's cache, as PL/Python keeps it (GD is shared by the session's functions).
+    conn.execute("CREATE FUNCTION public.cached_models() RETURNS int LANGUAGE plpython3u AS "
+                 "$$ return len(GD.get('perfmon_anomaly_models', {})) $$")
+
+    def analyze() -> int:
+        w.write(w.rows(1))
+        conn.execute("SELECT perfmon.analyze()")
+        return conn.execute("SELECT public.cached_models()").fetchone()[0]
+
+    assert analyze() >= 8
+    if change == "disabled":
+        set_config(conn, "anomaly_detection.enabled", False)
+    else:
+        set_config(conn, "anomaly_detection.algorithm", change)
+    assert analyze() == 0
+    assert conn.execute("SELECT current_setting('perfmon.anomaly_models_loaded')").fetchone()[0] == ""
+
+
 @pytest.mark.parametrize("detector", ["envelope", "envelope_sql"])
 def test_a_changed_sensitivity_or_time_zone_retrains_at_the_next_training_run(
         conn: psycopg.Connection, detector: str) -> None:

@@ -644,6 +644,21 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(float(epoch), timezone.utc).isoformat()
 
 
+# The session's loaded models (GD[MODEL_CACHE]: model id -> model), and the setting that says
+# to perfmon.score_anomalies() that there are some: when PL/Python no longer scores (the
+# detector changed to envelope_sql, anomaly detection disabled), score_new never runs again
+# to drop them, and it calls perfmon.unload_anomaly_models() instead.
+MODEL_CACHE = "perfmon_anomaly_models"
+MODELS_LOADED_SETTING = "perfmon.anomaly_models_loaded"
+
+
+def unload_models(plpy: Any, GD: dict) -> int:
+    """Drops the session's loaded models; returns how many there were."""
+    n = len(GD.pop(MODEL_CACHE, {}))
+    plpy.execute(f"SELECT set_config('{MODELS_LOADED_SETTING}', '', false)")
+    return n
+
+
 def _current_models(plpy: Any, detectors: list[str]) -> dict[tuple[str, str, str], int]:
     """The ids of the current models of the detectors, by (detector, feature, series)."""
     return {(r["detector"], r["feature"], r["series"]): r["model_id"] for r in plpy.execute(plpy.prepare(
@@ -657,7 +672,7 @@ def _cached_models(plpy: Any, GD: dict, wanted: dict[tuple[str, str, str], int]
     kept: a long-lived backend (a pool's, or one the agent's schedule reuses) kept every
     model it had loaded while the model stayed current, that of a series no longer sent
     (a host removed, a feature disabled) for ever, and each backend of a pool a copy."""
-    cache = GD.setdefault("perfmon_anomaly_models", {})
+    cache = GD.setdefault(MODEL_CACHE, {})
     live = set(wanted.values())
     for stale in [k for k in cache if k not in live]:
         del cache[stale]
@@ -667,6 +682,10 @@ def _cached_models(plpy: Any, GD: dict, wanted: dict[tuple[str, str, str], int]
                 "SELECT model_id, model FROM perfmon.anomaly_models WHERE model_id = ANY ($1)",
                 ["int8[]"]), [missing]):
             cache[r["model_id"]] = load(r["model"])
+    if cache:
+        # Set at every scoring, not only at a load: a scoring rolled back undoes the setting,
+        # not the cache.
+        plpy.execute(f"SELECT set_config('{MODELS_LOADED_SETTING}', 'on', false)")
     # A model deleted since its id was read is not scored with (nor kept).
     return {k: (i, cache[i]) for k, i in wanted.items() if i in cache}
 
@@ -679,7 +698,7 @@ def score_new(plpy: Any, GD: dict, detector: str, lookback_s: float) -> list[dic
     detectors = [per_metric] + (["isolation_forest_multi"] if detector.startswith("isolation_forest") else [])
     current = _current_models(plpy, detectors)
     if not current:
-        GD.pop("perfmon_anomaly_models", None)
+        GD.pop(MODEL_CACHE, None)
         return []
     # Samples before the scorable ones are read too, so that the oldest of a catch-up have
     # a full moving mean like the newest.

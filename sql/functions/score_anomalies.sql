@@ -33,6 +33,15 @@ BEGIN
     -- feature disabled or removed - stayed ongoing for ever, and its alert firing and
     -- escalating. It ends at its last anomalous sample.
     enabled := perfmon.setting('anomaly_detection.enabled')::boolean;
+    -- PL/Python's scoring drops the models it no longer scores with; when it no longer runs
+    -- (envelope_sql chosen, detection disabled) a long-lived backend kept those it had
+    -- loaded for ever. Its setting says that there are some, so a backend that never
+    -- loaded any does not start PL/Python for this.
+    IF (NOT enabled OR det = 'envelope_sql')
+       AND current_setting('perfmon.anomaly_models_loaded', true) = 'on'
+       AND to_regprocedure('perfmon.unload_anomaly_models()') IS NOT NULL THEN
+        EXECUTE 'SELECT perfmon.unload_anomaly_models()';
+    END IF;
     UPDATE perfmon.anomaly_episodes AS e SET ended_at = e.last_seen_at
      WHERE e.server_id = 1 AND e.ended_at IS NULL
        AND (NOT enabled
