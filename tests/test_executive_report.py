@@ -290,6 +290,36 @@ def test_days_whose_raw_samples_retention_dropped_are_read_from_the_rollups(
     assert cost["value"] == pytest.approx(1.0 * 20 * 60 / 3600 / (80 / 1000), abs=1e-6)
 
 
+def test_an_alert_and_an_anomaly_on_the_boundary_of_two_adjacent_periods_count_once(
+        conn: psycopg.Connection) -> None:
+    # The alerts and anomalies were read (from, to] while the rest of the report, as the health
+    # score, reads [from, to): on the boundary of yesterday's period and today's, they went to
+    # yesterday's while the samples of that instant went to today's.
+    def counted() -> tuple[int, int, list, list]:
+        tech = report(conn, "daily")["technical_performance"]
+        alerts, anomalies = tech["alerts"], tech["anomalies"]
+        return (alerts["fired"]["value"], anomalies["episodes"]["value"],
+                [a["rule"] for a in alerts["items"]], [e["metrics"] for e in anomalies["items"]])
+
+    with conn.transaction():  # one now(): the report's period ends at it
+        boundary = conn.execute("SELECT now()").fetchone()[0]
+        add_alert(conn, "edge", "critical", boundary, rule="edge_rule")
+        conn.execute(
+            "INSERT INTO perfmon.anomaly_episodes (server_id, detector, feature, started_at, last_seen_at, "
+            "ended_at, samples, peak_score, peak_at) VALUES (1, 'envelope', 'db.connections.total', now(), "
+            "now(), now(), 1, 3, now())")
+        # Today's period ends at the boundary: neither is in it.
+        assert counted() == (0, 0, [], [])
+        # Tomorrow's begins there: the same report with both a day earlier (as the clock a day on).
+        conn.execute("UPDATE perfmon.alert_log SET fired_at = fired_at - interval '1 day', "
+                     "first_seen = first_seen - interval '1 day', last_seen = last_seen - interval '1 day', "
+                     "resolved_at = resolved_at - interval '1 day' WHERE fingerprint = 'edge'")
+        conn.execute("UPDATE perfmon.anomaly_episodes SET started_at = started_at - interval '1 day', "
+                     "last_seen_at = last_seen_at - interval '1 day', "
+                     "ended_at = ended_at - interval '1 day', peak_at = peak_at - interval '1 day'")
+        assert counted() == (1, 1, ["edge_rule"], [["db.connections.total"]])
+
+
 def test_the_period_is_24_hours_a_day_whatever_the_sessions_time_zone(conn: psycopg.Connection) -> None:
     # A POSIX time zone whose clocks went forward 6 hours ago: "1 day" before now in it
     # is 23 h; the report's day is 24 h (and its cost days x 24 h) for every reader.

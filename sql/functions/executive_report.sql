@@ -10,6 +10,11 @@ AS $$
 -- figure is {value, unit, how}; a figure that cannot be computed is null and its how
 -- says what is missing. Savings come only from recommendations marked applied, measured
 -- before and after; revenue at risk only from the configured revenue and measured downtime.
+-- What happened in the period is read half-open, [from, to), as perfmon.health_score()
+-- and perfmon.server_totals() read it: an alert fired or an anomaly seen exactly on the
+-- boundary of two adjacent periods (yesterday's report and today's) is in the later one
+-- only. The recorded health scores are read (from, to]: a row of perfmon.health at ts
+-- scores the hour before ts, so the one at from scores the period before.
 DECLARE
     days int := CASE period WHEN 'daily' THEN 1 WHEN 'weekly' THEN 7 WHEN 'monthly' THEN 30 END;
     to_ts timestamptz := now();
@@ -74,7 +79,7 @@ BEGIN
            round(avg(a.duration_s) FILTER (WHERE a.state = 'resolved'), 1) AS mttr_s
       INTO al
       FROM perfmon.alerts AS a
-     WHERE a.fired_at > from_ts AND a.fired_at <= to_ts;
+     WHERE a.fired_at >= from_ts AND a.fired_at < to_ts;
 
     SELECT count(*) FILTER (WHERE r.status = 'open') INTO open_recs FROM perfmon.recommendations AS r;
 
@@ -266,7 +271,7 @@ BEGIN
                    ORDER BY a.score DESC, a.started_at DESC)), '[]'))
       INTO anomalies
       FROM perfmon.anomalies AS a
-     WHERE a.started_at <= to_ts AND a.last_seen_at > from_ts;
+     WHERE a.started_at < to_ts AND a.last_seen_at >= from_ts;
     -- at most 10 items, the worst
     anomalies := jsonb_set(anomalies, '{items}', coalesce(
         (SELECT jsonb_agg(e) FROM (SELECT e FROM jsonb_array_elements(anomalies -> 'items') WITH ORDINALITY AS x(e, n)
@@ -291,7 +296,7 @@ BEGIN
                                 array_position(ARRAY['info', 'warning', 'critical', 'emergency'], a.level) DESC,
                                 a.ts DESC) AS n
             FROM perfmon.alerts AS a
-            WHERE a.fired_at > from_ts AND a.fired_at <= to_ts) AS x
+            WHERE a.fired_at >= from_ts AND a.fired_at < to_ts) AS x
      WHERE x.n <= 10;
 
     SELECT coalesce(jsonb_agg(jsonb_build_array(b.bucket, b.score) ORDER BY b.bucket), '[]') INTO trend
