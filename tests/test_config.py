@@ -169,6 +169,24 @@ def test_an_alias_inside_its_own_value_is_refused(tmp_path: Path) -> None:
     assert "the alias *c stands for a value that holds it" in str(err.value)
 
 
+def test_a_value_nested_a_thousand_levels_deep_is_refused(tmp_path: Path) -> None:
+    # PyYAML composes a value by recursion: a list in a list ... 1,000 levels deep (2 kB)
+    # ended in a RecursionError, a traceback instead of a message naming the file.
+    file = tmp_path / "deep.yml"
+    file.write_text("collection:\n  exclude_schemas: " + "[" * 1000 + "]" * 1000 + "\n")
+    result = CliRunner().invoke(cli.main, ["config", "validate", str(file)])
+    assert result.exit_code == 1
+    assert result.output.splitlines() == [
+        f"error: invalid configuration in {file}:",
+        "  - not valid YAML: this value is nested more than 100 levels deep; a configuration needs "
+        "no such depth",
+        f'  in "{file}", line 2, column 118']
+    env = {"PERFORMANCE_COLLECTION_INTERVAL": "{a: " * 1000 + "}" * 1000}  # taken as the text it is
+    with pytest.raises(config.ConfigError) as err:
+        config.load(None, env=env)
+    assert err.value.problems[0].startswith("collection.interval_seconds (from $PERFORMANCE_COLLECTION_")
+
+
 def test_aliases_a_configuration_uses_still_load(tmp_path: Path) -> None:
     file = tmp_path / "shared.yml"
     file.write_text("system:\n  thresholds:\n    cpu_pct: &levels {warning: 70, critical: 90}\n"

@@ -466,6 +466,9 @@ ENV_OVERRIDES: dict[str, str] = {
 # How many values (scalars, lists, mappings) a value may stand for once its YAML aliases are
 # expanded: the whole default configuration is about 150.
 MAX_EXPANDED_VALUES = 10_000
+# How deep values may nest (a list in a list ...): the default configuration is 4 levels deep.
+# PyYAML composes and constructs a value by recursion, a few Python frames per level.
+MAX_NESTING = 100
 
 
 class _Loader(yaml.SafeLoader):
@@ -476,15 +479,27 @@ class _Loader(yaml.SafeLoader):
     It also refuses aliases that expand too far. Nine aliases of a list of nine aliases of
     ... (a "billion laughs") load as a few shared lists, but whatever walks the value (a
     message quoting it, validation) meets every one of its 9^levels copies: seconds and
-    gigabytes from a 1 kB file. Each node's expanded size is counted as it is composed."""
+    gigabytes from a 1 kB file. Each node's expanded size is counted as it is composed.
+
+    And values nested past MAX_NESTING levels: PyYAML composes them by recursion, and a few
+    hundred levels of ``[[[...]]]`` ended in a RecursionError, a traceback."""
 
     def __init__(self, stream: Any) -> None:
         super().__init__(stream)
         self._expanded: dict[int, tuple[int, bool]] = {}  # id(node) -> (values, holds an alias)
+        self._depth = 0
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         alias = self.peek_event() if self.check_event(yaml.AliasEvent) else None
-        node = super().compose_node(parent, index)
+        if self._depth >= MAX_NESTING:
+            raise yaml.composer.ComposerError(
+                None, None, f"this value is nested more than {MAX_NESTING} levels deep; "
+                "a configuration needs no such depth", self.peek_event().start_mark)
+        self._depth += 1
+        try:
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
         if alias is not None:
             if id(node) not in self._expanded:  # still being composed: it holds its own alias
                 raise yaml.composer.ComposerError(
