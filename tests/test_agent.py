@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import psycopg
 import pytest
 from agent_login import agent_login
+from psycopg.conninfo import make_conninfo
 
 from helpers import RecordingAgent
 from perfmon_py import hostmetrics
@@ -349,3 +350,16 @@ def test_a_session_ended_right_after_connecting_is_retried(agent_dsn: str, insta
         stored = check.execute("SELECT count(*) FROM perfmon.ingest_batches "
                                "WHERE agent = 'pgperfmon-agent@ended-at-connect'").fetchone()[0]
     assert stored >= 2
+
+
+def test_the_agents_session_keeps_the_dsns_application_name(agent_dsn: str, tmp_path: Path) -> None:
+    # It was set to 'pgperfmon agent' whatever the DSN said: an operator's name for it, the
+    # one their pg_stat_activity accounting groups by, was replaced.
+    for dsn, name in [(agent_dsn, "pgperfmon agent"),
+                      (make_conninfo(agent_dsn, application_name="host-7"), "host-7")]:
+        agent = Agent(dsn, interval=60, spool_dir=tmp_path / "spool", host="session")
+        assert agent._connect() and agent._conn is not None
+        try:
+            assert agent._conn.execute("SHOW application_name").fetchone()[0] == name
+        finally:
+            agent._disconnect()

@@ -425,6 +425,23 @@ def test_the_dsns_own_timeouts_are_kept(site: Site) -> None:
         pool.close()
 
 
+def test_a_service_files_settings_are_kept(site: Site, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    # libpq expands service= from pg_service.conf: its keepalive setting and application_name
+    # were replaced by ours, as the DSN's own keywords are not there to be seen.
+    service = tmp_path / "pg_service.conf"
+    service.write_text("[bi]\n" + "".join(f"{k}={v}\n" for k, v in conninfo_to_dict(site.dsn).items())
+                       + "keepalives_idle=7\napplication_name=bi-dashboard\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(service))
+    pool = dashboard.Pool("service=bi", size=1)
+    try:
+        with pool.connection() as conn:
+            assert tcp_settings(conn)["idle_s"] == 7
+            assert conn.execute("SHOW application_name").fetchone() == {"application_name": "bi-dashboard"}
+    finally:
+        pool.close()
+
+
 def test_a_panel_past_its_statement_timeout_says_so_and_frees_its_connection(site: Site) -> None:
     # One connection in the pool, so that the second request shows it was given back.
     srv = dashboard.Server(make_conninfo(site.dsn, options="-c statement_timeout=1000"), port=0,

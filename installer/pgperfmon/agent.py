@@ -93,14 +93,13 @@ class Agent:
         if self._writer is not None:
             return True
         try:
-            conn = db.connect(self.dsn)
+            conn = db.connect(self.dsn, application_name="pgperfmon agent")
         except db.ConnectError as exc:
             if self._online:
                 log.warning("database unreachable, spooling to %s: %s", self.spool.folder, exc)
                 self._online = False
             return False
         try:
-            conn.execute("SET application_name = 'pgperfmon agent'")
             pid, started = conn.execute(
                 "SELECT pg_backend_pid(), extract(epoch FROM pg_postmaster_start_time())::float8"
             ).fetchone()

@@ -78,27 +78,46 @@ def with_dbname(dsn: str, dbname: str) -> str:
     return make_conninfo(dsn, dbname=dbname)
 
 
+def libpq_settings(dsn: str, keywords: Iterable[str]) -> dict[str, str]:
+    """The value libpq takes for each of ``keywords`` when connecting with ``dsn``: the DSN's
+    own, else its service's (service= or $PGSERVICE, from pg_service.conf), else the PG*
+    environment variable's; a keyword none of them gives is left out.
+
+    libpq reads them itself (PQconnectStart, then PQconninfo): told an sslmode it refuses, it
+    stops there, before any network. A DSN it cannot read (a service not found) gives nothing
+    here, and the connection says why."""
+    pgconn = psycopg.pq.PGconn.connect_start(make_conninfo(dsn, sslmode="refused").encode())
+    try:
+        wanted = set(keywords)
+        return {o.keyword.decode(): o.val.decode(errors="replace") for o in pgconn.info
+                if o.keyword.decode() in wanted and o.val}
+    finally:
+        pgconn.finish()
+
+
 def connect(dsn: str, *, autocommit: bool = False, keepalives: bool = False,
-            **kwargs: object) -> psycopg.Connection:
+            application_name: str = APPLICATION_NAME, **kwargs: object) -> psycopg.Connection:
     """Connect, or raise ConnectError with a message that names the target but no secret.
 
-    keepalives: give up on a server that stopped answering (KEEPALIVES), each setting
-    unless the DSN gives its own."""
+    application_name, a 10 s connect_timeout and with keepalives KEEPALIVES (a server that
+    stopped answering is given up within a minute) are defaults only: a value the DSN, its
+    service file or $PGAPPNAME, $PGCONNECT_TIMEOUT gives is kept, as libpq would (a DBA's
+    connect_timeout for a slow link, the application_name their pg_stat_activity accounting
+    groups by). ``kwargs`` are set whatever the DSN says."""
     try:
-        parsed = conninfo_to_dict(dsn)
+        conninfo_to_dict(dsn)
     except (psycopg.ProgrammingError, UnicodeDecodeError) as exc:
         reason = redact(str(exc).strip(), dsn_secrets(dsn))
         raise ConnectError(f"the DSN is malformed: {reason}") from None
-    if keepalives:
-        kwargs = {**{k: v for k, v in KEEPALIVES.items() if k not in parsed}, **kwargs}
+    defaults = {"application_name": application_name, "connect_timeout": "10",
+                **(KEEPALIVES if keepalives else {})}
+    given = libpq_settings(dsn, defaults)
+    # Given as keywords even where libpq would read them anyway: psycopg, which times the
+    # connection attempt itself, reads connect_timeout from the DSN and $PGCONNECT_TIMEOUT
+    # only, never from a service file.
+    kwargs = {**defaults, **given, **kwargs}
     try:
-        return psycopg.connect(
-            dsn,
-            autocommit=autocommit,
-            application_name=APPLICATION_NAME,
-            connect_timeout=10,
-            **kwargs,
-        )
+        return psycopg.connect(dsn, autocommit=autocommit, **kwargs)
     except (psycopg.OperationalError, ValueError) as exc:  # ValueError: a host name idna refuses
         raise ConnectError(
             redact(f"cannot connect to {describe(dsn)}: {str(exc).strip()}", dsn_secrets(dsn))

@@ -30,9 +30,9 @@ def connect(dsn: str, application: str, statement_timeout_ms: int = 15_000) -> p
     holds) and the session after about a minute without an answer from the server
     (db.KEEPALIVES): a dashboard's panel would otherwise hold its pool slot for as long, and
     with every slot held every panel said the connections were busy. A statement_timeout
-    of the DSN's own (options=-c statement_timeout=..., $PGOPTIONS) and keepalive settings
-    it gives are kept."""
-    conn = db.connect(dsn, autocommit=True, keepalives=True)
+    of the DSN's own (options=-c statement_timeout=..., $PGOPTIONS), and the keepalive
+    settings and application_name it gives (db.connect), are kept."""
+    conn = db.connect(dsn, autocommit=True, keepalives=True, application_name=f"pgperfmon {application}")
     try:
         user, role = conn.execute(
             "SELECT session_user, EXISTS (SELECT FROM pg_roles WHERE rolname = %s)",
@@ -48,9 +48,9 @@ def connect(dsn: str, application: str, statement_timeout_ms: int = 15_000) -> p
         conn.execute("SET default_transaction_read_only = on")
         # source 'client': set by the DSN's options or $PGOPTIONS, which the user meant.
         conn.execute("SELECT set_config('statement_timeout', CASE WHEN source = 'client' "
-                     "THEN setting ELSE %s END, false), set_config('application_name', %s, false) "
+                     "THEN setting ELSE %s END, false) "
                      "FROM pg_catalog.pg_settings WHERE name = 'statement_timeout'",
-                     (str(int(statement_timeout_ms)), f"pgperfmon {application}"))
+                     (str(int(statement_timeout_ms)),))
     except BaseException:
         conn.close()
         raise
