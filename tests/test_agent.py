@@ -24,7 +24,7 @@ import pytest
 from agent_login import agent_login
 from psycopg.conninfo import make_conninfo
 
-from helpers import RecordingAgent
+from helpers import RecordingAgent, tcp_settings
 from perfmon_py import hostmetrics
 from pgperfmon.agent import Agent
 from pgperfmon.ingest import iso
@@ -352,14 +352,21 @@ def test_a_session_ended_right_after_connecting_is_retried(agent_dsn: str, insta
     assert stored >= 2
 
 
-def test_the_agents_session_keeps_the_dsns_application_name(agent_dsn: str, tmp_path: Path) -> None:
-    # It was set to 'pgperfmon agent' whatever the DSN said: an operator's name for it, the
-    # one their pg_stat_activity accounting groups by, was replaced.
-    for dsn, name in [(agent_dsn, "pgperfmon agent"),
-                      (make_conninfo(agent_dsn, application_name="host-7"), "host-7")]:
+def test_the_agents_session_gives_up_on_a_silent_server_and_keeps_the_dsns_settings(
+        agent_dsn: str, tmp_path: Path) -> None:
+    # Its long-lived session had no keepalives: with the network to the server blackholed it
+    # waited the kernel's two hours. And it was named 'pgperfmon agent' whatever the DSN
+    # said: an operator's name for it, the one their pg_stat_activity accounting groups by,
+    # was replaced.
+    ours = {"keepalive": 1, "idle_s": 30, "interval_s": 10, "count": 3, "user_timeout_ms": 60_000}
+    for dsn, keepalive, name in [
+            (agent_dsn, ours, "pgperfmon agent"),
+            (make_conninfo(agent_dsn, keepalives_count="9", application_name="host-7"),
+             {**ours, "count": 9}, "host-7")]:
         agent = Agent(dsn, interval=60, spool_dir=tmp_path / "spool", host="session")
         assert agent._connect() and agent._conn is not None
         try:
+            assert tcp_settings(agent._conn) == keepalive
             assert agent._conn.execute("SHOW application_name").fetchone()[0] == name
         finally:
             agent._disconnect()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import html
 import json
 import re
-import socket
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from click.testing import CliRunner
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from report_helpers import HOST, HOSTILE_AGENT, HOSTILE_ALIAS, prepared_database
 
+from helpers import tcp_settings
 from pgperfmon import cli, dashboard, reader, rendering
 
 
@@ -391,16 +391,6 @@ def test_sessions_ended_under_the_dashboard_are_replaced_without_showing_an_erro
         assert [k for k, v in panels.items() if "Could not read" in v] == [], panels
     finally:
         srv.close()
-
-
-def tcp_settings(conn: psycopg.Connection) -> dict[str, int]:
-    """What the kernel holds for the session's socket: keepalive, its timings, user timeout."""
-    with socket.fromfd(conn.fileno(), socket.AF_INET, socket.SOCK_STREAM) as sock:  # a dup
-        return {"keepalive": sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE),
-                "idle_s": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPIDLE),
-                "interval_s": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPINTVL),
-                "count": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_KEEPCNT),
-                "user_timeout_ms": sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT)}
 
 
 def test_sessions_give_up_on_a_server_that_stops_answering(site: Site) -> None:

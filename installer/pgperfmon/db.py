@@ -95,22 +95,21 @@ def libpq_settings(dsn: str, keywords: Iterable[str]) -> dict[str, str]:
         pgconn.finish()
 
 
-def connect(dsn: str, *, autocommit: bool = False, keepalives: bool = False,
-            application_name: str = APPLICATION_NAME, **kwargs: object) -> psycopg.Connection:
+def connect(dsn: str, *, autocommit: bool = False, application_name: str = APPLICATION_NAME,
+            **kwargs: object) -> psycopg.Connection:
     """Connect, or raise ConnectError with a message that names the target but no secret.
 
-    application_name, a 10 s connect_timeout and with keepalives KEEPALIVES (a server that
-    stopped answering is given up within a minute) are defaults only: a value the DSN, its
-    service file or $PGAPPNAME, $PGCONNECT_TIMEOUT gives is kept, as libpq would (a DBA's
-    connect_timeout for a slow link, the application_name their pg_stat_activity accounting
-    groups by). ``kwargs`` are set whatever the DSN says."""
+    application_name, a 10 s connect_timeout and KEEPALIVES (a server that stopped
+    answering is given up within a minute, not the kernel's two hours) are defaults only:
+    a value the DSN, its service file or $PGAPPNAME, $PGCONNECT_TIMEOUT gives is kept, as
+    libpq would (a DBA's connect_timeout for a slow link, the application_name their
+    pg_stat_activity accounting groups by). ``kwargs`` are set whatever the DSN says."""
     try:
         conninfo_to_dict(dsn)
     except (psycopg.ProgrammingError, UnicodeDecodeError) as exc:
         reason = redact(str(exc).strip(), dsn_secrets(dsn))
         raise ConnectError(f"the DSN is malformed: {reason}") from None
-    defaults = {"application_name": application_name, "connect_timeout": "10",
-                **(KEEPALIVES if keepalives else {})}
+    defaults = {"application_name": application_name, "connect_timeout": "10", **KEEPALIVES}
     given = libpq_settings(dsn, defaults)
     # Given as keywords even where libpq would read them anyway: psycopg, which times the
     # connection attempt itself, reads connect_timeout from the DSN and $PGCONNECT_TIMEOUT

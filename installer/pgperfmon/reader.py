@@ -32,7 +32,7 @@ def connect(dsn: str, application: str, statement_timeout_ms: int = 15_000) -> p
     with every slot held every panel said the connections were busy. A statement_timeout
     of the DSN's own (options=-c statement_timeout=..., $PGOPTIONS), and the keepalive
     settings and application_name it gives (db.connect), are kept."""
-    conn = db.connect(dsn, autocommit=True, keepalives=True, application_name=f"pgperfmon {application}")
+    conn = db.connect(dsn, autocommit=True, application_name=f"pgperfmon {application}")
     try:
         user, role = conn.execute(
             "SELECT session_user, EXISTS (SELECT FROM pg_roles WHERE rolname = %s)",
