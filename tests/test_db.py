@@ -91,3 +91,12 @@ def test_the_deliverers_sessions_give_up_on_a_silent_server(installed: str,
     alerting.run_deliverer(installed, once=True, poll_seconds=1, worker="keepalive",
                            echo=lambda _: None, env={}, stop=threading.Event())
     assert seen == [OURS, OURS]  # the one that delivers and the one that listens
+
+
+def test_a_failure_names_the_server_of_the_service(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The message named the PG* variables' server (or "local socket:5432"), not the one the
+    # service= sends libpq to.
+    (tmp_path / "pg_service.conf").write_text("[gone]\nhost=127.0.0.1\nport=1\nuser=ops\ndbname=app\n")
+    monkeypatch.setenv("PGSERVICEFILE", str(tmp_path / "pg_service.conf"))
+    with pytest.raises(db.ConnectError, match=r"^cannot connect to ops@127\.0\.0\.1:1/app: "):
+        db.connect("service=gone")

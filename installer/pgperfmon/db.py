@@ -62,11 +62,13 @@ def dsn_secrets(dsn: str) -> list[str]:
 
 
 def describe(dsn: str) -> str:
-    """user@host:port/dbname, for messages; never the password."""
+    """user@host:port/dbname, for messages; never the password. As libpq reads them: those a
+    service= gives included."""
     try:
-        parts = conninfo_to_dict(dsn)
+        conninfo_to_dict(dsn)
     except (psycopg.ProgrammingError, UnicodeDecodeError):  # percent-encoded bytes that are not UTF-8
         return "<unparsable DSN>"
+    parts = libpq_settings(dsn, ("user", "host", "port", "dbname"))
     user = parts.get("user") or os.environ.get("PGUSER") or getpass.getuser()  # libpq's default
     host = parts.get("host") or os.environ.get("PGHOST", "local socket")
     port = parts.get("port") or os.environ.get("PGPORT", "5432")
