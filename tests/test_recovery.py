@@ -133,7 +133,7 @@ def test_terminates_the_root_blocker_of_a_lock_chain(enabled: psycopg.Connection
     prepare_chain(conn)
     set_config(conn, optimization__auto_recovery__terminate_lock_blockers__enabled=True,
                optimization__auto_recovery__terminate_lock_blockers__after_seconds=0.3,
-               optimization__auto_recovery__terminate_lock_blockers__allow_roles=["perfmon_test_*"])
+               optimization__auto_recovery__terminate_lock_blockers__allow_roles=["recovery_test_*"])
     blocker, pid, threads, outcomes = lock_chain(app_dsn, app_dsn, 5)
     try:
         assert wait_for(lambda: waiting(conn) >= 5)
