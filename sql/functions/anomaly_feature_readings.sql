@@ -4,10 +4,11 @@ RETURNS TABLE (feature text, series text, ts timestamptz, value double precision
 LANGUAGE plpgsql STABLE
 SET search_path = pg_catalog, pg_temp
 AS $$
--- What perfmon.anomaly_feature_values() and perfmon.anomaly_non_finite_values() read, in
--- one pass: every sample of the features with a value, finite or not (NaN, infinities).
--- The PL/Python training fits the finite ones and counts the others from this one read:
--- reading both ran every feature's query over the training window twice (+12%).
+-- Every sample of the features with a value, finite or not (NaN, infinities): the one
+-- place that runs each feature's query from the registry, which only perfmon_admin can
+-- write. perfmon.anomaly_feature_values() and perfmon.anomaly_non_finite_values() are its
+-- finite and non-finite rows; the PL/Python training fits the finite ones and counts the
+-- others from this one read (reading both ran every query over the window twice, +12%).
 DECLARE
     f record;
 BEGIN
